@@ -1,0 +1,56 @@
+# Two commands do everything: `make run` and `make test`. Both set up what they need on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SAM_VENV := .venv-sam
+# sam build runs the functions' Python (3.12) to install their dependencies; pyenv machines have one.
+SAM_PYTHON ?= $(shell command -v python3.12 2>/dev/null)
+
+.PHONY: run test lint typecheck unit build validate bench openapi clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+run: $(BIN)/.installed ## start the whole system locally (moto, API on 127.0.0.1:$${PORT:-3000}, consumer, schedules)
+	$(BIN)/python -m infra.local
+
+test: lint typecheck unit ## install, lint, type-check, run the tests
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/cfn-lint template.yaml
+
+# Each function's app.py is its own top-level module in Lambda, so mypy checks them one at a time.
+typecheck: $(BIN)/.installed
+	$(BIN)/mypy layers/loyalty infra tests bench
+	for f in functions/*/app.py; do $(BIN)/mypy "$$f" || exit 1; done
+
+unit: $(BIN)/.installed
+	$(BIN)/pytest
+
+bench: $(BIN)/.installed ## DynamoDB requests per business event, our path against the raw calls
+	$(BIN)/python -m bench.requests_per_event
+
+openapi: $(BIN)/.installed ## write the OpenAPI spec to openapi.json
+	$(BIN)/python -m infra.local.openapi > openapi.json
+
+# ---------------------------------------------------------------- SAM (its own venv: it pins boto3 and click)
+$(SAM_VENV)/.installed:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli
+	touch $@
+
+validate: $(SAM_VENV)/.installed
+	$(SAM_VENV)/bin/sam validate --lint --region us-east-1
+
+build: validate ## sam build (needs python3.12 on PATH for the python3.12 runtime)
+	@test -n "$(SAM_PYTHON)" || { echo "sam build needs python3.12 on PATH"; exit 1; }
+	PATH="$$(dirname $(SAM_PYTHON)):$$PATH" $(SAM_VENV)/bin/sam build --cached --parallel
+
+clean:
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .ruff_cache .pytest_cache

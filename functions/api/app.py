@@ -1,0 +1,20 @@
+"""API Gateway -> operator, merchant and member routes (layers/loyalty/loyalty/api/routes.py)."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from loyalty import runtime
+from loyalty.api import routes
+
+logger = Logger()
+tracer = Tracer()
+app = routes.build(runtime.service())
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

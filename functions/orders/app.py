@@ -1,0 +1,35 @@
+"""SQS -> one order event, one DynamoDB transaction. Failed records are reported singly (partial batch)."""
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from loyalty import runtime
+from loyalty.service import intake
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+processor = BatchProcessor(event_type=EventType.SQS)
+# The queue's maxReceiveCount (template.yaml): on the last delivery a still-failing event is parked with its reason.
+MAX_RECEIVES = int(os.environ.get("MAX_RECEIVES", "5"))
+
+
+@tracer.capture_method
+def record_handler(record: SQSRecord) -> str:
+    outcome = intake.handle_record(record, runtime.service(), runtime.queues(), max_receives=MAX_RECEIVES)
+    metrics.add_metric(name=f"OrderEvents_{outcome}", unit=MetricUnit.Count, value=1)
+    return outcome
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor,
+                                    context=context)

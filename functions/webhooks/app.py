@@ -1,0 +1,20 @@
+"""API Gateway -> verify a signed order webhook over its raw bytes, enqueue it, answer 202."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from loyalty import runtime
+from loyalty.api import webhook_routes
+
+logger = Logger()
+tracer = Tracer()
+app = webhook_routes.build(runtime.service(), runtime.queues())
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,164 @@
+"""Run the functions of template.yaml in process, as AWS would: the events API Gateway, SQS and EventBridge
+send, a Lambda context, and each function's handler loaded from its CodeUri. Used by the local stack and tests."""
+
+import importlib.util
+import json
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from infra.local.resources import load_template
+
+ROOT = Path(__file__).resolve().parents[2]
+LAYER = ROOT / "layers" / "loyalty"
+if str(LAYER) not in sys.path:
+    sys.path.insert(0, str(LAYER))
+
+
+@dataclass
+class Function:
+    logical_id: str
+    code_dir: Path
+    module: str
+    attribute: str
+    timeout: int
+    environment: dict[str, Any] = field(default_factory=dict)
+    schedule: str | None = None  # the schedule expression, for scheduled functions
+
+    @property
+    def schedule_name(self) -> str:
+        """'activate_pending' -> 'activate-pending': the name POST /_local/schedules/{name} takes."""
+        return self.attribute.replace("_", "-")
+
+
+def functions() -> dict[str, Function]:
+    template = load_template()
+    globals_ = template.get("Globals", {}).get("Function", {})
+    found = {}
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        props = resource["Properties"]
+        module, attribute = props["Handler"].rsplit(".", 1)
+        schedules = [e["Properties"]["Schedule"] for e in props.get("Events", {}).values() if e["Type"] == "Schedule"]
+        found[logical_id] = Function(
+            logical_id=logical_id,
+            code_dir=ROOT / props["CodeUri"],
+            module=module,
+            attribute=attribute,
+            timeout=int(props.get("Timeout", globals_.get("Timeout", 3))),
+            environment=props.get("Environment", {}).get("Variables", {}),
+            schedule=schedules[0] if schedules else None,
+        )
+    return found
+
+
+_loaded: dict[Path, ModuleType] = {}
+
+
+def handler(function: Function) -> Any:
+    """The function's handler. Each CodeUri is loaded once, under a module name of its own."""
+    path = function.code_dir / f"{function.module}.py"
+    module = _loaded.get(path)
+    if module is None:
+        name = f"lambda_{function.code_dir.name}_{function.module}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        _loaded[path] = module
+    return getattr(module, function.attribute)
+
+
+class Context:
+    """The parts of the Lambda context that Powertools and our handlers read."""
+
+    def __init__(self, function: Function) -> None:
+        self.function_name = function.logical_id
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = 512
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function.logical_id}"
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function.logical_id}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + function.timeout
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(int((self._deadline - time.monotonic()) * 1000), 0)
+
+
+def invoke(function: Function, event: dict[str, Any]) -> Any:
+    return handler(function)(event, Context(function))
+
+
+def api_event(method: str, url: str, *, headers: dict[str, str] | None = None, body: str | bytes | None = None,
+              resource: str = "/{proxy+}") -> dict[str, Any]:
+    """An API Gateway REST (v1) proxy event."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query, keep_blank_values=True)
+    text = body.decode() if isinstance(body, bytes) else body
+    headers = dict(headers or {})
+    return {
+        "resource": resource,
+        "path": parts.path,
+        "httpMethod": method.upper(),
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": {k: v[-1] for k, v in query.items()} or None,
+        "multiValueQueryStringParameters": query or None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": resource, "httpMethod": method.upper(), "path": parts.path, "stage": "local",
+            "requestId": str(uuid.uuid4()), "identity": {"sourceIp": "127.0.0.1"},
+            "requestTimeEpoch": int(time.time() * 1000),
+        },
+        "body": text,
+        "isBase64Encoded": False,
+    }
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+    """An SQS event from messages as ReceiveMessage returns them (AttributeNames and MessageAttributeNames All)."""
+    records = []
+    for message in messages:
+        attributes = {k: str(v) for k, v in message.get("Attributes", {}).items()}
+        attributes.setdefault("ApproximateReceiveCount", "1")
+        attributes.setdefault("SentTimestamp", str(int(time.time() * 1000)))
+        attributes.setdefault("SenderId", "local")
+        attributes.setdefault("ApproximateFirstReceiveTimestamp", str(int(time.time() * 1000)))
+        records.append({
+            "messageId": message["MessageId"],
+            "receiptHandle": message.get("ReceiptHandle", ""),
+            "body": message["Body"],
+            "attributes": attributes,
+            "messageAttributes": {
+                k: {"stringValue": v.get("StringValue"), "dataType": v["DataType"], "stringListValues": [],
+                    "binaryListValues": []}
+                for k, v in message.get("MessageAttributes", {}).items()
+            },
+            "md5OfBody": message.get("MD5OfBody", ""),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": queue_arn,
+            "awsRegion": "us-east-1",
+        })
+    return {"Records": records}
+
+
+def schedule_event(time_iso: str, rule: str = "local") -> dict[str, Any]:
+    """The Scheduled Event an EventBridge rule sends; its `time` is the run's "now"."""
+    return {
+        "version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": time_iso, "region": "us-east-1",
+        "resources": [f"arn:aws:events:us-east-1:123456789012:rule/{rule}"], "detail": {},
+    }
+
+
+def response_json(response: dict[str, Any]) -> Any:
+    return json.loads(response["body"]) if response.get("body") else None

@@ -1,0 +1,110 @@
+"""Create the stack's tables and queues from template.yaml on moto (or any DynamoDB/SQS endpoint).
+
+template.yaml is the one source of the schema: tests and the local stack both build from it, so a key
+or index added there is the key or index the code runs against everywhere.
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import yaml
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """Reads CloudFormation's short-form tags (!Ref, !GetAtt, !Sub...) as plain {'Fn': value} maps."""
+
+
+def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return {suffix: value}
+
+
+_CfnLoader.add_multi_constructor("!", _tag)
+
+
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    with path.open() as handle:
+        template: dict[str, Any] = yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    return template
+
+
+def resources_of(kind: str, template: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    template = template or load_template()
+    return {name: res.get("Properties", {}) for name, res in template["Resources"].items() if res["Type"] == kind}
+
+
+def table_definition(logical_id: str = "LoyaltyTable", table_name: str | None = None) -> dict[str, Any]:
+    """create_table parameters for a table of the template, under `table_name` (default: its logical id)."""
+    props = resources_of("AWS::DynamoDB::Table")[logical_id]
+    params: dict[str, Any] = {
+        "TableName": table_name or logical_id,
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "KeySchema": props["KeySchema"],
+        "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+    }
+    if "GlobalSecondaryIndexes" in props:
+        params["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    return params
+
+
+@dataclass
+class Stack:
+    """Physical names of what was created, by logical id."""
+
+    tables: dict[str, str] = field(default_factory=dict)
+    queues: dict[str, str] = field(default_factory=dict)  # logical id -> queue URL
+
+    def env(self) -> dict[str, str]:
+        """The environment variables template.yaml gives the functions."""
+        return {
+            "TABLE_NAME": self.tables["LoyaltyTable"],
+            "ORDERS_QUEUE_URL": self.queues["OrdersQueue"],
+            "ORDERS_DLQ_URL": self.queues["OrdersDeadLetterQueue"],
+        }
+
+
+def create_stack(prefix: str = "") -> Stack:
+    """Create (or find) every table and queue of the template. Safe to call again."""
+    template = load_template()
+    stack = Stack()
+    dynamodb = boto3.client("dynamodb")
+    existing = set(dynamodb.list_tables()["TableNames"])
+    for logical_id in resources_of("AWS::DynamoDB::Table", template):
+        name = prefix + logical_id
+        if name not in existing:
+            dynamodb.create_table(**table_definition(logical_id, name))
+        stack.tables[logical_id] = name
+    sqs = boto3.client("sqs")
+    queues = resources_of("AWS::SQS::Queue", template)
+    # Dead-letter queues first: the queues that redrive into them need their ARNs.
+    ordered = sorted(queues, key=lambda logical: "RedrivePolicy" in queues[logical])
+    arns: dict[str, str] = {}
+    for logical_id in ordered:
+        props = queues[logical_id]
+        attributes = {"VisibilityTimeout": str(props.get("VisibilityTimeout", 30))}
+        redrive = props.get("RedrivePolicy")
+        if redrive:
+            target = redrive["deadLetterTargetArn"]["GetAtt"].split(".")[0]
+            attributes["RedrivePolicy"] = json.dumps(
+                {"deadLetterTargetArn": arns[target], "maxReceiveCount": str(redrive["maxReceiveCount"])}
+            )
+        url = sqs.create_queue(QueueName=prefix + logical_id, Attributes=attributes)["QueueUrl"]
+        arns[logical_id] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        stack.queues[logical_id] = url
+    return stack
+
+
+def max_receive_count(queue_logical_id: str = "OrdersQueue") -> int:
+    return int(resources_of("AWS::SQS::Queue")[queue_logical_id]["RedrivePolicy"]["maxReceiveCount"])

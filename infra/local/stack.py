@@ -1,0 +1,236 @@
+"""The whole system on a laptop: moto server, the HTTP API on localhost, the queue consumer and the schedules.
+
+  python -m infra.local            (what `make run` does)
+
+PORT (default 3000) is where the API listens. AWS_ENDPOINT_URL, if set, is an already-running moto (or AWS-like)
+endpoint to use instead of starting one. LOYALTY_OPERATOR_KEY sets the operator key (else one is made and
+printed). LOYALTY_SCHEDULE_SECONDS (default 300) is how often the schedules run by themselves;
+POST /_local/schedules/{name} with an optional {"time": ISO-8601} body runs one at once, as EventBridge would.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets
+import signal
+import threading
+import time
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from infra.local import lambdas
+from infra.local.resources import Stack, create_stack, max_receive_count
+
+log = logging.getLogger("loyalty.local")
+WEBHOOK = re.compile(r"^/v1/shops/[^/]+/webhooks/orders$")
+SCHEDULE = re.compile(r"^/_local/schedules/(?P<name>[a-z0-9-]+)$")
+
+
+def configure_aws() -> Any:
+    """Point boto3 at moto. Returns the in-process moto server if one was started."""
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+    os.environ.setdefault("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
+    if os.environ.get("AWS_ENDPOINT_URL"):
+        return None
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=int(os.environ.get("MOTO_PORT", "0")), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    os.environ["AWS_ENDPOINT_URL"] = f"http://{host}:{port}"
+    return server
+
+
+def configure_functions(stack: Stack, operator_key: str) -> None:
+    """The environment template.yaml gives the functions, with local values."""
+    os.environ.update(stack.env())
+    os.environ["OPERATOR_KEY_SHA256"] = hashlib.sha256(operator_key.encode()).hexdigest()
+    os.environ["MAX_RECEIVES"] = str(max_receive_count())
+    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Loyalty")
+    os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "loyalty-local")
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+
+
+class LocalStack:
+    """Routes HTTP to the functions, polls the queue into the consumer, fires the schedules."""
+
+    def __init__(self, stack: Stack, *, in_process_moto: bool) -> None:
+        self.stack = stack
+        self.functions = lambdas.functions()
+        self.schedules = {f.schedule_name: f for f in self.functions.values() if f.schedule}
+        self.in_process_moto = in_process_moto
+        self.stop = threading.Event()
+        self.retry_seconds = int(os.environ.get("LOYALTY_LOCAL_RETRY_SECONDS", "10"))
+        import boto3
+
+        self.sqs = boto3.client("sqs")
+        self.queue_arn = self.sqs.get_queue_attributes(
+            QueueUrl=stack.queues["OrdersQueue"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        for function in self.functions.values():  # load every handler now, as a cold start would
+            lambdas.handler(function)
+
+    # ---------------------------------------------------------------- HTTP
+
+    def route(self, method: str, url: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        path = url.split("?", 1)[0]
+        schedule = SCHEDULE.match(path)
+        if schedule and method == "POST":
+            return self.run_schedule_http(schedule["name"], body)
+        function = self.functions["WebhooksFunction" if WEBHOOK.match(path) else "ApiFunction"]
+        event = lambdas.api_event(method, url, headers=headers, body=body or None)
+        response = lambdas.invoke(function, event)
+        out_headers = dict(response.get("headers") or {})
+        for name, values in (response.get("multiValueHeaders") or {}).items():
+            out_headers[name] = ", ".join(values)
+        return int(response["statusCode"]), out_headers, (response.get("body") or "").encode()
+
+    def run_schedule_http(self, name: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        headers = {"Content-Type": "application/json"}
+        if name not in self.schedules:
+            error = {"error": {"code": "not_found", "message": f"no schedule {name}; have {sorted(self.schedules)}",
+                               "field": "name"}}
+            return 404, headers, json.dumps(error).encode()
+        try:
+            requested = json.loads(body) if body.strip() else {}
+            when = datetime.fromisoformat(requested["time"]) if "time" in requested else datetime.now(UTC)
+            if when.tzinfo is None:
+                raise ValueError("time needs a UTC offset or Z")
+        except (ValueError, TypeError, KeyError) as exc:
+            error = {"error": {"code": "invalid", "message": f"time: {exc}", "field": "time"}}
+            return 400, headers, json.dumps(error).encode()
+        report = self.run_schedule(name, when)
+        return 200, headers, json.dumps(report, default=str).encode()
+
+    def run_schedule(self, name: str, when: datetime) -> Any:
+        stamp = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return lambdas.invoke(self.schedules[name], lambdas.schedule_event(stamp, rule=name))
+
+    # ---------------------------------------------------------------- queue consumer
+
+    def poll_once(self, wait_seconds: int = 1) -> int:
+        """One ReceiveMessage -> one SQS event -> the consumer; successes deleted, as the event source mapping does."""
+        response = self.sqs.receive_message(
+            QueueUrl=self.stack.queues["OrdersQueue"], MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds,
+            AttributeNames=["All"], MessageAttributeNames=["All"],
+        )
+        messages = response.get("Messages", [])
+        if not messages:
+            return 0
+        result = lambdas.invoke(self.functions["OrdersFunction"], lambdas.sqs_event(messages, self.queue_arn))
+        failed = {item["itemIdentifier"] for item in (result or {}).get("batchItemFailures", [])}
+        for message in messages:
+            if message["MessageId"] in failed:
+                # Locally, retry sooner than the queue's visibility timeout would.
+                self.sqs.change_message_visibility(QueueUrl=self.stack.queues["OrdersQueue"],
+                                                   ReceiptHandle=message["ReceiptHandle"],
+                                                   VisibilityTimeout=self.retry_seconds)
+            else:
+                self.sqs.delete_message(QueueUrl=self.stack.queues["OrdersQueue"],
+                                        ReceiptHandle=message["ReceiptHandle"])
+        return len(messages)
+
+    def consume_forever(self) -> None:
+        while not self.stop.is_set():
+            try:
+                if self.poll_once() and self.in_process_moto:
+                    _release_moto_copies()
+            except Exception:
+                log.exception("queue poll failed; trying again")
+                time.sleep(1)
+
+    def schedule_forever(self) -> None:
+        interval = float(os.environ.get("LOYALTY_SCHEDULE_SECONDS", "300"))
+        while not self.stop.wait(interval):
+            for name in self.schedules:  # in the documented nightly order
+                try:
+                    self.run_schedule(name, datetime.now(UTC))
+                except Exception:
+                    log.exception("schedule %s failed", name)
+
+
+def _release_moto_copies() -> None:
+    # moto keeps a copy of the touched table per transaction item for its dashboard; a long-running stack
+    # would grow without bound (see ../shared/notes/aws-local-facts.md). This drops only that tracking.
+    from moto.core.model_instances import reset_model_data
+
+    reset_model_data()
+
+
+def serve(local: LocalStack, port: int) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            try:
+                status, headers, payload = local.route(self.command, self.path, dict(self.headers.items()), body)
+            except Exception:
+                log.exception("unhandled error")
+                status, headers = 500, {"Content-Type": "application/json"}
+                payload = b'{"error": {"code": "internal", "message": "internal error"}}'
+            self.send_response(status)
+            for name, value in headers.items():
+                if name.lower() not in ("content-length", "connection"):
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+            log.info("%s %s", self.command, self.path.split("?", 1)[0])
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    return server
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    moto_server = configure_aws()
+    operator_key = os.environ.get("LOYALTY_OPERATOR_KEY") or "op_" + secrets.token_urlsafe(24)
+    stack = create_stack()
+    configure_functions(stack, operator_key)
+    local = LocalStack(stack, in_process_moto=moto_server is not None)
+    port = int(os.environ.get("PORT", "3000"))
+    server = serve(local, port)
+    threading.Thread(target=local.consume_forever, name="orders-consumer", daemon=True).start()
+    threading.Thread(target=local.schedule_forever, name="schedules", daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    print(
+        f"\nloyalty is running (AWS endpoint {os.environ['AWS_ENDPOINT_URL']})\n"
+        f"  API            {base}\n"
+        f"  Swagger UI     {base}/swagger\n"
+        f"  OpenAPI spec   {base}/openapi.json\n"
+        f"  operator key   {operator_key}\n"
+        f"  schedules      POST {base}/_local/schedules/{{{'|'.join(local.schedules)}}}  body {{\"time\": ISO-8601}}\n"
+        f"\nTry:  curl -s -X POST {base}/v1/shops -H 'Authorization: Bearer {operator_key}' "
+        f"-H 'Content-Type: application/json' -d '{{\"name\": \"My shop\"}}'\n",
+        flush=True,
+    )
+
+    def shutdown(*_: Any) -> None:
+        local.stop.set()
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    try:
+        server.serve_forever()
+    finally:
+        if moto_server is not None:
+            moto_server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The HTTP edge: Powertools resolvers, request models, credentials and the error shape."""

@@ -1,0 +1,56 @@
+"""One error shape for every 4xx: {"error": {"code", "message", "field"?, "fields"?}}. Never a 500 for a client mistake."""
+
+import json
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+
+from loyalty.domain.errors import Conflict, DomainError, InvalidInput, NotFound, Retryable
+
+_STATUS: list[tuple[type[DomainError], int]] = [
+    (InvalidInput, 400),
+    (NotFound, 404),
+    (Conflict, 409),
+    (Retryable, 503),
+]
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> Response[str]:
+    body = {"error": {"code": code, "message": message, **{k: v for k, v in extra.items() if v is not None}}}
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
+
+
+def field_name(location: tuple[Any, ...] | list[Any]) -> str:
+    """('body', 'lines', 0, 'amount') -> 'lines[0].amount'; query and header names keep their place."""
+    parts = list(location)
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    name = ""
+    for part in parts:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or "body"
+
+
+def install(app: ApiGatewayResolver) -> None:
+    """Map validation, credential and domain errors to their 4xx answers."""
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(exc: RequestValidationError) -> Response[str]:
+        fields = [{"field": field_name(err.get("loc", ())), "message": err.get("msg", "invalid")}
+                  for err in exc.errors()]
+        first = fields[0] if fields else {"field": "body", "message": "invalid"}
+        return error_response(400, "invalid", f"{first['field']}: {first['message']}", field=first["field"],
+                              fields=fields)
+
+    @app.exception_handler(PermissionError)
+    def _denied(exc: PermissionError) -> Response[str]:
+        if str(exc) == "forbidden":
+            return error_response(403, "forbidden", "these credentials do not open this shop")
+        return error_response(401, "unauthenticated", "missing or invalid credentials")
+
+    @app.exception_handler(DomainError)
+    def _domain(exc: DomainError) -> Response[str]:
+        status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 400)
+        return error_response(status, exc.code, exc.message, field=exc.field)

@@ -1,0 +1,1 @@
+"""Pure rules: nothing here does I/O or reads the clock."""

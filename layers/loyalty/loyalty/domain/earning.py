@@ -1,0 +1,32 @@
+"""Earning and clawback rules. Exact rational arithmetic; results are whole points (floored)."""
+
+from fractions import Fraction
+
+from loyalty.domain.money import currency_exponent, parse_amount
+from loyalty.domain.orders import OrderLine
+from loyalty.domain.program import Program
+
+
+def points_for_lines(lines: list[OrderLine], program: Program) -> int:
+    """points = floor( sum over lines of line.amount x multiplier(line.category) x points_per_unit )."""
+    scale = 10 ** currency_exponent(program.currency)
+    total = Fraction(0)
+    for line in lines:
+        amount = Fraction(parse_amount(line.amount, program.currency), scale)
+        total += amount * Fraction(program.multiplier(line.category)) * Fraction(program.points_per_unit)
+    return int(total // 1)
+
+
+def kept_after_refunds(earned: int, total: int, refunded: int, *, cancelled: bool = False) -> int:
+    """Points a member keeps from an order that earned `earned` on `total`, after refunds totalling `refunded`.
+
+    Defined cumulatively, floor(P x (T - R) / T), so any number of partial refunds in any order lands on the
+    same figure; a full refund (or a cancellation) keeps nothing. Refunds beyond the total count as full.
+    """
+    if cancelled or earned <= 0:
+        return 0
+    if total <= 0:
+        return earned if refunded <= 0 else 0
+    remaining = max(total - refunded, 0)
+    return earned * remaining // total
+

@@ -1,0 +1,38 @@
+"""Domain errors. The HTTP edge maps each to a status; the order consumer decides retry or park."""
+
+
+class DomainError(Exception):
+    """Base class. `code` is stable and machine readable; the message is for people."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidInput(DomainError):
+    """The request or event is malformed or breaks a rule: the sender must change it (400, or parked)."""
+
+    code = "invalid"
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    """The request is well formed but clashes with current state (409)."""
+
+    code = "conflict"
+
+
+class InsufficientPoints(Conflict):
+    code = "insufficient_points"
+
+
+class Retryable(DomainError):
+    """Nothing is wrong with the request; trying again later may succeed (contention, throttling)."""
+
+    code = "retry"

@@ -1,0 +1,107 @@
+"""Balances, lots and ledger entries: the rules that make every balance explainable.
+
+Invariants (checked by tests after every operation):
+  member.available == sum(entry.points)  == sum(lot.remaining) - member.debt
+  member.pending   == sum(entry.pending) == sum(order.pending)
+A debt exists only when every lot is empty (clawback drew them all first), and new points repay it
+before they form a lot. Points are spent and clawed back oldest-expiring lot first.
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from loyalty.domain.errors import InsufficientPoints
+
+NEVER = "~never"  # sorts after every ISO date, so lots that never expire are spent last
+
+
+def iso(instant: datetime) -> str:
+    """Fixed-width UTC ISO-8601 with microseconds: sorts as text in time order."""
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Balance(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    available: int = 0
+    pending: int = 0
+    debt: int = 0
+
+
+class Lot(BaseModel):
+    """One grant of available points and what is left of it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    lot_id: str
+    remaining: int = Field(ge=0)
+    granted: int = Field(ge=0)
+    expires_at: datetime | None = None
+    earned_at: datetime
+    source: str
+    reference: str
+
+    @staticmethod
+    def make_id(expires_at: datetime | None, earned_at: datetime, source: str, reference: str) -> str:
+        return f"{iso(expires_at) if expires_at else NEVER}#{iso(earned_at)}#{source}#{reference}"
+
+
+class Draw(BaseModel):
+    """Points taken from one lot; `remaining_before` guards against a concurrent change."""
+
+    model_config = ConfigDict(frozen=True)
+
+    lot_id: str
+    take: int = Field(gt=0)
+    remaining_before: int
+
+
+class LedgerEntry(BaseModel):
+    """One change to a member's points and why. `points` changes available, `pending` changes pending."""
+
+    model_config = ConfigDict(frozen=True)
+
+    points: int
+    pending: int = 0
+    reason: str
+    reference: str
+    at: datetime
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+def draw(lots: list[Lot], amount: int, *, first: str | None = None) -> tuple[list[Draw], int]:
+    """Take `amount` from lots, the `first` lot before the rest, then oldest-expiring first.
+
+    Returns the draws and the shortfall that the lots could not cover.
+    """
+    ordered = sorted(lots, key=lambda lot: (lot.lot_id != first, lot.lot_id))
+    draws: list[Draw] = []
+    left = amount
+    for lot in ordered:
+        if left <= 0:
+            break
+        take = min(lot.remaining, left)
+        if take > 0:
+            draws.append(Draw(lot_id=lot.lot_id, take=take, remaining_before=lot.remaining))
+            left -= take
+    return draws, left
+
+
+def credit(balance: Balance, points: int) -> tuple[int, int]:
+    """New available points repay any debt first. Returns (debt repaid, points left to form a lot)."""
+    repaid = min(balance.debt, points)
+    return repaid, points - repaid
+
+
+def spend(balance: Balance, lots: list[Lot], points: int) -> list[Draw]:
+    """Draws for a redemption. Never more than the available balance, whatever the lots say."""
+    if points > balance.available:
+        raise InsufficientPoints(f"{points} points requested, {max(balance.available, 0)} available", field="points")
+    draws, shortfall = draw(lots, points)
+    if shortfall:
+        # The lots disagree with the balance: a concurrent change between the two reads. Caller re-reads.
+        raise InsufficientPoints(f"lots cover {points - shortfall} of {points} points", field="points")
+    return draws
+

@@ -1,0 +1,61 @@
+"""Members: who they are (normalised contact details) and what the API shows of them."""
+
+import re
+from datetime import date, datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from loyalty.domain.ledger import Balance
+from loyalty.domain.orders import Identifier
+
+_PHONE_NOISE = re.compile(r"[\s().-]")
+_PHONE = re.compile(r"^\+?\d{5,20}$")
+# Deliberately loose: one @, something on each side, a dot in the domain. Shops own the address.
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def normalise_email(value: str) -> str:
+    email = value.strip().lower()
+    if len(email) > 254 or not _EMAIL.match(email):
+        raise ValueError("must be an e-mail address")
+    return email
+
+
+def normalise_phone(value: str) -> str:
+    """'+86 138-0013-8000' -> '+8613800138000'. Raises ValueError for anything that is not a phone number."""
+    phone = _PHONE_NOISE.sub("", value.strip())
+    if not _PHONE.match(phone):
+        raise ValueError("must be a phone number of 5 to 20 digits, optionally starting with +")
+    return phone
+
+
+class Profile(BaseModel):
+    """What a shop tells us about a member at enrolment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    member_id: Identifier
+    phone: Annotated[str, Field(max_length=32)] | None = None
+    email: Annotated[str, Field(max_length=254)] | None = None
+    birthday: date | None = None
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        return normalise_phone(value) if value is not None else None
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        return normalise_email(value) if value is not None else None
+
+    def contacts(self) -> dict[str, str]:
+        """The unique contact details, by kind."""
+        return {kind: value for kind, value in (("email", self.email), ("phone", self.phone)) if value}
+
+
+class Member(BaseModel):
+    profile: Profile
+    balance: Balance
+    enrolled_at: datetime

@@ -1,0 +1,103 @@
+"""Order events as a shop's platform reports them, and the order's state as we keep it.
+
+The wire format (see README "Order events"):
+  {"type": "order.paid", "data": {"order_id", "member_id", "currency", "total", "lines": [...], "paid_at"}}
+  {"type": "order.refunded", "data": {"order_id", "refund_id", "amount"}}
+  {"type": "order.cancelled", "data": {"order_id"}}
+Amounts are decimal strings in major units; they become integers once the program's currency is known.
+"""
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+# Identifiers end up inside DynamoDB keys, so they are bounded and free of our '#' separator.
+Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^#\s]+$")]
+DecimalString = Annotated[str, Field(pattern=r"^\d{1,15}(\.\d{1,6})?$", examples=["199.00"])]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class OrderLine(_Model):
+    sku: Identifier
+    category: Annotated[str, Field(min_length=1, max_length=64)] = "default"
+    quantity: Annotated[int, Field(ge=1, le=100_000)] = 1
+    amount: DecimalString = Field(description="what the buyer paid for this line, after discounts, in major units")
+
+
+class OrderPaidData(_Model):
+    order_id: Identifier
+    member_id: Identifier
+    currency: Annotated[str, Field(pattern=r"^[A-Za-z]{3}$")]
+    total: DecimalString = Field(description="the order total the refunds are measured against")
+    lines: Annotated[list[OrderLine], Field(min_length=1, max_length=500)]
+    paid_at: AwareDatetime
+
+
+class OrderRefundedData(_Model):
+    order_id: Identifier
+    refund_id: Identifier
+    amount: DecimalString
+
+
+class OrderCancelledData(_Model):
+    order_id: Identifier
+
+
+class OrderPaid(_Model):
+    type: Literal["order.paid"]
+    data: OrderPaidData
+
+
+class OrderRefunded(_Model):
+    type: Literal["order.refunded"]
+    data: OrderRefundedData
+
+
+class OrderCancelled(_Model):
+    type: Literal["order.cancelled"]
+    data: OrderCancelledData
+
+
+OrderEvent = Annotated[OrderPaid | OrderRefunded | OrderCancelled, Field(discriminator="type")]
+
+
+class OrderEnvelope(_Model):
+    """What travels on the queue: the shop it belongs to, the delivery id, and the event."""
+
+    shop_id: Identifier
+    delivery_id: Annotated[str, Field(min_length=1, max_length=256)]
+    event: OrderEvent
+
+
+class OrderState(BaseModel):
+    """One order as stored: what it earned, what refunds and cancellation took back, where its points are.
+
+    An order item can exist before its payment is known (a refund or cancellation that overtook it),
+    with `paid` False: those events are recorded and settled when the payment arrives.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    order_id: str
+    version: int = 0
+    paid: bool = False
+    member_id: str | None = None
+    currency: str | None = None
+    total: int = 0  # minor units
+    earned: int = 0  # P: points the payment earned
+    paid_at: datetime | None = None
+    refunds: dict[str, int] = Field(default_factory=dict)  # refund_id -> minor units
+    cancelled: bool = False
+    credited: int = 0  # points the member currently holds from this order (pending or available)
+    pending: int = 0  # of those, still pending (0 once activated)
+    activates_at: datetime | None = None
+    activated: bool = False
+    lot_sk: str | None = None  # the lot its available points went to
+
+    @property
+    def refunded(self) -> int:
+        return sum(self.refunds.values())

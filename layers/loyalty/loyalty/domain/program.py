@@ -1,0 +1,51 @@
+"""A shop's loyalty program: how purchases earn points and how refunds take them back."""
+
+from decimal import Decimal
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from loyalty.domain.money import normalise_currency
+
+# A rate or multiplier: exact decimal, at most 4 decimal places (JSON numbers are parsed as Decimal, never float).
+Rate = Annotated[Decimal, Field(ge=0, le=10_000, decimal_places=4, allow_inf_nan=False)]
+Category = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class Program(BaseModel):
+    """What a shop configures with PUT /program. Every field has a default a new shop starts from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    currency: str = Field(default="CNY", description="ISO 4217 code; orders in another currency are refused")
+    points_per_unit: Rate = Field(default=Decimal(1), description="points per 1 major unit of currency spent")
+    category_multipliers: dict[Category, Rate] = Field(
+        default_factory=dict,
+        max_length=500,
+        description="per-category multiplier; 0 excludes a category (e.g. tobacco), 2 doubles it; default 1",
+    )
+    pending_days: int = Field(default=0, ge=0, le=365, description="return window: days before points can be spent")
+    clawback: Literal["stop_at_zero", "allow_negative"] = Field(
+        default="stop_at_zero",
+        description="when a refund takes back more than the member holds: stop at zero, or leave a debt "
+        "that later earnings repay",
+    )
+    timezone: str = Field(default="UTC", description="IANA time zone of the program, for calendar rules")
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        return normalise_currency(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError("must be an IANA time zone name such as 'Asia/Shanghai'") from exc
+        return value
+
+    def multiplier(self, category: str) -> Decimal:
+        return self.category_multipliers.get(category, Decimal(1))

@@ -1,0 +1,42 @@
+"""Order events from the queue: settle each once, retry what may succeed later, park what never will."""
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from pydantic import ValidationError
+
+from loyalty.domain.errors import DomainError, Retryable
+from loyalty.domain.orders import OrderEnvelope
+from loyalty.service.loyalty import Loyalty
+from loyalty.store.queue import Queues
+
+logger = Logger(child=True)
+
+
+def handle_record(record: SQSRecord, service: Loyalty, queues: Queues, *, max_receives: int) -> str:
+    """Returns the outcome; raising makes BatchProcessor report the record failed, so SQS redelivers it."""
+    try:
+        envelope = OrderEnvelope.model_validate_json(record.body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return _park(record, queues, "invalid", f"{where}: {first['msg']}")
+    event = envelope.event
+    context = {"shop_id": envelope.shop_id, "event_type": event.type, "order_id": event.data.order_id}
+    try:
+        outcome = service.apply_order_event(envelope.shop_id, event)
+    except Retryable as exc:
+        if int(record.attributes.approximate_receive_count) >= max_receives:
+            return _park(record, queues, exc.code, exc.message, **context)
+        logger.warning("order event will be retried", extra={**context, "reason": exc.message})
+        raise
+    except DomainError as exc:
+        return _park(record, queues, exc.code, f"{exc.field}: {exc.message}" if exc.field else exc.message,
+                     **context)
+    logger.info("order event settled", extra={**context, "outcome": outcome})
+    return outcome
+
+
+def _park(record: SQSRecord, queues: Queues, code: str, reason: str, **context: str) -> str:
+    queues.park(record.body, reason=reason, code=code, message_id=record.message_id)
+    logger.warning("order event parked in the dead-letter queue", extra={**context, "code": code, "reason": reason})
+    return "parked"

@@ -1,0 +1,224 @@
+"""The DynamoDB client, item (de)serialisation, transactions, request counting and error mapping."""
+
+import os
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from loyalty.domain.errors import Conflict, Retryable
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+Item = dict[str, Any]
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+# Errors that say "not now" rather than "no": worth another attempt.
+_RETRYABLE = {
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "TransactionConflictException",
+    "TransactionInProgressException",
+}
+
+
+class ConditionFailed(Conflict):
+    """A single-item write's condition did not hold."""
+
+    code = "condition_failed"
+
+    def __init__(self, message: str, item: Item | None = None) -> None:
+        super().__init__(message)
+        self.item = item
+
+
+class TransactionCancelled(Retryable):
+    """A transaction was refused. `reasons[i]` is the code for the i-th action ('None' when it was fine)."""
+
+    code = "transaction_cancelled"
+
+    def __init__(self, reasons: list[str], items: list[Item | None]) -> None:
+        super().__init__(f"transaction cancelled: {reasons}")
+        self.reasons = reasons
+        self.items = items
+
+    def failed(self, index: int) -> bool:
+        return self.reasons[index] == "ConditionalCheckFailed"
+
+    @property
+    def conflicted(self) -> bool:
+        return any(reason in ("TransactionConflict", "ThrottlingError") for reason in self.reasons)
+
+
+def serialise(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _serializer.serialize(value) for key, value in item.items() if value is not None}
+
+
+def deserialise(item: Mapping[str, Any]) -> Item:
+    return {key: _plain(_deserializer.deserialize(value)) for key, value in item.items()}
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal; ours are whole numbers."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else value
+    if isinstance(value, dict):
+        return {key: _plain(inner) for key, inner in value.items()}
+    if isinstance(value, list):
+        return [_plain(inner) for inner in value]
+    return value
+
+
+@dataclass
+class Transaction:
+    """Actions of one TransactWriteItems; the order of actions is the order of cancellation reasons."""
+
+    table: str
+    actions: list[dict[str, Any]] = field(default_factory=list)
+
+    def put(self, item: Item, condition: str | None = None, values: Item | None = None,
+            names: dict[str, str] | None = None) -> int:
+        action: dict[str, Any] = {"TableName": self.table, "Item": serialise(item)}
+        return self._add("Put", action, condition, values, names)
+
+    def update(self, key: Item, expression: str, values: Item | None = None, condition: str | None = None,
+               names: dict[str, str] | None = None) -> int:
+        action: dict[str, Any] = {"TableName": self.table, "Key": serialise(key), "UpdateExpression": expression}
+        return self._add("Update", action, condition, values, names)
+
+    def delete(self, key: Item, condition: str | None = None, values: Item | None = None,
+               names: dict[str, str] | None = None) -> int:
+        action: dict[str, Any] = {"TableName": self.table, "Key": serialise(key)}
+        return self._add("Delete", action, condition, values, names)
+
+    def _add(self, kind: str, action: dict[str, Any], condition: str | None, values: Item | None,
+             names: dict[str, str] | None) -> int:
+        if condition:
+            action["ConditionExpression"] = condition
+            action["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        if values:
+            action["ExpressionAttributeValues"] = serialise(values)
+        if names:
+            action["ExpressionAttributeNames"] = names
+        self.actions.append({kind: action})
+        return len(self.actions) - 1
+
+
+class Dynamo:
+    """One table. Clients are made lazily, so tests can start moto first; requests are counted per operation."""
+
+    def __init__(self, table_name: str | None = None) -> None:
+        self.table_name = table_name or os.environ.get("TABLE_NAME", "LoyaltyTable")
+        self.requests: Counter[str] = Counter()
+        self._client: DynamoDBClient | None = None
+
+    @property
+    def client(self) -> "DynamoDBClient":
+        if self._client is None:
+            client = boto3.client("dynamodb", config=Config(retries={"mode": "standard", "max_attempts": 4}))
+            client.meta.events.register("before-call.dynamodb", self._count)
+            self._client = client
+        return self._client
+
+    def _count(self, model: Any, **_: Any) -> None:
+        self.requests[model.name] += 1
+
+    def get(self, pk: str, sk: str, *, consistent: bool = True) -> Item | None:
+        response = self._call(
+            self.client.get_item, TableName=self.table_name, Key=serialise({"PK": pk, "SK": sk}),
+            ConsistentRead=consistent,
+        )
+        return deserialise(response["Item"]) if "Item" in response else None
+
+    def put(self, item: Item, condition: str | None = None, values: Item | None = None) -> None:
+        params: dict[str, Any] = {"TableName": self.table_name, "Item": serialise(item)}
+        if condition:
+            params["ConditionExpression"] = condition
+            params["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        if values:
+            params["ExpressionAttributeValues"] = serialise(values)
+        self._call(self.client.put_item, **params)
+
+    def query_page(self, pk: str, prefix: str, *, limit: int, newest_first: bool = False,
+                   start: Item | None = None, consistent: bool = True) -> tuple[list[Item], Item | None]:
+        params: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
+            "ExpressionAttributeValues": serialise({":pk": pk, ":prefix": prefix}),
+            "ScanIndexForward": not newest_first,
+            "Limit": limit,
+            "ConsistentRead": consistent,
+        }
+        if start:
+            params["ExclusiveStartKey"] = serialise(start)
+        response = self._call(self.client.query, **params)
+        last = response.get("LastEvaluatedKey")
+        return [deserialise(item) for item in response["Items"]], deserialise(last) if last else None
+
+    def query_all(self, pk: str, prefix: str) -> Iterator[Item]:
+        start: Item | None = None
+        while True:
+            items, start = self.query_page(pk, prefix, limit=200, start=start)
+            yield from items
+            if start is None:
+                return
+
+    def query_due(self, due_pk: str, until: str, *, start: Item | None = None,
+                  limit: int = 100) -> tuple[list[Item], Item | None]:
+        params: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": "DueIndex",
+            "KeyConditionExpression": "DuePK = :pk AND DueSK <= :until",
+            "ExpressionAttributeValues": serialise({":pk": due_pk, ":until": until}),
+            "Limit": limit,
+        }
+        if start:
+            params["ExclusiveStartKey"] = serialise(start)
+        response = self._call(self.client.query, **params)
+        last = response.get("LastEvaluatedKey")
+        return [deserialise(item) for item in response["Items"]], deserialise(last) if last else None
+
+    def transaction(self) -> Transaction:
+        return Transaction(self.table_name)
+
+    def commit(self, tx: Transaction) -> None:
+        if not tx.actions:
+            return
+        try:
+            self.client.transact_write_items(TransactItems=tx.actions)  # type: ignore[arg-type]
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "TransactionCanceledException":
+                reasons = exc.response.get("CancellationReasons", [])
+                raise TransactionCancelled(
+                    [reason.get("Code", "None") for reason in reasons],
+                    [deserialise(reason["Item"]) if "Item" in reason else None for reason in reasons],
+                ) from exc
+            raise _translate(exc) from exc
+
+    def _call(self, method: Any, **params: Any) -> Any:
+        try:
+            return method(**params)
+        except ClientError as exc:
+            raise _translate(exc) from exc
+
+
+def _translate(exc: ClientError) -> Exception:
+    code = exc.response["Error"]["Code"]
+    if code == "ConditionalCheckFailedException":
+        item = exc.response.get("Item")
+        return ConditionFailed("condition failed", deserialise(item) if item else None)
+    if code in _RETRYABLE:
+        return Retryable(f"DynamoDB is busy ({code})")
+    return exc

@@ -1,0 +1,79 @@
+"""Every key in the table, in one place. Every key starts with the shop: tenants are walls.
+
+| item            | PK                                   | SK                              |
+|-----------------|--------------------------------------|---------------------------------|
+| shop            | SHOP#<shop>                          | SHOP                            |
+| program         | SHOP#<shop>                          | PROGRAM                         |
+| member          | SHOP#<shop>#MEMBER#<member>          | PROFILE                         |
+| ledger entry    | SHOP#<shop>#MEMBER#<member>          | LEDGER#<at>#<reason>#<reference>|
+| lot             | SHOP#<shop>#MEMBER#<member>          | LOT#<expires>#<earned>#<source>#<ref> |
+| contact (unique)| SHOP#<shop>#EMAIL#<sha256> / PHONE#  | CONTACT                         |
+| order           | SHOP#<shop>#ORDER#<order>            | ORDER                           |
+| idempotency     | SHOP#<shop>#IDEMPOTENCY#<scope>#<sha256 of key> | IDEMPOTENCY          |
+
+A member's partition holds its profile, ledger and lots, so one busy shop spreads over its members.
+The sparse DueIndex (DuePK = DUE#<job>#<date>#<shard>) lists work due on a date; see due_keys().
+"""
+
+import hashlib
+import zlib
+from datetime import datetime
+
+from loyalty.domain.ledger import iso
+
+SHOP_SK = "SHOP"
+PROGRAM_SK = "PROGRAM"
+PROFILE_SK = "PROFILE"
+ORDER_SK = "ORDER"
+CONTACT_SK = "CONTACT"
+IDEMPOTENCY_SK = "IDEMPOTENCY"
+LEDGER_PREFIX = "LEDGER#"
+LOT_PREFIX = "LOT#"
+
+
+def digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def shop_pk(shop_id: str) -> str:
+    return f"SHOP#{shop_id}"
+
+
+def member_pk(shop_id: str, member_id: str) -> str:
+    return f"SHOP#{shop_id}#MEMBER#{member_id}"
+
+
+def order_pk(shop_id: str, order_id: str) -> str:
+    return f"SHOP#{shop_id}#ORDER#{order_id}"
+
+
+def contact_pk(shop_id: str, kind: str, normalised: str) -> str:
+    # Hashed so that phone numbers and e-mail addresses never appear in keys, metrics or logs.
+    return f"SHOP#{shop_id}#{kind.upper()}#{digest(normalised)}"
+
+
+def idempotency_pk(shop_id: str, scope: str, key: str) -> str:
+    return f"SHOP#{shop_id}#IDEMPOTENCY#{scope}#{digest(key)}"
+
+
+def ledger_sk(at: datetime, reason: str, reference: str) -> str:
+    return f"{LEDGER_PREFIX}{iso(at)}#{reason}#{reference}"
+
+
+def lot_sk(lot_id: str) -> str:
+    return f"{LOT_PREFIX}{lot_id}"
+
+
+def lot_id_of(sk: str) -> str:
+    return sk.removeprefix(LOT_PREFIX)
+
+
+def due_pk(job: str, day: str, shard: int) -> str:
+    return f"DUE#{job}#{day}#{shard}"
+
+
+def due_keys(job: str, at: datetime, pk: str, shards: int) -> tuple[str, str]:
+    """(DuePK, DueSK) for an item due at `at`: the day (UTC) is split into `shards` partitions by item key."""
+    shard = zlib.crc32(pk.encode()) % shards
+    stamp = iso(at)
+    return due_pk(job, stamp[:10], shard), f"{stamp}#{pk}"

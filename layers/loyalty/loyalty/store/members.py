@@ -1,0 +1,164 @@
+"""Members, their contact look-ups, lots and ledger."""
+
+from datetime import datetime
+from typing import Any
+
+from loyalty.domain.errors import Conflict
+from loyalty.domain.ledger import Balance, Draw, LedgerEntry, Lot, iso
+from loyalty.domain.members import Member, Profile
+from loyalty.store.dynamo import Dynamo, Item, Transaction, TransactionCancelled
+from loyalty.store.keys import (
+    CONTACT_SK,
+    LEDGER_PREFIX,
+    LOT_PREFIX,
+    PROFILE_SK,
+    contact_pk,
+    ledger_sk,
+    lot_id_of,
+    lot_sk,
+    member_pk,
+)
+
+# A transaction holds at most 100 actions; keep room for the order, member, ledger and idempotency items.
+MAX_DRAWS = 90
+
+
+def enrol(db: Dynamo, shop_id: str, profile: Profile, now: datetime) -> tuple[bool, Member]:
+    """Create the member and claim its phone and e-mail for it, atomically. Returns (created, member).
+
+    Enrolling again with identical details is a replay (created False); different details are a conflict.
+    """
+    pk = member_pk(shop_id, profile.member_id)
+    tx = db.transaction()
+    tx.put(
+        {"PK": pk, "SK": PROFILE_SK, "type": "member", **profile.model_dump(mode="json"),
+         "enrolled_at": iso(now), "available": 0, "pending": 0, "debt": 0},
+        condition="attribute_not_exists(PK)",
+    )
+    contacts = profile.contacts()
+    for kind, value in contacts.items():
+        tx.put(
+            {"PK": contact_pk(shop_id, kind, value), "SK": CONTACT_SK, "type": "contact", "kind": kind,
+             "member_id": profile.member_id},
+            condition="attribute_not_exists(PK) OR member_id = :member",
+            values={":member": profile.member_id},
+        )
+    try:
+        db.commit(tx)
+    except TransactionCancelled as exc:
+        if exc.failed(0):
+            existing = exc.items[0] or db.get(pk, PROFILE_SK)
+            if existing and _profile(existing) == profile:
+                return False, _member(existing)
+            raise Conflict(f"member {profile.member_id} exists with other details", field="member_id") from exc
+        for index, kind in enumerate(contacts, start=1):
+            if exc.failed(index):
+                raise Conflict(f"this {kind} belongs to another member", field=kind) from exc
+        raise
+    member = get_member(db, shop_id, profile.member_id)
+    assert member is not None
+    return True, member
+
+
+def get_member(db: Dynamo, shop_id: str, member_id: str, *, consistent: bool = True) -> Member | None:
+    item = db.get(member_pk(shop_id, member_id), PROFILE_SK, consistent=consistent)
+    return _member(item) if item else None
+
+
+def find_member_id(db: Dynamo, shop_id: str, kind: str, normalised: str) -> str | None:
+    item = db.get(contact_pk(shop_id, kind, normalised), CONTACT_SK, consistent=False)
+    return str(item["member_id"]) if item else None
+
+
+def lots(db: Dynamo, shop_id: str, member_id: str) -> list[Lot]:
+    """Every lot with points left, oldest-expiring first (the sort key's order)."""
+    return [_lot(item) for item in db.query_all(member_pk(shop_id, member_id), LOT_PREFIX)]
+
+
+def ledger_page(db: Dynamo, shop_id: str, member_id: str, *, limit: int,
+                start: Item | None) -> tuple[list[LedgerEntry], Item | None]:
+    items, last = db.query_page(member_pk(shop_id, member_id), LEDGER_PREFIX, limit=limit, newest_first=True,
+                                start=start, consistent=False)
+    entries = [LedgerEntry.model_validate({key: item[key] for key in LedgerEntry.model_fields if key in item})
+               for item in items]
+    return entries, last
+
+
+def ledger_all(db: Dynamo, shop_id: str, member_id: str) -> list[LedgerEntry]:
+    """Oldest first; for audits and tests."""
+    return [LedgerEntry.model_validate({key: item[key] for key in LedgerEntry.model_fields if key in item})
+            for item in db.query_all(member_pk(shop_id, member_id), LEDGER_PREFIX)]
+
+
+# ---------------------------------------------------------------------------- transaction parts
+
+def add_balance_change(tx: Transaction, shop_id: str, member_id: str, *, available: int, pending: int, debt: int,
+                       now: datetime, expect_available: int | None = None, expect_debt: int | None = None,
+                       at_least: int | None = None) -> int:
+    """ADD the changes to the member, which must exist. The `expect_*` values are what the change was computed
+    from and must still hold; `at_least` requires that many available points (a spend never overdraws)."""
+    condition = "attribute_exists(PK)"
+    values: dict[str, Any] = {":a": available, ":p": pending, ":d": debt, ":now": iso(now)}
+    if expect_available is not None:
+        condition += " AND available = :ea"
+        values[":ea"] = expect_available
+    if expect_debt is not None:
+        condition += " AND debt = :ed"
+        values[":ed"] = expect_debt
+    if at_least is not None:
+        condition += " AND available >= :least"
+        values[":least"] = at_least
+    return tx.update(
+        {"PK": member_pk(shop_id, member_id), "SK": PROFILE_SK},
+        "ADD available :a, pending :p, debt :d SET updated_at = :now",
+        values=values,
+        condition=condition,
+    )
+
+
+def add_lot(tx: Transaction, shop_id: str, member_id: str, lot: Lot) -> int:
+    return tx.put(
+        {"PK": member_pk(shop_id, member_id), "SK": lot_sk(lot.lot_id), "type": "lot",
+         **lot.model_dump(mode="json", exclude={"lot_id"})},
+        condition="attribute_not_exists(SK)",
+    )
+
+
+def add_draws(tx: Transaction, shop_id: str, member_id: str, draws: list[Draw]) -> None:
+    """Each draw takes from a lot whose remainder must be what it was read as; an emptied lot is deleted."""
+    if len(draws) > MAX_DRAWS:
+        raise Conflict(f"this would draw on {len(draws)} lots; at most {MAX_DRAWS} at once", field="points")
+    for item in draws:
+        key = {"PK": member_pk(shop_id, member_id), "SK": lot_sk(item.lot_id)}
+        if item.take == item.remaining_before:
+            tx.delete(key, condition="remaining = :before", values={":before": item.remaining_before})
+        else:
+            tx.update(key, "ADD remaining :minus", values={":minus": -item.take, ":before": item.remaining_before},
+                      condition="remaining = :before")
+
+
+def add_entry(tx: Transaction, shop_id: str, member_id: str, entry: LedgerEntry) -> int:
+    return tx.put(
+        {"PK": member_pk(shop_id, member_id), "SK": ledger_sk(entry.at, entry.reason, entry.reference),
+         "type": "ledger", **entry.model_dump(mode="json")},
+        condition="attribute_not_exists(SK)",
+    )
+
+
+# ---------------------------------------------------------------------------- item -> model
+
+def _profile(item: Item) -> Profile:
+    return Profile.model_validate({key: item[key] for key in Profile.model_fields if item.get(key) is not None})
+
+
+def _member(item: Item) -> Member:
+    return Member(
+        profile=_profile(item),
+        balance=Balance(available=item["available"], pending=item["pending"], debt=item["debt"]),
+        enrolled_at=item["enrolled_at"],
+    )
+
+
+def _lot(item: Item) -> Lot:
+    fields = {key: item[key] for key in Lot.model_fields if key in item}
+    return Lot.model_validate({**fields, "lot_id": lot_id_of(item["SK"])})

@@ -1,0 +1,1 @@
+"""Signed webhook intake: verify over the raw bytes, then map to our order events."""
