@@ -6,6 +6,7 @@ import json
 import sys
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -97,8 +98,14 @@ def invoke(function: Function, event: dict[str, Any]) -> Any:
     return handler(function)(event, Context(function))
 
 
-def api_event(method: str, url: str, *, headers: dict[str, str] | None = None, body: str | bytes | None = None,
-              resource: str = "/{proxy+}") -> dict[str, Any]:
+def api_event(
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str] | None = None,
+    body: str | bytes | None = None,
+    resource: str = "/{proxy+}",
+) -> dict[str, Any]:
     """An API Gateway REST (v1) proxy event."""
     parts = urlsplit(url)
     query = parse_qs(parts.query, keep_blank_values=True)
@@ -115,8 +122,12 @@ def api_event(method: str, url: str, *, headers: dict[str, str] | None = None, b
         "pathParameters": None,
         "stageVariables": None,
         "requestContext": {
-            "resourcePath": resource, "httpMethod": method.upper(), "path": parts.path, "stage": "local",
-            "requestId": str(uuid.uuid4()), "identity": {"sourceIp": "127.0.0.1"},
+            "resourcePath": resource,
+            "httpMethod": method.upper(),
+            "path": parts.path,
+            "stage": "local",
+            "requestId": str(uuid.uuid4()),
+            "identity": {"sourceIp": "127.0.0.1"},
             "requestTimeEpoch": int(time.time() * 1000),
         },
         "body": text,
@@ -124,7 +135,7 @@ def api_event(method: str, url: str, *, headers: dict[str, str] | None = None, b
     }
 
 
-def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+def sqs_event(messages: Sequence[Mapping[str, Any]], queue_arn: str) -> dict[str, Any]:
     """An SQS event from messages as ReceiveMessage returns them (AttributeNames and MessageAttributeNames All)."""
     records = []
     for message in messages:
@@ -133,30 +144,42 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
         attributes.setdefault("SentTimestamp", str(int(time.time() * 1000)))
         attributes.setdefault("SenderId", "local")
         attributes.setdefault("ApproximateFirstReceiveTimestamp", str(int(time.time() * 1000)))
-        records.append({
-            "messageId": message["MessageId"],
-            "receiptHandle": message.get("ReceiptHandle", ""),
-            "body": message["Body"],
-            "attributes": attributes,
-            "messageAttributes": {
-                k: {"stringValue": v.get("StringValue"), "dataType": v["DataType"], "stringListValues": [],
-                    "binaryListValues": []}
-                for k, v in message.get("MessageAttributes", {}).items()
-            },
-            "md5OfBody": message.get("MD5OfBody", ""),
-            "eventSource": "aws:sqs",
-            "eventSourceARN": queue_arn,
-            "awsRegion": "us-east-1",
-        })
+        records.append(
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message.get("ReceiptHandle", ""),
+                "body": message["Body"],
+                "attributes": attributes,
+                "messageAttributes": {
+                    k: {
+                        "stringValue": v.get("StringValue"),
+                        "dataType": v["DataType"],
+                        "stringListValues": [],
+                        "binaryListValues": [],
+                    }
+                    for k, v in message.get("MessageAttributes", {}).items()
+                },
+                "md5OfBody": message.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "us-east-1",
+            }
+        )
     return {"Records": records}
 
 
 def schedule_event(time_iso: str, rule: str = "local") -> dict[str, Any]:
     """The Scheduled Event an EventBridge rule sends; its `time` is the run's "now"."""
     return {
-        "version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
-        "account": "123456789012", "time": time_iso, "region": "us-east-1",
-        "resources": [f"arn:aws:events:us-east-1:123456789012:rule/{rule}"], "detail": {},
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": time_iso,
+        "region": "us-east-1",
+        "resources": [f"arn:aws:events:us-east-1:123456789012:rule/{rule}"],
+        "detail": {},
     }
 
 

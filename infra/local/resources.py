@@ -91,7 +91,7 @@ def create_stack(prefix: str = "") -> Stack:
     arns: dict[str, str] = {}
     for logical_id in ordered:
         props = queues[logical_id]
-        attributes = {"VisibilityTimeout": str(props.get("VisibilityTimeout", 30))}
+        attributes: dict[Any, str] = {"VisibilityTimeout": str(props.get("VisibilityTimeout", 30))}
         redrive = props.get("RedrivePolicy")
         if redrive:
             target = redrive["deadLetterTargetArn"]["GetAtt"].split(".")[0]
@@ -99,9 +99,7 @@ def create_stack(prefix: str = "") -> Stack:
                 {"deadLetterTargetArn": arns[target], "maxReceiveCount": str(redrive["maxReceiveCount"])}
             )
         url = sqs.create_queue(QueueName=prefix + logical_id, Attributes=attributes)["QueueUrl"]
-        arns[logical_id] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
+        arns[logical_id] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         stack.queues[logical_id] = url
     return stack
 

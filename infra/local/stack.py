@@ -72,7 +72,8 @@ class LocalStack:
 
         self.sqs = boto3.client("sqs")
         self.queue_arn = self.sqs.get_queue_attributes(
-            QueueUrl=stack.queues["OrdersQueue"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            QueueUrl=stack.queues["OrdersQueue"], AttributeNames=["QueueArn"]
+        )["Attributes"]["QueueArn"]
         for function in self.functions.values():  # load every handler now, as a cold start would
             lambdas.handler(function)
 
@@ -94,8 +95,13 @@ class LocalStack:
     def run_schedule_http(self, name: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
         headers = {"Content-Type": "application/json"}
         if name not in self.schedules:
-            error = {"error": {"code": "not_found", "message": f"no schedule {name}; have {sorted(self.schedules)}",
-                               "field": "name"}}
+            error = {
+                "error": {
+                    "code": "not_found",
+                    "message": f"no schedule {name}; have {sorted(self.schedules)}",
+                    "field": "name",
+                }
+            }
             return 404, headers, json.dumps(error).encode()
         try:
             requested = json.loads(body) if body.strip() else {}
@@ -117,8 +123,11 @@ class LocalStack:
     def poll_once(self, wait_seconds: int = 1) -> int:
         """One ReceiveMessage -> one SQS event -> the consumer; successes deleted, as the event source mapping does."""
         response = self.sqs.receive_message(
-            QueueUrl=self.stack.queues["OrdersQueue"], MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds,
-            AttributeNames=["All"], MessageAttributeNames=["All"],
+            QueueUrl=self.stack.queues["OrdersQueue"],
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=wait_seconds,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
         )
         messages = response.get("Messages", [])
         if not messages:
@@ -128,12 +137,15 @@ class LocalStack:
         for message in messages:
             if message["MessageId"] in failed:
                 # Locally, retry sooner than the queue's visibility timeout would.
-                self.sqs.change_message_visibility(QueueUrl=self.stack.queues["OrdersQueue"],
-                                                   ReceiptHandle=message["ReceiptHandle"],
-                                                   VisibilityTimeout=self.retry_seconds)
+                self.sqs.change_message_visibility(
+                    QueueUrl=self.stack.queues["OrdersQueue"],
+                    ReceiptHandle=message["ReceiptHandle"],
+                    VisibilityTimeout=self.retry_seconds,
+                )
             else:
-                self.sqs.delete_message(QueueUrl=self.stack.queues["OrdersQueue"],
-                                        ReceiptHandle=message["ReceiptHandle"])
+                self.sqs.delete_message(
+                    QueueUrl=self.stack.queues["OrdersQueue"], ReceiptHandle=message["ReceiptHandle"]
+                )
         return len(messages)
 
     def consume_forever(self) -> None:
@@ -186,7 +198,7 @@ def serve(local: LocalStack, port: int) -> ThreadingHTTPServer:
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        def log_message(self, format: str, *args: Any) -> None:
             log.info("%s %s", self.command, self.path.split("?", 1)[0])
 
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
@@ -213,7 +225,7 @@ def main() -> None:
         f"  Swagger UI     {base}/swagger\n"
         f"  OpenAPI spec   {base}/openapi.json\n"
         f"  operator key   {operator_key}\n"
-        f"  schedules      POST {base}/_local/schedules/{{{'|'.join(local.schedules)}}}  body {{\"time\": ISO-8601}}\n"
+        f'  schedules      POST {base}/_local/schedules/{{{"|".join(local.schedules)}}}  body {{"time": ISO-8601}}\n'
         f"\nTry:  curl -s -X POST {base}/v1/shops -H 'Authorization: Bearer {operator_key}' "
         f"-H 'Content-Type: application/json' -d '{{\"name\": \"My shop\"}}'\n",
         flush=True,

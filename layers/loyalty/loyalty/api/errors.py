@@ -1,4 +1,5 @@
-"""One error shape for every 4xx: {"error": {"code", "message", "field"?, "fields"?}}. Never a 500 for a client mistake."""
+"""One error shape for every 4xx: {"error": {"code", "message", "field"?, "fields"?}}. Never a 500 for a
+client mistake."""
 
 import json
 from typing import Any
@@ -38,11 +39,13 @@ def install(app: ApiGatewayResolver) -> None:
 
     @app.exception_handler(RequestValidationError)
     def _invalid(exc: RequestValidationError) -> Response[str]:
-        fields = [{"field": field_name(err.get("loc", ())), "message": err.get("msg", "invalid")}
-                  for err in exc.errors()]
+        fields = [
+            {"field": field_name(err.get("loc", ())), "message": err.get("msg", "invalid")} for err in exc.errors()
+        ]
         first = fields[0] if fields else {"field": "body", "message": "invalid"}
-        return error_response(400, "invalid", f"{first['field']}: {first['message']}", field=first["field"],
-                              fields=fields)
+        return error_response(
+            400, "invalid", f"{first['field']}: {first['message']}", field=first["field"], fields=fields
+        )
 
     @app.exception_handler(PermissionError)
     def _denied(exc: PermissionError) -> Response[str]:

@@ -6,8 +6,8 @@ from functools import partial
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from loyalty.api import errors
@@ -42,19 +42,29 @@ def json_response(status: int, body: Any) -> Response[str]:
 def member_view(member: Member) -> dict[str, Any]:
     profile = member.profile.model_dump(mode="json", exclude_none=True)
     balance = member.balance
-    return {**profile, "enrolled_at": iso(member.enrolled_at),
-            "points": {"available": balance.available, "pending": balance.pending}}
+    return {
+        **profile,
+        "enrolled_at": iso(member.enrolled_at),
+        "points": {"available": balance.available, "pending": balance.pending},
+    }
 
 
 def entry_view(entry: LedgerEntry) -> dict[str, Any]:
-    return {"points": entry.points, "pending": entry.pending, "reason": entry.reason, "reference": entry.reference,
-            "at": iso(entry.at), "detail": entry.detail}
+    return {
+        "points": entry.points,
+        "pending": entry.pending,
+        "reason": entry.reason,
+        "reference": entry.reference,
+        "at": iso(entry.at),
+        "detail": entry.detail,
+    }
 
 
 def build(service: Loyalty) -> APIGatewayRestResolver:
     # JSON numbers are read as Decimal, never float: rates and multipliers stay exact.
-    app = APIGatewayRestResolver(enable_validation=True,
-                                 json_body_deserializer=partial(json.loads, parse_float=Decimal))
+    app = APIGatewayRestResolver(
+        enable_validation=True, json_body_deserializer=partial(json.loads, parse_float=Decimal)
+    )
     errors.install(app)
 
     def shop_caller(shop_id: str) -> None:
@@ -75,22 +85,27 @@ def build(service: Loyalty) -> APIGatewayRestResolver:
         shop_caller(shop_id)
         return json_response(200, service.set_program(shop_id, body).model_dump(mode="json"))
 
-    @app.post("/v1/shops/<shop_id>/members", summary="Enrol a member (201; 200 on an identical replay)",
-              tags=["members"])
+    @app.post(
+        "/v1/shops/<shop_id>/members", summary="Enrol a member (201; 200 on an identical replay)", tags=["members"]
+    )
     def enrol(shop_id: ShopId, body: Annotated[Profile, Body()]) -> Response[str]:
         shop_caller(shop_id)
         created, member = service.enrol(shop_id, body)
         return json_response(201 if created else 200, member_view(member))
 
     @app.get("/v1/shops/<shop_id>/members", summary="Find members by e-mail or phone", tags=["members"])
-    def find(shop_id: ShopId, email: Annotated[str | None, Query(max_length=254)] = None,
-             phone: Annotated[str | None, Query(max_length=32)] = None) -> Response[str]:
+    def find(
+        shop_id: ShopId,
+        email: Annotated[str | None, Query(max_length=254)] = None,
+        phone: Annotated[str | None, Query(max_length=32)] = None,
+    ) -> Response[str]:
         shop_caller(shop_id)
         if (email is None) == (phone is None):
             raise InvalidInput("give exactly one of email or phone", field="email")
         try:
-            kind, value = ("email", normalise_email(email)) if email is not None else (
-                "phone", normalise_phone(phone or ""))
+            kind, value = (
+                ("email", normalise_email(email)) if email is not None else ("phone", normalise_phone(phone or ""))
+            )
         except ValueError as exc:
             raise InvalidInput(str(exc), field="email" if email is not None else "phone") from exc
         return json_response(200, {"items": [member_view(m) for m in service.find_members(shop_id, kind, value)]})
@@ -100,39 +115,54 @@ def build(service: Loyalty) -> APIGatewayRestResolver:
         shop_caller(shop_id)
         return json_response(200, member_view(service.member(shop_id, member_id)))
 
-    @app.get("/v1/shops/<shop_id>/members/<member_id>/ledger",
-             summary="Why the balance is what it is: every change, newest first", tags=["members"])
-    def ledger(shop_id: ShopId, member_id: MemberId, limit: Annotated[int, Query(ge=1, le=100)] = 25,
-               next: Annotated[str | None, Query(max_length=2048)] = None) -> Response[str]:  # noqa: A002
+    @app.get(
+        "/v1/shops/<shop_id>/members/<member_id>/ledger",
+        summary="Why the balance is what it is: every change, newest first",
+        tags=["members"],
+    )
+    def ledger(
+        shop_id: ShopId,
+        member_id: MemberId,
+        limit: Annotated[int, Query(ge=1, le=100)] = 25,
+        next: Annotated[str | None, Query(max_length=2048)] = None,
+    ) -> Response[str]:
         shop_caller(shop_id)
         entries, cursor = service.ledger(shop_id, member_id, limit=limit, cursor=next)
         return json_response(200, {"items": [entry_view(e) for e in entries], "next": cursor})
 
-    @app.post("/v1/shops/<shop_id>/members/<member_id>/redemptions",
-              summary="Spend available points (idempotent on the Idempotency-Key header)", tags=["members"])
-    def redeem(shop_id: ShopId, member_id: MemberId, body: Annotated[Redemption, Body()],
-               idempotency_key: Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=128)],
-               ) -> Response[str]:
+    @app.post(
+        "/v1/shops/<shop_id>/members/<member_id>/redemptions",
+        summary="Spend available points (idempotent on the Idempotency-Key header)",
+        tags=["members"],
+    )
+    def redeem(
+        shop_id: ShopId,
+        member_id: MemberId,
+        body: Annotated[Redemption, Body()],
+        idempotency_key: Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=128)],
+    ) -> Response[str]:
         shop_caller(shop_id)
         key = _identifier(idempotency_key, "Idempotency-Key")
-        return json_response(201, service.redeem(shop_id, member_id, key=key, points=body.points,
-                                                 reason=body.reason))
+        return json_response(201, service.redeem(shop_id, member_id, key=key, points=body.points, reason=body.reason))
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi() -> Response[str]:
         return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=openapi_json(app))
 
-    app.enable_swagger(path="/swagger", title="loyalty", security_schemes={"bearer": HTTPBearer()},
-                       security=[{"bearer": []}])
+    app.enable_swagger(
+        path="/swagger", title="loyalty", security_schemes={"bearer": HTTPBearer()}, security=[{"bearer": []}]
+    )
     return app
 
 
 def openapi_json(app: APIGatewayRestResolver) -> str:
     return app.get_openapi_json_schema(
-        title="loyalty", version="0.1.0",
+        title="loyalty",
+        version="0.1.0",
         description="Members, points and their ledger for online shops. Errors: "
         '{"error": {"code", "message", "field"}} with a 4xx status.',
-        security_schemes={"bearer": HTTPBearer()}, security=[{"bearer": []}],
+        security_schemes={"bearer": HTTPBearer()},
+        security=[{"bearer": []}],
     )
 
 

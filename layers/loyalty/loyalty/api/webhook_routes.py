@@ -21,8 +21,11 @@ def build(service: Loyalty, queues: Queues) -> APIGatewayRestResolver:
     app = APIGatewayRestResolver(enable_validation=True)
     errors.install(app)
 
-    @app.post("/v1/shops/<shop_id>/webhooks/orders", summary="Receive a signed order event (Standard Webhooks)",
-              tags=["webhooks"])
+    @app.post(
+        "/v1/shops/<shop_id>/webhooks/orders",
+        summary="Receive a signed order event (Standard Webhooks)",
+        tags=["webhooks"],
+    )
     def order_webhook(shop_id: Annotated[str, Path(max_length=64)]) -> Response[str]:
         event = app.current_event
         raw = event.decoded_body.encode() if event.decoded_body is not None else b""

@@ -29,4 +29,3 @@ def kept_after_refunds(earned: int, total: int, refunded: int, *, cancelled: boo
         return earned if refunded <= 0 else 0
     remaining = max(total - refunded, 0)
     return earned * remaining // total
-

@@ -104,4 +104,3 @@ def spend(balance: Balance, lots: list[Lot], points: int) -> list[Draw]:
         # The lots disagree with the balance: a concurrent change between the two reads. Caller re-reads.
         raise InsufficientPoints(f"lots cover {points - shortfall} of {points} points", field="points")
     return draws
-

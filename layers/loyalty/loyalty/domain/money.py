@@ -10,8 +10,25 @@ from decimal import Decimal
 # ISO 4217 currencies whose minor unit is not 2 digits. Everything else has 2.
 _EXPONENTS: dict[str, int] = {
     **dict.fromkeys(
-        ["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV",
-         "XAF", "XOF", "XPF"],
+        [
+            "BIF",
+            "CLP",
+            "DJF",
+            "GNF",
+            "ISK",
+            "JPY",
+            "KMF",
+            "KRW",
+            "PYG",
+            "RWF",
+            "UGX",
+            "UYI",
+            "VND",
+            "VUV",
+            "XAF",
+            "XOF",
+            "XPF",
+        ],
         0,
     ),
     **dict.fromkeys(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"], 3),
@@ -42,7 +59,8 @@ def parse_amount(text: str, currency: str) -> int:
     if len(frac.rstrip("0")) > exponent:
         raise ValueError(f"{currency} has {exponent} decimal places; got {text!r}")
     frac = (frac + "0" * exponent)[:exponent]
-    return int(match["int"]) * 10**exponent + (int(frac) if frac else 0)
+    scale: int = 10**exponent
+    return int(match["int"]) * scale + (int(frac) if frac else 0)
 
 
 def format_amount(minor: int, currency: str) -> str:

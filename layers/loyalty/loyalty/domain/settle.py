@@ -7,7 +7,6 @@ order always ends at the same figure.
 """
 
 from datetime import datetime, timedelta
-
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -102,11 +101,21 @@ def activate(state: OrderState, *, now: datetime, balance: Balance) -> Settlemen
     lot = _lot(order, lot_points)
     order.lot_sk = lot.lot_id if lot else None
     entry = LedgerEntry(
-        points=points, pending=-points, reason="points.activated", reference=order.order_id, at=now,
+        points=points,
+        pending=-points,
+        reason="points.activated",
+        reference=order.order_id,
+        at=now,
         detail={"order_id": order.order_id, "debt_repaid": repaid} if repaid else {"order_id": order.order_id},
     )
     return Settlement(
-        order=order, available=points, pending=-points, debt=-repaid, new_lot=lot, entry=entry, reads="debt",
+        order=order,
+        available=points,
+        pending=-points,
+        debt=-repaid,
+        new_lot=lot,
+        entry=entry,
+        reads="debt",
     )
 
 
@@ -130,7 +139,12 @@ def _record_payment(order: OrderState, event: OrderPaid, program: Program) -> No
 
 
 def _credit(
-    order: OrderState, points: int, reason: str, reference: str, now: datetime, balance: Balance,
+    order: OrderState,
+    points: int,
+    reason: str,
+    reference: str,
+    now: datetime,
+    balance: Balance,
     detail: dict[str, object],
 ) -> Settlement:
     # A late event counts at its own business time: a return window that closed already is closed.
@@ -150,8 +164,14 @@ def _credit(
 
 
 def _clawback(
-    order: OrderState, points: int, reason: str, reference: str, now: datetime, program: Program,
-    lots: list[Lot], detail: dict[str, object],
+    order: OrderState,
+    points: int,
+    reason: str,
+    reference: str,
+    now: datetime,
+    program: Program,
+    lots: list[Lot],
+    detail: dict[str, object],
 ) -> Settlement:
     """Take back from the order's pending points first, then available lots (its own first), then per policy."""
     from_pending = min(points, order.pending)
@@ -173,7 +193,12 @@ def _clawback(
         detail = {**detail, "debt_added": debt}
     entry = LedgerEntry(points=-taken, pending=-from_pending, reason=reason, reference=reference, at=now, detail=detail)
     return Settlement(
-        order=order, available=-taken, pending=-from_pending, debt=debt, draws=draws, entry=entry,
+        order=order,
+        available=-taken,
+        pending=-from_pending,
+        debt=debt,
+        draws=draws,
+        entry=entry,
         reads="all" if rest else "nothing",
     )
 
@@ -186,8 +211,12 @@ def _lot(order: OrderState, points: int) -> Lot | None:
     # Expiry policies per source arrive with the points lifecycle; until then purchase points never expire.
     return Lot(
         lot_id=Lot.make_id(None, earned_at, "purchase", order.order_id),
-        remaining=points, granted=points, expires_at=None, earned_at=earned_at,
-        source="purchase", reference=order.order_id,
+        remaining=points,
+        granted=points,
+        expires_at=None,
+        earned_at=earned_at,
+        source="purchase",
+        reference=order.order_id,
     )
 
 

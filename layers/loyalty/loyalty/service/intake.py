@@ -30,8 +30,7 @@ def handle_record(record: SQSRecord, service: Loyalty, queues: Queues, *, max_re
         logger.warning("order event will be retried", extra={**context, "reason": exc.message})
         raise
     except DomainError as exc:
-        return _park(record, queues, exc.code, f"{exc.field}: {exc.message}" if exc.field else exc.message,
-                     **context)
+        return _park(record, queues, exc.code, f"{exc.field}: {exc.message}" if exc.field else exc.message, **context)
     logger.info("order event settled", extra={**context, "outcome": outcome})
     return outcome
 

@@ -48,8 +48,14 @@ class RunReport:
 
 
 class Loyalty:
-    def __init__(self, db: Dynamo | None = None, *, shards: int | None = None, cache_seconds: float | None = None,
-                 clock: Callable[[], datetime] = now_utc) -> None:
+    def __init__(
+        self,
+        db: Dynamo | None = None,
+        *,
+        shards: int | None = None,
+        cache_seconds: float | None = None,
+        clock: Callable[[], datetime] = now_utc,
+    ) -> None:
         self.db = db or Dynamo()
         self.shards = shards or int(os.environ.get("DUE_SHARDS", "8"))
         seconds = cache_seconds if cache_seconds is not None else float(os.environ.get("CONFIG_CACHE_SECONDS", "60"))
@@ -107,8 +113,9 @@ class Loyalty:
         found = member_store.get_member(self.db, shop_id, member_id) if member_id else None
         return [found] if found else []
 
-    def ledger(self, shop_id: str, member_id: str, *, limit: int,
-               cursor: str | None) -> tuple[list[LedgerEntry], str | None]:
+    def ledger(
+        self, shop_id: str, member_id: str, *, limit: int, cursor: str | None
+    ) -> tuple[list[LedgerEntry], str | None]:
         self.member(shop_id, member_id)
         start = _decode_cursor(cursor, member_pk(shop_id, member_id)) if cursor else None
         entries, last = member_store.ledger_page(self.db, shop_id, member_id, limit=limit, start=start)
@@ -129,20 +136,42 @@ class Loyalty:
             lots = member_store.lots(self.db, shop_id, member_id)
             draws = spend(member.balance, lots, points)
             entry = LedgerEntry(
-                points=-points, reason="redemption", reference=key, at=now,
+                points=-points,
+                reason="redemption",
+                reference=key,
+                at=now,
                 detail={"note": reason, "draws": [d.model_dump() for d in draws]},
             )
             response = {
-                "redemption_id": key, "member_id": member_id, "points": points,
+                "redemption_id": key,
+                "member_id": member_id,
+                "points": points,
                 "balance": {"available": member.balance.available - points, "pending": member.balance.pending},
                 "at": iso(now),
             }
             tx = self.db.transaction()
-            tx.put({"PK": record_pk, "SK": IDEMPOTENCY_SK, "type": "idempotency", "request_sha256": request,
-                    "response": response, "created_at": iso(now)}, condition="attribute_not_exists(PK)")
+            tx.put(
+                {
+                    "PK": record_pk,
+                    "SK": IDEMPOTENCY_SK,
+                    "type": "idempotency",
+                    "request_sha256": request,
+                    "response": response,
+                    "created_at": iso(now),
+                },
+                condition="attribute_not_exists(PK)",
+            )
             member_store.add_balance_change(
-                tx, shop_id, member_id, available=-points, pending=0, debt=0, now=now,
-                expect_available=member.balance.available, expect_debt=member.balance.debt, at_least=points,
+                tx,
+                shop_id,
+                member_id,
+                available=-points,
+                pending=0,
+                debt=0,
+                now=now,
+                expect_available=member.balance.available,
+                expect_debt=member.balance.debt,
+                at_least=points,
             )
             member_store.add_draws(tx, shop_id, member_id, draws)
             member_store.add_entry(tx, shop_id, member_id, entry)
@@ -165,8 +194,9 @@ class Loyalty:
             now = self.clock()
             settlement = settle(OrderState(order_id=order_id), event, program, now=now, balance=Balance(), lots=[])
             try:
-                order_store.commit_settlement(self.db, shop_id, settlement, previous=None, guard=None, now=now,
-                                              shards=self.shards)
+                order_store.commit_settlement(
+                    self.db, shop_id, settlement, previous=None, guard=None, now=now, shards=self.shards
+                )
                 return "applied"
             except TransactionCancelled:
                 pass  # the order exists already, or the member is missing or in debt: take the careful path
@@ -187,8 +217,9 @@ class Loyalty:
                     lots = member_store.lots(self.db, shop_id, member_id)
             settlement = settle(state, event, program, now=now, balance=balance, lots=lots)
             try:
-                order_store.commit_settlement(self.db, shop_id, settlement, previous=previous, guard=balance,
-                                              now=now, shards=self.shards)
+                order_store.commit_settlement(
+                    self.db, shop_id, settlement, previous=previous, guard=balance, now=now, shards=self.shards
+                )
             except TransactionCancelled:
                 continue  # another event for this order or member won the race: re-read and settle again
             return "applied" if settlement.order.paid else "recorded"
@@ -196,8 +227,9 @@ class Loyalty:
 
     # ------------------------------------------------------------------ scheduled runs
 
-    def activate_pending(self, time: datetime, *, should_stop: Callable[[], bool] = lambda: False,
-                         lookback_days: int = 7) -> RunReport:
+    def activate_pending(
+        self, time: datetime, *, should_stop: Callable[[], bool] = lambda: False, lookback_days: int = 7
+    ) -> RunReport:
         """Make pending points available once their return window has closed, for every shop.
 
         Due orders are found through the sparse DueIndex, day by day and shard by shard, from where the last
@@ -217,8 +249,9 @@ class Loyalty:
             for shard in range(self.shards):
                 start: Item | None = None
                 while True:
-                    items, start = self.db.query_due(due_pk(order_store.ACTIVATE_JOB, day.isoformat(), shard),
-                                                     until, start=start)
+                    items, start = self.db.query_due(
+                        due_pk(order_store.ACTIVATE_JOB, day.isoformat(), shard), until, start=start
+                    )
                     for item in items:
                         report.due += 1
                         shop_id, order_id = _order_of(item["PK"])
@@ -234,8 +267,7 @@ class Loyalty:
             day += timedelta(days=1)
         # Today may still gain due items; resume from it (never from a simulated future) next time.
         resume = min(time.date(), self.clock().date())
-        self.db.put({"PK": state_key[0], "SK": state_key[1], "resume_from": resume.isoformat(),
-                     "last_run": iso(time)})
+        self.db.put({"PK": state_key[0], "SK": state_key[1], "resume_from": resume.isoformat(), "last_run": iso(time)})
         return report
 
     def _activate_order(self, shop_id: str, order_id: str, time: datetime) -> bool:
@@ -250,8 +282,9 @@ class Loyalty:
             if settlement is None:
                 return False
             try:
-                order_store.commit_settlement(self.db, shop_id, settlement, previous=state, guard=member.balance,
-                                              now=time, shards=self.shards)
+                order_store.commit_settlement(
+                    self.db, shop_id, settlement, previous=state, guard=member.balance, now=time, shards=self.shards
+                )
             except TransactionCancelled:
                 continue
             return True

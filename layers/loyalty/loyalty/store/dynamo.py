@@ -88,23 +88,37 @@ class Transaction:
     table: str
     actions: list[dict[str, Any]] = field(default_factory=list)
 
-    def put(self, item: Item, condition: str | None = None, values: Item | None = None,
-            names: dict[str, str] | None = None) -> int:
+    def put(
+        self, item: Item, condition: str | None = None, values: Item | None = None, names: dict[str, str] | None = None
+    ) -> int:
         action: dict[str, Any] = {"TableName": self.table, "Item": serialise(item)}
         return self._add("Put", action, condition, values, names)
 
-    def update(self, key: Item, expression: str, values: Item | None = None, condition: str | None = None,
-               names: dict[str, str] | None = None) -> int:
+    def update(
+        self,
+        key: Item,
+        expression: str,
+        values: Item | None = None,
+        condition: str | None = None,
+        names: dict[str, str] | None = None,
+    ) -> int:
         action: dict[str, Any] = {"TableName": self.table, "Key": serialise(key), "UpdateExpression": expression}
         return self._add("Update", action, condition, values, names)
 
-    def delete(self, key: Item, condition: str | None = None, values: Item | None = None,
-               names: dict[str, str] | None = None) -> int:
+    def delete(
+        self, key: Item, condition: str | None = None, values: Item | None = None, names: dict[str, str] | None = None
+    ) -> int:
         action: dict[str, Any] = {"TableName": self.table, "Key": serialise(key)}
         return self._add("Delete", action, condition, values, names)
 
-    def _add(self, kind: str, action: dict[str, Any], condition: str | None, values: Item | None,
-             names: dict[str, str] | None) -> int:
+    def _add(
+        self,
+        kind: str,
+        action: dict[str, Any],
+        condition: str | None,
+        values: Item | None,
+        names: dict[str, str] | None,
+    ) -> int:
         if condition:
             action["ConditionExpression"] = condition
             action["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
@@ -137,7 +151,9 @@ class Dynamo:
 
     def get(self, pk: str, sk: str, *, consistent: bool = True) -> Item | None:
         response = self._call(
-            self.client.get_item, TableName=self.table_name, Key=serialise({"PK": pk, "SK": sk}),
+            self.client.get_item,
+            TableName=self.table_name,
+            Key=serialise({"PK": pk, "SK": sk}),
             ConsistentRead=consistent,
         )
         return deserialise(response["Item"]) if "Item" in response else None
@@ -151,8 +167,16 @@ class Dynamo:
             params["ExpressionAttributeValues"] = serialise(values)
         self._call(self.client.put_item, **params)
 
-    def query_page(self, pk: str, prefix: str, *, limit: int, newest_first: bool = False,
-                   start: Item | None = None, consistent: bool = True) -> tuple[list[Item], Item | None]:
+    def query_page(
+        self,
+        pk: str,
+        prefix: str,
+        *,
+        limit: int,
+        newest_first: bool = False,
+        start: Item | None = None,
+        consistent: bool = True,
+    ) -> tuple[list[Item], Item | None]:
         params: dict[str, Any] = {
             "TableName": self.table_name,
             "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
@@ -175,8 +199,9 @@ class Dynamo:
             if start is None:
                 return
 
-    def query_due(self, due_pk: str, until: str, *, start: Item | None = None,
-                  limit: int = 100) -> tuple[list[Item], Item | None]:
+    def query_due(
+        self, due_pk: str, until: str, *, start: Item | None = None, limit: int = 100
+    ) -> tuple[list[Item], Item | None]:
         params: dict[str, Any] = {
             "TableName": self.table_name,
             "IndexName": "DueIndex",
@@ -217,7 +242,7 @@ class Dynamo:
 def _translate(exc: ClientError) -> Exception:
     code = exc.response["Error"]["Code"]
     if code == "ConditionalCheckFailedException":
-        item = exc.response.get("Item")
+        item: Any = exc.response.get("Item")
         return ConditionFailed("condition failed", deserialise(item) if item else None)
     if code in _RETRYABLE:
         return Retryable(f"DynamoDB is busy ({code})")

@@ -31,15 +31,28 @@ def enrol(db: Dynamo, shop_id: str, profile: Profile, now: datetime) -> tuple[bo
     pk = member_pk(shop_id, profile.member_id)
     tx = db.transaction()
     tx.put(
-        {"PK": pk, "SK": PROFILE_SK, "type": "member", **profile.model_dump(mode="json"),
-         "enrolled_at": iso(now), "available": 0, "pending": 0, "debt": 0},
+        {
+            "PK": pk,
+            "SK": PROFILE_SK,
+            "type": "member",
+            **profile.model_dump(mode="json"),
+            "enrolled_at": iso(now),
+            "available": 0,
+            "pending": 0,
+            "debt": 0,
+        },
         condition="attribute_not_exists(PK)",
     )
     contacts = profile.contacts()
     for kind, value in contacts.items():
         tx.put(
-            {"PK": contact_pk(shop_id, kind, value), "SK": CONTACT_SK, "type": "contact", "kind": kind,
-             "member_id": profile.member_id},
+            {
+                "PK": contact_pk(shop_id, kind, value),
+                "SK": CONTACT_SK,
+                "type": "contact",
+                "kind": kind,
+                "member_id": profile.member_id,
+            },
             condition="attribute_not_exists(PK) OR member_id = :member",
             values={":member": profile.member_id},
         )
@@ -75,26 +88,43 @@ def lots(db: Dynamo, shop_id: str, member_id: str) -> list[Lot]:
     return [_lot(item) for item in db.query_all(member_pk(shop_id, member_id), LOT_PREFIX)]
 
 
-def ledger_page(db: Dynamo, shop_id: str, member_id: str, *, limit: int,
-                start: Item | None) -> tuple[list[LedgerEntry], Item | None]:
-    items, last = db.query_page(member_pk(shop_id, member_id), LEDGER_PREFIX, limit=limit, newest_first=True,
-                                start=start, consistent=False)
-    entries = [LedgerEntry.model_validate({key: item[key] for key in LedgerEntry.model_fields if key in item})
-               for item in items]
+def ledger_page(
+    db: Dynamo, shop_id: str, member_id: str, *, limit: int, start: Item | None
+) -> tuple[list[LedgerEntry], Item | None]:
+    items, last = db.query_page(
+        member_pk(shop_id, member_id), LEDGER_PREFIX, limit=limit, newest_first=True, start=start, consistent=False
+    )
+    entries = [
+        LedgerEntry.model_validate({key: item[key] for key in LedgerEntry.model_fields if key in item})
+        for item in items
+    ]
     return entries, last
 
 
 def ledger_all(db: Dynamo, shop_id: str, member_id: str) -> list[LedgerEntry]:
     """Oldest first; for audits and tests."""
-    return [LedgerEntry.model_validate({key: item[key] for key in LedgerEntry.model_fields if key in item})
-            for item in db.query_all(member_pk(shop_id, member_id), LEDGER_PREFIX)]
+    return [
+        LedgerEntry.model_validate({key: item[key] for key in LedgerEntry.model_fields if key in item})
+        for item in db.query_all(member_pk(shop_id, member_id), LEDGER_PREFIX)
+    ]
 
 
 # ---------------------------------------------------------------------------- transaction parts
 
-def add_balance_change(tx: Transaction, shop_id: str, member_id: str, *, available: int, pending: int, debt: int,
-                       now: datetime, expect_available: int | None = None, expect_debt: int | None = None,
-                       at_least: int | None = None) -> int:
+
+def add_balance_change(
+    tx: Transaction,
+    shop_id: str,
+    member_id: str,
+    *,
+    available: int,
+    pending: int,
+    debt: int,
+    now: datetime,
+    expect_available: int | None = None,
+    expect_debt: int | None = None,
+    at_least: int | None = None,
+) -> int:
     """ADD the changes to the member, which must exist. The `expect_*` values are what the change was computed
     from and must still hold; `at_least` requires that many available points (a spend never overdraws)."""
     condition = "attribute_exists(PK)"
@@ -118,8 +148,12 @@ def add_balance_change(tx: Transaction, shop_id: str, member_id: str, *, availab
 
 def add_lot(tx: Transaction, shop_id: str, member_id: str, lot: Lot) -> int:
     return tx.put(
-        {"PK": member_pk(shop_id, member_id), "SK": lot_sk(lot.lot_id), "type": "lot",
-         **lot.model_dump(mode="json", exclude={"lot_id"})},
+        {
+            "PK": member_pk(shop_id, member_id),
+            "SK": lot_sk(lot.lot_id),
+            "type": "lot",
+            **lot.model_dump(mode="json", exclude={"lot_id"}),
+        },
         condition="attribute_not_exists(SK)",
     )
 
@@ -133,19 +167,28 @@ def add_draws(tx: Transaction, shop_id: str, member_id: str, draws: list[Draw]) 
         if item.take == item.remaining_before:
             tx.delete(key, condition="remaining = :before", values={":before": item.remaining_before})
         else:
-            tx.update(key, "ADD remaining :minus", values={":minus": -item.take, ":before": item.remaining_before},
-                      condition="remaining = :before")
+            tx.update(
+                key,
+                "ADD remaining :minus",
+                values={":minus": -item.take, ":before": item.remaining_before},
+                condition="remaining = :before",
+            )
 
 
 def add_entry(tx: Transaction, shop_id: str, member_id: str, entry: LedgerEntry) -> int:
     return tx.put(
-        {"PK": member_pk(shop_id, member_id), "SK": ledger_sk(entry.at, entry.reason, entry.reference),
-         "type": "ledger", **entry.model_dump(mode="json")},
+        {
+            "PK": member_pk(shop_id, member_id),
+            "SK": ledger_sk(entry.at, entry.reason, entry.reference),
+            "type": "ledger",
+            **entry.model_dump(mode="json"),
+        },
         condition="attribute_not_exists(SK)",
     )
 
 
 # ---------------------------------------------------------------------------- item -> model
+
 
 def _profile(item: Item) -> Profile:
     return Profile.model_validate({key: item[key] for key in Profile.model_fields if item.get(key) is not None})

@@ -25,8 +25,16 @@ def to_state(item: Item) -> OrderState:
     return OrderState.model_validate({key: item[key] for key in OrderState.model_fields if key in item})
 
 
-def commit_settlement(db: Dynamo, shop_id: str, settlement: Settlement, *, previous: OrderState | None,
-                      guard: Balance | None, now: datetime, shards: int) -> None:
+def commit_settlement(
+    db: Dynamo,
+    shop_id: str,
+    settlement: Settlement,
+    *,
+    previous: OrderState | None,
+    guard: Balance | None,
+    now: datetime,
+    shards: int,
+) -> None:
     """Write the whole effect of one event in one TransactWriteItems.
 
     The order item is the event's idempotency record: it is created only if absent (`previous` None) or
@@ -42,8 +50,13 @@ def commit_settlement(db: Dynamo, shop_id: str, settlement: Settlement, *, previ
         assert settlement.entry is not None
         read = guard or Balance()
         members.add_balance_change(
-            tx, shop_id, order.member_id, available=settlement.available, pending=settlement.pending,
-            debt=settlement.debt, now=now,
+            tx,
+            shop_id,
+            order.member_id,
+            available=settlement.available,
+            pending=settlement.pending,
+            debt=settlement.debt,
+            now=now,
             expect_available=read.available if settlement.reads == "all" else None,
             expect_debt=read.debt if settlement.reads in ("all", "debt") else None,
         )
@@ -54,11 +67,18 @@ def commit_settlement(db: Dynamo, shop_id: str, settlement: Settlement, *, previ
     db.commit(tx)
 
 
-def _put_order(tx: Transaction, shop_id: str, settlement: Settlement, previous: OrderState | None,
-               now: datetime, shards: int) -> None:
+def _put_order(
+    tx: Transaction, shop_id: str, settlement: Settlement, previous: OrderState | None, now: datetime, shards: int
+) -> None:
     pk = order_pk(shop_id, settlement.order.order_id)
-    item: Item = {"PK": pk, "SK": ORDER_SK, "type": "order", "shop_id": shop_id,
-                  **settlement.order.model_dump(mode="json"), "updated_at": now.isoformat()}
+    item: Item = {
+        "PK": pk,
+        "SK": ORDER_SK,
+        "type": "order",
+        "shop_id": shop_id,
+        **settlement.order.model_dump(mode="json"),
+        "updated_at": now.isoformat(),
+    }
     due = settlement.due_at
     if due is not None:
         item["DuePK"], item["DueSK"] = due_keys(ACTIVATE_JOB, due, pk, shards)

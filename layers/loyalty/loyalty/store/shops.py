@@ -21,8 +21,16 @@ class ShopRecord:
 def create_shop(db: Dynamo, shop: ShopRecord, program: Program, now: datetime) -> None:
     tx = db.transaction()
     tx.put(
-        {"PK": shop_pk(shop.shop_id), "SK": SHOP_SK, "type": "shop", "shop_id": shop.shop_id, "name": shop.name,
-         "api_key_sha256": shop.api_key_sha256, "webhook_secret": shop.webhook_secret, "created_at": iso(now)},
+        {
+            "PK": shop_pk(shop.shop_id),
+            "SK": SHOP_SK,
+            "type": "shop",
+            "shop_id": shop.shop_id,
+            "name": shop.name,
+            "api_key_sha256": shop.api_key_sha256,
+            "webhook_secret": shop.webhook_secret,
+            "created_at": iso(now),
+        },
         condition="attribute_not_exists(PK)",
     )
     tx.put(_program_item(shop.shop_id, program, now))
@@ -53,6 +61,9 @@ def put_program(db: Dynamo, shop_id: str, program: Program, now: datetime) -> No
 
 def _program_item(shop_id: str, program: Program, now: datetime) -> dict[str, object]:
     return {
-        "PK": shop_pk(shop_id), "SK": PROGRAM_SK, "type": "program",
-        "program": program.model_dump(mode="json"), "updated_at": iso(now),
+        "PK": shop_pk(shop_id),
+        "SK": PROGRAM_SK,
+        "type": "program",
+        "program": program.model_dump(mode="json"),
+        "updated_at": iso(now),
     }
