@@ -15,7 +15,8 @@ from loyalty.service import intake
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
+# A batch whose every record failed is reported like any other: SQS retries just those records.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 # The queue's maxReceiveCount (template.yaml): on the last delivery a still-failing event is parked with its reason.
 MAX_RECEIVES = int(os.environ.get("MAX_RECEIVES", "5"))
 

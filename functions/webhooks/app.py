@@ -10,7 +10,7 @@ from loyalty.api import webhook_routes
 
 logger = Logger()
 tracer = Tracer()
-app = webhook_routes.build(runtime.service(), runtime.queues())
+app = webhook_routes.build(runtime.service, runtime.queues)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -40,12 +40,21 @@ def install(app: ApiGatewayResolver) -> None:
     @app.exception_handler(RequestValidationError)
     def _invalid(exc: RequestValidationError) -> Response[str]:
         fields = [
-            {"field": field_name(err.get("loc", ())), "message": err.get("msg", "invalid")} for err in exc.errors()
+            {
+                # A body that is not JSON at all is reported against the body, not a character position.
+                "field": "body" if err.get("type") == "json_invalid" else field_name(err.get("loc", ())),
+                "message": err.get("msg", "invalid"),
+            }
+            for err in exc.errors()
         ]
         first = fields[0] if fields else {"field": "body", "message": "invalid"}
         return error_response(
             400, "invalid", f"{first['field']}: {first['message']}", field=first["field"], fields=fields
         )
+
+    @app.not_found
+    def _no_route(exc: Exception) -> Response[str]:
+        return error_response(404, "not_found", "no such route")
 
     @app.exception_handler(PermissionError)
     def _denied(exc: PermissionError) -> Response[str]:

@@ -1,6 +1,7 @@
 """Operator, merchant and member routes. Each parses, calls the service, shapes the answer."""
 
 import json
+from collections.abc import Callable
 from decimal import Decimal
 from functools import partial
 from typing import Annotated, Any
@@ -60,7 +61,8 @@ def entry_view(entry: LedgerEntry) -> dict[str, Any]:
     }
 
 
-def build(service: Loyalty) -> APIGatewayRestResolver:
+def build(service: Callable[[], Loyalty]) -> APIGatewayRestResolver:
+    """`service` gives the container's service on each request (made on first use, so tests can swap it)."""
     # JSON numbers are read as Decimal, never float: rates and multipliers stay exact.
     app = APIGatewayRestResolver(
         enable_validation=True, json_body_deserializer=partial(json.loads, parse_float=Decimal)
@@ -68,29 +70,29 @@ def build(service: Loyalty) -> APIGatewayRestResolver:
     errors.install(app)
 
     def shop_caller(shop_id: str) -> None:
-        service.authenticate(bearer(app), shop_id)
+        service().authenticate(bearer(app), shop_id)
 
     @app.post("/v1/shops", summary="Provision a shop (operator key)", tags=["operator"])
     def create_shop(body: Annotated[CreateShop, Body()]) -> Response[str]:
         require_operator(app)
-        return json_response(201, service.create_shop(body.name, body.currency))
+        return json_response(201, service().create_shop(body.name, body.currency))
 
     @app.get("/v1/shops/<shop_id>/program", summary="Read the loyalty program", tags=["program"])
     def get_program(shop_id: ShopId) -> Response[str]:
         shop_caller(shop_id)
-        return json_response(200, service.program(shop_id).model_dump(mode="json"))
+        return json_response(200, service().program(shop_id).model_dump(mode="json"))
 
     @app.put("/v1/shops/<shop_id>/program", summary="Configure the loyalty program", tags=["program"])
     def put_program(shop_id: ShopId, body: Annotated[Program, Body()]) -> Response[str]:
         shop_caller(shop_id)
-        return json_response(200, service.set_program(shop_id, body).model_dump(mode="json"))
+        return json_response(200, service().set_program(shop_id, body).model_dump(mode="json"))
 
     @app.post(
         "/v1/shops/<shop_id>/members", summary="Enrol a member (201; 200 on an identical replay)", tags=["members"]
     )
     def enrol(shop_id: ShopId, body: Annotated[Profile, Body()]) -> Response[str]:
         shop_caller(shop_id)
-        created, member = service.enrol(shop_id, body)
+        created, member = service().enrol(shop_id, body)
         return json_response(201 if created else 200, member_view(member))
 
     @app.get("/v1/shops/<shop_id>/members", summary="Find members by e-mail or phone", tags=["members"])
@@ -108,12 +110,12 @@ def build(service: Loyalty) -> APIGatewayRestResolver:
             )
         except ValueError as exc:
             raise InvalidInput(str(exc), field="email" if email is not None else "phone") from exc
-        return json_response(200, {"items": [member_view(m) for m in service.find_members(shop_id, kind, value)]})
+        return json_response(200, {"items": [member_view(m) for m in service().find_members(shop_id, kind, value)]})
 
     @app.get("/v1/shops/<shop_id>/members/<member_id>", summary="A member and their points", tags=["members"])
     def get_member(shop_id: ShopId, member_id: MemberId) -> Response[str]:
         shop_caller(shop_id)
-        return json_response(200, member_view(service.member(shop_id, member_id)))
+        return json_response(200, member_view(service().member(shop_id, member_id)))
 
     @app.get(
         "/v1/shops/<shop_id>/members/<member_id>/ledger",
@@ -127,7 +129,7 @@ def build(service: Loyalty) -> APIGatewayRestResolver:
         next: Annotated[str | None, Query(max_length=2048)] = None,
     ) -> Response[str]:
         shop_caller(shop_id)
-        entries, cursor = service.ledger(shop_id, member_id, limit=limit, cursor=next)
+        entries, cursor = service().ledger(shop_id, member_id, limit=limit, cursor=next)
         return json_response(200, {"items": [entry_view(e) for e in entries], "next": cursor})
 
     @app.post(
@@ -143,7 +145,7 @@ def build(service: Loyalty) -> APIGatewayRestResolver:
     ) -> Response[str]:
         shop_caller(shop_id)
         key = _identifier(idempotency_key, "Idempotency-Key")
-        return json_response(201, service.redeem(shop_id, member_id, key=key, points=body.points, reason=body.reason))
+        return json_response(201, service().redeem(shop_id, member_id, key=key, points=body.points, reason=body.reason))
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi() -> Response[str]:

@@ -10,7 +10,7 @@ from loyalty.domain.ledger import Balance
 from loyalty.domain.orders import Identifier
 
 _PHONE_NOISE = re.compile(r"[\s().-]")
-_PHONE = re.compile(r"^\+?\d{5,20}$")
+_PHONE = re.compile(r"^\+?[0-9]{5,20}$")
 # Deliberately loose: one @, something on each side, a dot in the domain. Shops own the address.
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 

@@ -34,7 +34,7 @@ _EXPONENTS: dict[str, int] = {
     **dict.fromkeys(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"], 3),
 }
 
-_DECIMAL = re.compile(r"^(?P<int>\d{1,15})(?:\.(?P<frac>\d{1,6}))?$")
+_DECIMAL = re.compile(r"^(?P<int>[0-9]{1,15})(?:\.(?P<frac>[0-9]{1,6}))?$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 

@@ -14,7 +14,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 # Identifiers end up inside DynamoDB keys, so they are bounded and free of our '#' separator.
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^#\s]+$")]
-DecimalString = Annotated[str, Field(pattern=r"^\d{1,15}(\.\d{1,6})?$", examples=["199.00"])]
+DecimalString = Annotated[str, Field(pattern=r"^[0-9]{1,15}(\.[0-9]{1,6})?$", examples=["199.00"])]
 
 
 class _Model(BaseModel):
@@ -63,6 +63,11 @@ class OrderCancelled(_Model):
 
 
 OrderEvent = Annotated[OrderPaid | OrderRefunded | OrderCancelled, Field(discriminator="type")]
+EVENT_TYPES: dict[str, type[OrderPaid | OrderRefunded | OrderCancelled]] = {
+    "order.paid": OrderPaid,
+    "order.refunded": OrderRefunded,
+    "order.cancelled": OrderCancelled,
+}
 
 
 class OrderEnvelope(_Model):

@@ -1,0 +1,103 @@
+"""Shared fixtures. AWS is always moto: one mock for the session (botocore models parse once), and a fresh
+table and queues per test, built from template.yaml, so each test starts empty and small (moto copies the
+whole table on every transaction item)."""
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+os.environ.update(
+    AWS_DEFAULT_REGION="us-east-1",
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_SECURITY_TOKEN="testing",
+    AWS_SESSION_TOKEN="testing",
+    POWERTOOLS_TRACE_DISABLED="true",
+    POWERTOOLS_METRICS_NAMESPACE="LoyaltyTest",
+    POWERTOOLS_SERVICE_NAME="loyalty-test",
+    POWERTOOLS_METRICS_DISABLED="true",
+    POWERTOOLS_LOG_LEVEL="WARNING",
+)
+os.environ.pop("AWS_ENDPOINT_URL", None)  # the in-process mock, never a real or stray endpoint
+
+from loyalty import runtime
+from loyalty.service.loyalty import Loyalty
+from moto import mock_aws
+
+from infra.local import lambdas
+from infra.local.resources import Stack, create_stack, max_receive_count
+
+OPERATOR_KEY = "op_test_key"
+
+
+@pytest.fixture(scope="session")
+def aws() -> Iterator[None]:
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def stack(aws: None) -> Iterator[Stack]:
+    """Empty table and queues for this test, and the functions' environment pointing at them."""
+    created = create_stack(prefix=f"t{uuid.uuid4().hex[:8]}-")
+    os.environ.update(created.env())
+    os.environ["OPERATOR_KEY_SHA256"] = hashlib.sha256(OPERATOR_KEY.encode()).hexdigest()
+    os.environ["MAX_RECEIVES"] = str(max_receive_count())
+    runtime.service.cache_clear()
+    runtime.queues.cache_clear()
+    yield created
+    boto3.client("dynamodb").delete_table(TableName=created.tables["LoyaltyTable"])
+    sqs = boto3.client("sqs")
+    for url in created.queues.values():
+        sqs.delete_queue(QueueUrl=url)
+
+
+@pytest.fixture
+def service(stack: Stack) -> Loyalty:
+    """The same service instance the handlers use in this test."""
+    return runtime.service()
+
+
+class Api:
+    """Calls the API and webhook functions with API Gateway events, as API Gateway would."""
+
+    def __init__(self) -> None:
+        self.functions = lambdas.functions()
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        key: str | None = None,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+    ) -> tuple[int, Any]:
+        all_headers = {"Content-Type": "application/json", **(headers or {})}
+        if key:
+            all_headers["Authorization"] = f"Bearer {key}"
+        payload = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        name = "WebhooksFunction" if "/webhooks/" in path else "ApiFunction"
+        response = lambdas.invoke(
+            self.functions[name], lambdas.api_event(method, path, headers=all_headers, body=payload)
+        )
+        return response["statusCode"], lambdas.response_json(response)
+
+
+@pytest.fixture
+def api(stack: Stack) -> Api:
+    return Api()
+
+
+@pytest.fixture
+def shop(api: Api) -> dict[str, str]:
+    status, body = api.call("POST", "/v1/shops", key=OPERATOR_KEY, body={"name": "Tea House"})
+    assert status == 201, body
+    return dict(body)

@@ -1,0 +1,138 @@
+"""Builders and checks the tests share."""
+
+import json
+import time
+from typing import Any
+
+import boto3
+from loyalty.domain.orders import EVENT_TYPES, OrderCancelled, OrderPaid, OrderRefunded
+from loyalty.service.loyalty import Loyalty
+from loyalty.store import members as member_store
+from loyalty.store.dynamo import Dynamo
+from loyalty.store.keys import ORDER_SK
+from loyalty.webhooks import standard
+
+from infra.local import lambdas
+from infra.local.resources import Stack
+
+
+def paid(
+    order_id: str,
+    member_id: str = "m1",
+    total: str = "100.00",
+    lines: list[dict[str, Any]] | None = None,
+    paid_at: str = "2026-11-01T10:00:00Z",
+    currency: str = "CNY",
+) -> dict[str, Any]:
+    return {
+        "type": "order.paid",
+        "data": {
+            "order_id": order_id,
+            "member_id": member_id,
+            "currency": currency,
+            "total": total,
+            "lines": lines
+            if lines is not None
+            else [{"sku": "tea", "category": "tea", "quantity": 1, "amount": total}],
+            "paid_at": paid_at,
+        },
+    }
+
+
+def refunded(order_id: str, refund_id: str, amount: str) -> dict[str, Any]:
+    return {"type": "order.refunded", "data": {"order_id": order_id, "refund_id": refund_id, "amount": amount}}
+
+
+def cancelled(order_id: str) -> dict[str, Any]:
+    return {"type": "order.cancelled", "data": {"order_id": order_id}}
+
+
+def event_model(event: dict[str, Any]) -> OrderPaid | OrderRefunded | OrderCancelled:
+    return EVENT_TYPES[event["type"]].model_validate(event)
+
+
+def signed_headers(secret: str, body: bytes, msg_id: str = "msg_1", timestamp: int | None = None) -> dict[str, str]:
+    stamp = int(time.time()) if timestamp is None else timestamp
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": standard.sign(secret, msg_id, stamp, body),
+    }
+
+
+def send(stack: Stack, shop_id: str, event: dict[str, Any], delivery_id: str = "d1") -> None:
+    """Put an event straight onto the queue, as internal systems may."""
+    boto3.client("sqs").send_message(
+        QueueUrl=stack.queues["OrdersQueue"],
+        MessageBody=json.dumps({"shop_id": shop_id, "delivery_id": delivery_id, "event": event}),
+    )
+
+
+def drain(stack: Stack, *, rounds: int = 20) -> list[dict[str, Any]]:
+    """Feed queued messages to the orders function until the queue is empty (failed ones become visible at once).
+    Returns every batch response."""
+    sqs = boto3.client("sqs")
+    function = lambdas.functions()["OrdersFunction"]
+    arn = sqs.get_queue_attributes(QueueUrl=stack.queues["OrdersQueue"], AttributeNames=["QueueArn"])
+    responses = []
+    for _ in range(rounds):
+        messages = sqs.receive_message(
+            QueueUrl=stack.queues["OrdersQueue"],
+            MaxNumberOfMessages=10,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if not messages:
+            break
+        result = lambdas.invoke(function, lambdas.sqs_event(messages, arn["Attributes"]["QueueArn"]))
+        responses.append(result)
+        failed = {item["itemIdentifier"] for item in result["batchItemFailures"]}
+        for message in messages:
+            if message["MessageId"] in failed:
+                sqs.change_message_visibility(
+                    QueueUrl=stack.queues["OrdersQueue"], ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                )
+            else:
+                sqs.delete_message(QueueUrl=stack.queues["OrdersQueue"], ReceiptHandle=message["ReceiptHandle"])
+    return responses
+
+
+def dead_letters(stack: Stack) -> list[dict[str, Any]]:
+    return (
+        boto3.client("sqs")
+        .receive_message(
+            QueueUrl=stack.queues["OrdersDeadLetterQueue"], MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+        )
+        .get("Messages", [])
+    )
+
+
+def check_invariants(service: Loyalty, shop_id: str, member_id: str) -> dict[str, int]:
+    """available == sum(ledger points) == sum(lots) - debt; pending == sum(ledger pending) == sum(order pending)."""
+    member = service.member(shop_id, member_id)
+    entries = member_store.ledger_all(service.db, shop_id, member_id)
+    lots = member_store.lots(service.db, shop_id, member_id)
+    balance = member.balance
+    assert balance.available == sum(e.points for e in entries), "available != sum of ledger points"
+    assert balance.pending == sum(e.pending for e in entries), "pending != sum of ledger pending"
+    assert balance.available == sum(lot.remaining for lot in lots) - balance.debt, "available != lots - debt"
+    assert balance.debt >= 0 and balance.pending >= 0
+    assert all(lot.remaining > 0 for lot in lots), "an empty lot was left behind"
+    if balance.debt:
+        assert not lots, "debt while lots still hold points"
+    assert balance.pending == _orders_pending(service.db, shop_id, member_id)
+    return {"available": balance.available, "pending": balance.pending, "debt": balance.debt}
+
+
+def _orders_pending(db: Dynamo, shop_id: str, member_id: str) -> int:
+    # Test-only audit: a Scan is fine on a test's small table (production code never scans).
+    items = db.client.scan(TableName=db.table_name)["Items"]
+    total = 0
+    for raw in items:
+        if (
+            raw["SK"]["S"] == ORDER_SK
+            and raw["PK"]["S"].startswith(f"SHOP#{shop_id}#")
+            and raw.get("member_id", {}).get("S") == member_id
+        ):
+            total += int(raw["pending"]["N"])
+    return total
