@@ -26,12 +26,12 @@ os.environ.update(
 )
 os.environ.pop("AWS_ENDPOINT_URL", None)  # the in-process mock, never a real or stray endpoint
 
-from loyalty import runtime
-from loyalty.service.loyalty import Loyalty
 from moto import mock_aws
 
 from infra.local import lambdas
 from infra.local.resources import Stack, create_stack, max_receive_count
+from loyalty import runtime
+from loyalty.service.loyalty import Loyalty
 
 OPERATOR_KEY = "op_test_key"
 

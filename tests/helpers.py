@@ -5,15 +5,15 @@ import time
 from typing import Any
 
 import boto3
+
+from infra.local import lambdas
+from infra.local.resources import Stack
 from loyalty.domain.orders import EVENT_TYPES, OrderCancelled, OrderPaid, OrderRefunded
 from loyalty.service.loyalty import Loyalty
 from loyalty.store import members as member_store
 from loyalty.store.dynamo import Dynamo
 from loyalty.store.keys import ORDER_SK
 from loyalty.webhooks import standard
-
-from infra.local import lambdas
-from infra.local.resources import Stack
 
 
 def paid(
@@ -97,7 +97,7 @@ def drain(stack: Stack, *, rounds: int = 20) -> list[dict[str, Any]]:
     return responses
 
 
-def dead_letters(stack: Stack) -> list[dict[str, Any]]:
+def dead_letters(stack: Stack) -> list[Any]:
     return (
         boto3.client("sqs")
         .receive_message(

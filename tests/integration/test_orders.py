@@ -6,9 +6,9 @@ from typing import Any
 
 import boto3
 import pytest
-from loyalty.service.loyalty import Loyalty
 
 from infra.local.resources import Stack
+from loyalty.service.loyalty import Loyalty
 from tests.conftest import Api
 from tests.helpers import cancelled, check_invariants, dead_letters, drain, paid, refunded, send, signed_headers
 
@@ -136,6 +136,7 @@ def test_lifecycle_partial_refunds_then_full(
     assert points(api, shop)["available"] == 0
     check_invariants(service, sid, "m1")
     status, body = api.call("GET", f"/v1/shops/{sid}/members/m1/ledger", key=shop["api_key"])
+    assert status == 200
     reasons = sorted((e["reason"], e["reference"], e["points"]) for e in body["items"])
     assert reasons == [
         ("order.paid", "o1", 299),

@@ -2,6 +2,7 @@ from decimal import Decimal
 
 from hypothesis import given
 from hypothesis import strategies as st
+
 from loyalty.domain.earning import kept_after_refunds, points_for_lines
 from loyalty.domain.orders import OrderLine
 from loyalty.domain.program import Program

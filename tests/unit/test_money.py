@@ -3,6 +3,7 @@ from decimal import Decimal
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from loyalty.domain.money import as_major, currency_exponent, format_amount, parse_amount
 
 

@@ -2,12 +2,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+
 from loyalty.domain.errors import InsufficientPoints, InvalidInput
 from loyalty.domain.ledger import Balance, Lot, spend
 from loyalty.domain.orders import OrderState
 from loyalty.domain.program import Program
 from loyalty.domain.settle import activate, is_duplicate, settle
-
 from tests.helpers import cancelled, event_model, paid, refunded
 
 NOW = datetime(2026, 11, 10, tzinfo=UTC)
@@ -81,7 +81,7 @@ def test_refund_of_available_points_draws_the_orders_own_lot_first() -> None:
 
 @pytest.mark.parametrize(("policy", "available", "debt"), [("stop_at_zero", -30, 0), ("allow_negative", -100, 70)])
 def test_clawback_beyond_the_balance_follows_the_policy(policy: str, available: int, debt: int) -> None:
-    program = Program(clawback=policy)  # type: ignore[arg-type]
+    program = Program.model_validate({"clawback": policy})
     first = settle(OrderState(order_id="o1"), event_model(paid("o1")), program, now=NOW, balance=Balance(), lots=[])
     # The member spent 70 of the 100 points; 30 are left in the order's lot.
     assert first.new_lot is not None

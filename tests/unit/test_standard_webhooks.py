@@ -3,6 +3,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
 from loyalty.webhooks import standard
 
 VECTOR = json.loads((Path(__file__).parents[1] / "fixtures" / "standardwebhooks_test_vector.json").read_text())

@@ -39,7 +39,7 @@ def build(service: Callable[[], Loyalty], queues: Callable[[], Queues]) -> APIGa
             payload = json.loads(raw)
         except ValueError:
             return errors.error_response(400, "invalid", "body is not JSON", field="body")
-        kind = EVENT_TYPES.get(payload.get("type")) if isinstance(payload, dict) else None
+        kind = EVENT_TYPES.get(str(payload.get("type"))) if isinstance(payload, dict) else None
         if kind is None:
             return errors.error_response(400, "invalid", f"type must be one of {sorted(EVENT_TYPES)}", field="type")
         try:
