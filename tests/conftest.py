@@ -36,10 +36,32 @@ from loyalty.service.loyalty import Loyalty
 OPERATOR_KEY = "op_test_key"
 
 
+_mock = mock_aws()
+
+
 @pytest.fixture(scope="session")
 def aws() -> Iterator[None]:
-    with mock_aws():
-        yield
+    _mock.start()
+    yield
+    _mock.stop()
+
+
+@pytest.fixture
+def moto_server(aws: None) -> Iterator[str]:
+    """A real moto server on loopback, reached over HTTP by every boto3 client (the in-process mock paused)."""
+    from infra.local.moto_server import AtomicMotoServer
+
+    _mock.stop()
+    server = AtomicMotoServer()
+    server.start()
+    host, port = server.get_host_and_port()
+    os.environ["AWS_ENDPOINT_URL"] = f"http://{host}:{port}"
+    try:
+        yield os.environ["AWS_ENDPOINT_URL"]
+    finally:
+        del os.environ["AWS_ENDPOINT_URL"]
+        server.stop()
+        _mock.start()
 
 
 @pytest.fixture

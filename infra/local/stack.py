@@ -37,9 +37,9 @@ def configure_aws() -> Any:
     os.environ.setdefault("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
     if os.environ.get("AWS_ENDPOINT_URL"):
         return None
-    from moto.server import ThreadedMotoServer
+    from infra.local.moto_server import AtomicMotoServer
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=int(os.environ.get("MOTO_PORT", "0")), verbose=False)
+    server = AtomicMotoServer(port=int(os.environ.get("MOTO_PORT", "0")))
     server.start()
     host, port = server.get_host_and_port()
     os.environ["AWS_ENDPOINT_URL"] = f"http://{host}:{port}"

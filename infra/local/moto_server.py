@@ -1,0 +1,37 @@
+"""A moto server whose requests are each atomic, as DynamoDB's are.
+
+moto evaluates a transaction's conditions and applies its writes without a lock, so two threads can both pass
+a condition that only one should (seen here: 15 redemptions of 70 succeeded against 1,000 points, beside
+"dictionary changed size during iteration" errors from moto). DynamoDB guarantees that each request, a
+TransactWriteItems included, is applied atomically. This server keeps HTTP threaded, so clients still race
+to read and write, and runs one request at a time inside moto: the concurrency our conditions must handle,
+without races that exist only in the emulator.
+"""
+
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import make_server
+
+
+class AtomicMotoServer(ThreadedMotoServer):
+    def __init__(self, ip_address: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(ip_address=ip_address, port=port, verbose=False)
+        self._lock = threading.Lock()
+
+    def _server_entry(self) -> None:
+        app = DomainDispatcherApplication(create_backend_app)
+        lock = self._lock
+
+        def atomic(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+            with lock:
+                return list(app(environ, start_response))  # the whole response is made inside the lock
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._server = make_server(self._ip_address, self._port, atomic, threaded=True)
+        self._server_ready_event.set()
+        self._server.serve_forever()
