@@ -4,7 +4,7 @@ moto evaluates a transaction's conditions and applies its writes without a lock,
 a condition that only one should (seen here: 15 redemptions of 70 succeeded against 1,000 points, beside
 "dictionary changed size during iteration" errors from moto). DynamoDB guarantees that each request, a
 TransactWriteItems included, is applied atomically. This server keeps HTTP threaded, so clients still race
-to read and write, and runs one request at a time inside moto: the concurrency our conditions must handle,
+to read and write, and runs one DynamoDB request at a time inside moto: the concurrency our conditions must handle,
 without races that exist only in the emulator.
 """
 
@@ -28,6 +28,9 @@ class AtomicMotoServer(ThreadedMotoServer):
         lock = self._lock
 
         def atomic(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+            # Only DynamoDB needs it; SQS long polls must not hold everyone else up.
+            if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+                return app(environ, start_response)  # type: ignore[no-any-return]
             with lock:
                 return list(app(environ, start_response))  # the whole response is made inside the lock
 

@@ -120,7 +120,7 @@ class LocalStack:
 
     # ---------------------------------------------------------------- queue consumer
 
-    def poll_once(self, wait_seconds: int = 1) -> int:
+    def poll_once(self, wait_seconds: int = 0) -> int:
         """One ReceiveMessage -> one SQS event -> the consumer; successes deleted, as the event source mapping does."""
         response = self.sqs.receive_message(
             QueueUrl=self.stack.queues["OrdersQueue"],
@@ -151,7 +151,9 @@ class LocalStack:
     def consume_forever(self) -> None:
         while not self.stop.is_set():
             try:
-                if self.poll_once() and self.in_process_moto:
+                if not self.poll_once():
+                    self.stop.wait(0.2)
+                elif self.in_process_moto:
                     _release_moto_copies()
             except Exception:
                 log.exception("queue poll failed; trying again")

@@ -1,0 +1,220 @@
+"""`make run`'s contract, over HTTP: the local stack started as its own process, as a newcomer would start it."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from loyalty.webhooks import standard
+
+ROOT = Path(__file__).resolve().parents[2]
+OPERATOR_KEY = "op_e2e"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_stack(extra_env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "LOYALTY_OPERATOR_KEY": OPERATOR_KEY, **extra_env}
+    if "AWS_ENDPOINT_URL" not in extra_env:
+        env.pop("AWS_ENDPOINT_URL", None)
+    with log.open("wb") as out:  # a file, not a pipe: nobody has to keep reading it
+        process = subprocess.Popen(
+            [sys.executable, "-m", "infra.local"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        text = log.read_text()
+        if "operator key" in text:
+            assert f"operator key   {OPERATOR_KEY}" in text
+            return process, f"http://127.0.0.1:{port}"
+        if process.poll() is not None:
+            break
+        time.sleep(0.2)
+    process.kill()
+    raise AssertionError("local stack did not start:\n" + log.read_text())
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    process, url = start_stack({}, tmp_path_factory.mktemp("stack") / "stack.log")
+    yield url
+    stop(process)
+
+
+def call(
+    base: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    key: str | None = None,
+    headers: dict[str, str] | None = None,
+    raw: bytes | None = None,
+) -> tuple[int, Any]:
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(
+        base + path, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})}
+    )
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def eventually(check: Callable[[], Any], timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.2)
+
+
+def webhook(base: str, shop: dict[str, str], event: dict[str, Any], msg_id: str) -> int:
+    body = json.dumps(event).encode()
+    stamp = int(time.time())
+    headers = {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": standard.sign(shop["webhook_secret"], msg_id, stamp, body),
+    }
+    return call(base, "POST", f"/v1/shops/{shop['shop_id']}/webhooks/orders", raw=body, headers=headers)[0]
+
+
+def test_the_contract_end_to_end(base: str) -> None:
+    status, shop = call(base, "POST", "/v1/shops", {"name": "E2E Tea"}, key=OPERATOR_KEY)
+    assert status == 201
+    sid, key = shop["shop_id"], shop["api_key"]
+    program = {
+        "currency": "CNY",
+        "points_per_unit": 1,
+        "category_multipliers": {"tobacco": 0},
+        "pending_days": 3,
+        "clawback": "stop_at_zero",
+    }
+    assert call(base, "PUT", f"/v1/shops/{sid}/program", program, key=key)[0] == 200
+    assert call(base, "PUT", f"/v1/shops/{sid}/program", {"pending_days": -1}, key=key)[1]["error"]["field"] == (
+        "pending_days"
+    )
+    assert (
+        call(base, "POST", f"/v1/shops/{sid}/members", {"member_id": "m1", "email": "e2e@example.com"}, key=key)[0]
+        == 201
+    )
+
+    paid_at = datetime.now(UTC).replace(microsecond=0)
+    order = {
+        "type": "order.paid",
+        "data": {
+            "order_id": "A100",
+            "member_id": "m1",
+            "currency": "CNY",
+            "total": "150.00",
+            "paid_at": paid_at.isoformat(),
+            "lines": [
+                {"sku": "tea", "category": "tea", "quantity": 1, "amount": "120.00"},
+                {"sku": "cig", "category": "tobacco", "quantity": 1, "amount": "30.00"},
+            ],
+        },
+    }
+    assert webhook(base, shop, order, "msg-1") == 202
+    assert webhook(base, shop, order, "msg-1") == 202  # the platform retries: still counted once
+
+    def member() -> dict[str, Any]:
+        return dict(call(base, "GET", f"/v1/shops/{sid}/members/m1", key=key)[1]["points"])
+
+    assert eventually(lambda: member() == {"available": 0, "pending": 120}), member()
+    when = (paid_at + timedelta(days=3, seconds=1)).isoformat()
+    status, report = call(base, "POST", "/_local/schedules/activate-pending", {"time": when})
+    assert status == 200 and report["applied"] == 1
+    assert member() == {"available": 120, "pending": 0}
+
+    refund = {"type": "order.refunded", "data": {"order_id": "A100", "refund_id": "R1", "amount": "75.00"}}
+    assert webhook(base, shop, refund, "msg-2") == 202
+    assert eventually(lambda: member()["available"] == 60), member()
+
+    status, redeemed = call(
+        base,
+        "POST",
+        f"/v1/shops/{sid}/members/m1/redemptions",
+        {"points": 50, "reason": "cup"},
+        key=key,
+        headers={"Idempotency-Key": "cup-1"},
+    )
+    assert (status, redeemed["balance"]["available"]) == (201, 10)
+    assert (
+        call(
+            base,
+            "POST",
+            f"/v1/shops/{sid}/members/m1/redemptions",
+            {"points": 50, "reason": "cup"},
+            key=key,
+            headers={"Idempotency-Key": "cup-2"},
+        )[0]
+        == 409
+    )
+
+    status, ledger = call(base, "GET", f"/v1/shops/{sid}/members/m1/ledger", key=key)
+    assert status == 200 and sum(entry["points"] for entry in ledger["items"]) == 10
+    # Newest first by when each change took effect; the run simulated 3 days ahead is stamped with its own time.
+    assert [e["reason"] for e in ledger["items"]] == ["points.activated", "redemption", "order.refunded", "order.paid"]
+    assert ledger["items"][0]["at"].startswith((paid_at + timedelta(days=3, seconds=1)).strftime("%Y-%m-%dT%H:%M:%S"))
+    assert (
+        call(base, "GET", f"/v1/shops/{sid}/members?email=E2E%40example.com", key=key)[1]["items"][0]["member_id"]
+        == "m1"
+    )
+
+
+def test_bad_signature_and_unknown_schedule(base: str) -> None:
+    status, shop = call(base, "POST", "/v1/shops", {"name": "E2E 2"}, key=OPERATOR_KEY)
+    body = b'{"type": "order.cancelled", "data": {"order_id": "x"}}'
+    status, _ = call(
+        base,
+        "POST",
+        f"/v1/shops/{shop['shop_id']}/webhooks/orders",
+        raw=body,
+        headers={"webhook-id": "m", "webhook-timestamp": str(int(time.time())), "webhook-signature": "v1,Zm9v"},
+    )
+    assert status == 401
+    assert call(base, "POST", "/_local/schedules/nope", {})[0] == 404
+    assert call(base, "POST", "/_local/schedules/activate-pending", {"time": "yesterday"})[0] == 400
+    status, spec = call(base, "GET", "/openapi.json")
+    assert status == 200 and spec["openapi"].startswith("3.")
+
+
+def test_an_existing_endpoint_is_used_when_given(moto_server: str, tmp_path: Path) -> None:
+    """AWS_ENDPOINT_URL set: the stack uses that moto instead of starting its own, creating missing tables."""
+    process, url = start_stack({"AWS_ENDPOINT_URL": moto_server}, tmp_path / "stack.log")
+    try:
+        status, _ = call(url, "POST", "/v1/shops", {"name": "External"}, key=OPERATOR_KEY)
+        assert status == 201
+        assert "LoyaltyTable" in boto3.client("dynamodb").list_tables()["TableNames"]
+        assert "AWS endpoint " + moto_server in (tmp_path / "stack.log").read_text()
+    finally:
+        stop(process)
