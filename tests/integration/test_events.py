@@ -1,0 +1,60 @@
+"""Every function has a sample event in events/, and each sample runs through its handler."""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from infra.local import lambdas
+from infra.local.resources import Stack
+from loyalty.domain.members import Profile
+from loyalty.domain.program import Program
+from loyalty.service.loyalty import Loyalty
+from tests.helpers import dead_letters
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+
+
+def sample(name: str) -> dict[str, Any]:
+    return dict(json.loads((EVENTS / name).read_text()))
+
+
+def test_every_function_has_a_sample_event() -> None:
+    text = (EVENTS / "README.md").read_text()
+    for logical_id in lambdas.functions():
+        assert f"| {logical_id} |" in text, f"events/README.md lists no sample for {logical_id}"
+
+
+def test_api_samples(stack: Stack) -> None:
+    os.environ["OPERATOR_KEY_SHA256"] = hashlib.sha256(b"op_example_operator_key").hexdigest()
+    api = lambdas.functions()["ApiFunction"]
+    response = lambdas.invoke(api, sample("api_create_shop.json"))
+    assert response["statusCode"] == 201
+    assert lambdas.invoke(api, sample("api_get_member.json"))["statusCode"] == 401  # example key, unknown shop
+
+
+def test_webhook_sample_is_refused_until_signed(stack: Stack) -> None:
+    response = lambdas.invoke(lambdas.functions()["WebhooksFunction"], sample("webhook_order_paid.json"))
+    assert response["statusCode"] == 401
+
+
+def test_orders_sample_for_an_unknown_shop_is_parked(stack: Stack) -> None:
+    result = lambdas.invoke(lambdas.functions()["OrdersFunction"], sample("orders_sqs_batch.json"))
+    assert result == {"batchItemFailures": []}
+    assert len(dead_letters(stack)) == 3
+
+
+def test_orders_sample_applies_for_a_real_shop(stack: Stack, service: Loyalty) -> None:
+    shop_id = service.create_shop("Sample")["shop_id"]
+    service.set_program(shop_id, Program.model_validate({"category_multipliers": {"tobacco": 0}}))
+    service.enrol(shop_id, Profile(member_id="m1"))
+    event = json.loads(json.dumps(sample("orders_sqs_batch.json")).replace("shp_0123456789abcdef", shop_id))
+    assert lambdas.invoke(lambdas.functions()["OrdersFunction"], event) == {"batchItemFailures": []}
+    # 120 earned (tobacco excluded); 75.00 of 150.00 refunded keeps floor(120 x 75 / 150) = 60
+    assert service.member(shop_id, "m1").balance.available == 60
+
+
+def test_schedule_sample(stack: Stack) -> None:
+    report = lambdas.invoke(lambdas.functions()["ActivatePendingFunction"], sample("schedule_activate_pending.json"))
+    assert report["time"].startswith("2026-11-24T16:05:00") and report["complete"] is True
