@@ -1,0 +1,146 @@
+"""DynamoDB requests per business event, and our path against the raw DynamoDB calls it makes.
+
+    make bench        (python -m bench.requests_per_event)
+
+Runs on moto in process. For each business event it counts the DynamoDB API calls our code makes (the figure
+that drives cost on AWS). Then it replays, with plain boto3 against the same starting table, the exact
+TransactWriteItems calls our path made for N paid orders, and prints the time ratio ours / raw: what our
+parsing, rules and retries cost on top of the writes themselves.
+"""
+
+import os
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+os.environ.update(AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+                  POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_METRICS_DISABLED="true")
+os.environ.pop("AWS_ENDPOINT_URL", None)
+
+import boto3  # noqa: E402
+from moto import mock_aws  # noqa: E402
+
+from infra.local.resources import table_definition  # noqa: E402
+from loyalty.domain.members import Profile  # noqa: E402
+from loyalty.domain.orders import EVENT_TYPES  # noqa: E402
+from loyalty.domain.program import Program  # noqa: E402
+from loyalty.service.loyalty import Loyalty  # noqa: E402
+from loyalty.store.dynamo import Dynamo  # noqa: E402
+
+N = 200
+PAID_AT = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+
+
+def paid(order_id: str, member_id: str = "m1") -> Any:
+    return EVENT_TYPES["order.paid"].model_validate({"type": "order.paid", "data": {
+        "order_id": order_id, "member_id": member_id, "currency": "CNY", "total": "100.00", "paid_at": PAID_AT,
+        "lines": [{"sku": "tea", "category": "tea", "amount": "60.00"},
+                  {"sku": "cup", "category": "ware", "amount": "40.00"}]}})
+
+
+def refunded(order_id: str, refund_id: str) -> Any:
+    return EVENT_TYPES["order.refunded"].model_validate(
+        {"type": "order.refunded", "data": {"order_id": order_id, "refund_id": refund_id, "amount": "25.00"}})
+
+
+def cancelled(order_id: str) -> Any:
+    return EVENT_TYPES["order.cancelled"].model_validate({"type": "order.cancelled", "data": {"order_id": order_id}})
+
+
+def fresh_table(name: str) -> Loyalty:
+    client = boto3.client("dynamodb")
+    if name in client.list_tables()["TableNames"]:
+        client.delete_table(TableName=name)
+    client.create_table(**table_definition(table_name=name))
+    return Loyalty(Dynamo(name), cache_seconds=3600)
+
+
+def measure(service: Loyalty, action: Any) -> Counter[str]:
+    service.db.requests.clear()
+    action()
+    return Counter(service.db.requests)
+
+
+def requests_per_event() -> list[tuple[str, Counter[str]]]:
+    rows = []
+    service = fresh_table("bench-requests")
+    shop = service.create_shop("Bench")["shop_id"]
+    service.enrol(shop, Profile(member_id="m1"))
+    rows.append(("order.paid, program not yet cached", measure(service, lambda: service.apply_order_event(
+        shop, paid("o0")))))
+    rows.append(("order.paid (program cached)", measure(service, lambda: service.apply_order_event(shop,
+                                                                                                    paid("o1")))))
+    rows.append(("order.paid replayed", measure(service, lambda: service.apply_order_event(shop, paid("o1")))))
+    rows.append(("order.refunded (points available)", measure(service, lambda: service.apply_order_event(
+        shop, refunded("o1", "r1")))))
+    rows.append(("order.refunded replayed", measure(service, lambda: service.apply_order_event(
+        shop, refunded("o1", "r1")))))
+    rows.append(("order.cancelled (points available)", measure(service, lambda: service.apply_order_event(
+        shop, cancelled("o1")))))
+    rows.append(("redemption", measure(service, lambda: service.redeem(shop, "m1", key="k1", points=10,
+                                                                       reason="bench"))))
+    rows.append(("redemption replayed", measure(service, lambda: service.redeem(shop, "m1", key="k1", points=10,
+                                                                                reason="bench"))))
+    service.set_program(shop, Program(pending_days=7))
+    service.program(shop)  # warm the cache again
+    rows.append(("order.paid (pending)", measure(service, lambda: service.apply_order_event(shop, paid("p1")))))
+    rows.append(("order.refunded (points pending)", measure(service, lambda: service.apply_order_event(
+        shop, refunded("p1", "pr1")))))
+    for n in range(2, 12):
+        service.apply_order_event(shop, paid(f"p{n}"))
+    run = measure(service, lambda: service.activate_pending(datetime.now(UTC) + timedelta(days=7)))
+    rows.append(("activate-pending run, 11 orders due", run))
+    return rows
+
+
+def ours_against_raw() -> tuple[float, float, int]:
+    """N paid orders through our path, then the same TransactWriteItems replayed raw on the same start state."""
+    service = fresh_table("bench-ratio")
+    shop = service.create_shop("Ratio")["shop_id"]
+    members = [f"m{n}" for n in range(20)]
+    for member in members:
+        service.enrol(shop, Profile(member_id=member))
+    service.program(shop)
+    client = service.db.client
+    start_state = client.scan(TableName="bench-ratio")["Items"]  # bench only: snapshot to restore
+    captured: list[dict[str, Any]] = []
+
+    def capture(params: dict[str, Any], **_: Any) -> None:
+        captured.append(params)
+
+    client.meta.events.register("provide-client-params.dynamodb.TransactWriteItems", capture)
+    events = [paid(f"o{n}", members[n % len(members)]) for n in range(N)]
+    began = time.perf_counter()
+    for event in events:
+        service.apply_order_event(shop, event)
+    ours = time.perf_counter() - began
+    client.meta.events.unregister("provide-client-params.dynamodb.TransactWriteItems", capture)
+
+    raw = boto3.client("dynamodb")
+    raw.delete_table(TableName="bench-ratio")
+    raw.create_table(**table_definition(table_name="bench-ratio"))
+    for item in start_state:
+        raw.put_item(TableName="bench-ratio", Item=item)
+    began = time.perf_counter()
+    for params in captured:
+        raw.transact_write_items(**params)
+    raw_seconds = time.perf_counter() - began
+    return ours, raw_seconds, len(captured)
+
+
+def main() -> None:
+    with mock_aws():
+        rows = requests_per_event()
+        print("DynamoDB requests per business event (moto, in process)")
+        print(f"{'event':42} {'requests':>8}  by operation")
+        for name, counts in rows:
+            detail = ", ".join(f"{op} {n}" for op, n in sorted(counts.items()))
+            print(f"{name:42} {sum(counts.values()):>8}  {detail}")
+        ours, raw, calls = ours_against_raw()
+        print(f"\n{N} paid orders: our path made {calls} TransactWriteItems ({calls / N:.2f} per order)")
+        print(f"time ours / raw replay of the same calls: {ours / raw:.2f}  ({ours:.2f}s / {raw:.2f}s)")
+
+
+if __name__ == "__main__":
+    main()
