@@ -4,8 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SAM_VENV := .venv-sam
-# sam build runs the functions' Python (3.12) to install their dependencies; pyenv machines have one.
-SAM_PYTHON ?= $(shell command -v python3.12 2>/dev/null)
+# sam build runs the functions' Python (3.12) to install their dependencies. pyenv's shim only answers when
+# 3.12 is the active version, so prefer the real binary of an installed 3.12.
+SAM_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12 2>/dev/null))
+export SAM_CLI_TELEMETRY := 0
 
 .PHONY: run test lint typecheck unit build validate bench openapi clean
 
@@ -50,7 +52,7 @@ validate: $(SAM_VENV)/.installed
 
 build: validate ## sam build (needs python3.12 on PATH for the python3.12 runtime)
 	@test -n "$(SAM_PYTHON)" || { echo "sam build needs python3.12 on PATH"; exit 1; }
-	PATH="$$(dirname $(SAM_PYTHON)):$$PATH" $(SAM_VENV)/bin/sam build --cached --parallel
+	PATH="$(dir $(SAM_PYTHON)):$$PATH" $(SAM_VENV)/bin/sam build --cached --parallel
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .ruff_cache .pytest_cache
