@@ -14,34 +14,52 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-os.environ.update(AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
-                  POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_METRICS_DISABLED="true")
+os.environ.update(
+    AWS_DEFAULT_REGION="us-east-1",
+    AWS_ACCESS_KEY_ID="bench",
+    AWS_SECRET_ACCESS_KEY="bench",
+    POWERTOOLS_TRACE_DISABLED="true",
+    POWERTOOLS_METRICS_DISABLED="true",
+)
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
-import boto3  # noqa: E402
-from moto import mock_aws  # noqa: E402
+import boto3
+from moto import mock_aws
 
-from infra.local.resources import table_definition  # noqa: E402
-from loyalty.domain.members import Profile  # noqa: E402
-from loyalty.domain.orders import EVENT_TYPES  # noqa: E402
-from loyalty.domain.program import Program  # noqa: E402
-from loyalty.service.loyalty import Loyalty  # noqa: E402
-from loyalty.store.dynamo import Dynamo  # noqa: E402
+from infra.local.resources import table_definition
+from loyalty.domain.members import Profile
+from loyalty.domain.orders import EVENT_TYPES
+from loyalty.domain.program import Program
+from loyalty.service.loyalty import Loyalty
+from loyalty.store.dynamo import Dynamo
 
 N = 200
 PAID_AT = (datetime.now(UTC) - timedelta(days=1)).isoformat()
 
 
 def paid(order_id: str, member_id: str = "m1") -> Any:
-    return EVENT_TYPES["order.paid"].model_validate({"type": "order.paid", "data": {
-        "order_id": order_id, "member_id": member_id, "currency": "CNY", "total": "100.00", "paid_at": PAID_AT,
-        "lines": [{"sku": "tea", "category": "tea", "amount": "60.00"},
-                  {"sku": "cup", "category": "ware", "amount": "40.00"}]}})
+    return EVENT_TYPES["order.paid"].model_validate(
+        {
+            "type": "order.paid",
+            "data": {
+                "order_id": order_id,
+                "member_id": member_id,
+                "currency": "CNY",
+                "total": "100.00",
+                "paid_at": PAID_AT,
+                "lines": [
+                    {"sku": "tea", "category": "tea", "amount": "60.00"},
+                    {"sku": "cup", "category": "ware", "amount": "40.00"},
+                ],
+            },
+        }
+    )
 
 
 def refunded(order_id: str, refund_id: str) -> Any:
     return EVENT_TYPES["order.refunded"].model_validate(
-        {"type": "order.refunded", "data": {"order_id": order_id, "refund_id": refund_id, "amount": "25.00"}})
+        {"type": "order.refunded", "data": {"order_id": order_id, "refund_id": refund_id, "amount": "25.00"}}
+    )
 
 
 def cancelled(order_id: str) -> Any:
@@ -67,26 +85,44 @@ def requests_per_event() -> list[tuple[str, Counter[str]]]:
     service = fresh_table("bench-requests")
     shop = service.create_shop("Bench")["shop_id"]
     service.enrol(shop, Profile(member_id="m1"))
-    rows.append(("order.paid, program not yet cached", measure(service, lambda: service.apply_order_event(
-        shop, paid("o0")))))
-    rows.append(("order.paid (program cached)", measure(service, lambda: service.apply_order_event(shop,
-                                                                                                    paid("o1")))))
+    rows.append(
+        ("order.paid, program not yet cached", measure(service, lambda: service.apply_order_event(shop, paid("o0"))))
+    )
+    rows.append(("order.paid (program cached)", measure(service, lambda: service.apply_order_event(shop, paid("o1")))))
     rows.append(("order.paid replayed", measure(service, lambda: service.apply_order_event(shop, paid("o1")))))
-    rows.append(("order.refunded (points available)", measure(service, lambda: service.apply_order_event(
-        shop, refunded("o1", "r1")))))
-    rows.append(("order.refunded replayed", measure(service, lambda: service.apply_order_event(
-        shop, refunded("o1", "r1")))))
-    rows.append(("order.cancelled (points available)", measure(service, lambda: service.apply_order_event(
-        shop, cancelled("o1")))))
-    rows.append(("redemption", measure(service, lambda: service.redeem(shop, "m1", key="k1", points=10,
-                                                                       reason="bench"))))
-    rows.append(("redemption replayed", measure(service, lambda: service.redeem(shop, "m1", key="k1", points=10,
-                                                                                reason="bench"))))
+    rows.append(
+        (
+            "order.refunded (points available)",
+            measure(service, lambda: service.apply_order_event(shop, refunded("o1", "r1"))),
+        )
+    )
+    rows.append(
+        ("order.refunded replayed", measure(service, lambda: service.apply_order_event(shop, refunded("o1", "r1"))))
+    )
+    rows.append(
+        (
+            "order.cancelled (points available)",
+            measure(service, lambda: service.apply_order_event(shop, cancelled("o1"))),
+        )
+    )
+    rows.append(
+        ("redemption", measure(service, lambda: service.redeem(shop, "m1", key="k1", points=10, reason="bench")))
+    )
+    rows.append(
+        (
+            "redemption replayed",
+            measure(service, lambda: service.redeem(shop, "m1", key="k1", points=10, reason="bench")),
+        )
+    )
     service.set_program(shop, Program(pending_days=7))
     service.program(shop)  # warm the cache again
     rows.append(("order.paid (pending)", measure(service, lambda: service.apply_order_event(shop, paid("p1")))))
-    rows.append(("order.refunded (points pending)", measure(service, lambda: service.apply_order_event(
-        shop, refunded("p1", "pr1")))))
+    rows.append(
+        (
+            "order.refunded (points pending)",
+            measure(service, lambda: service.apply_order_event(shop, refunded("p1", "pr1"))),
+        )
+    )
     for n in range(2, 12):
         service.apply_order_event(shop, paid(f"p{n}"))
     run = measure(service, lambda: service.activate_pending(datetime.now(UTC) + timedelta(days=7)))
