@@ -78,6 +78,14 @@ def stack(aws: None) -> Iterator[Stack]:
     sqs = boto3.client("sqs")
     for url in created.queues.values():
         sqs.delete_queue(QueueUrl=url)
+    events = boto3.client("events")
+    for name in created.buses.values():
+        for rule in events.list_rules(EventBusName=name)["Rules"]:
+            targets = events.list_targets_by_rule(Rule=rule["Name"], EventBusName=name)["Targets"]
+            if targets:
+                events.remove_targets(Rule=rule["Name"], EventBusName=name, Ids=[t["Id"] for t in targets])
+            events.delete_rule(Name=rule["Name"], EventBusName=name)
+        events.delete_event_bus(Name=name)
 
 
 @pytest.fixture

@@ -63,6 +63,7 @@ class Stack:
 
     tables: dict[str, str] = field(default_factory=dict)
     queues: dict[str, str] = field(default_factory=dict)  # logical id -> queue URL
+    buses: dict[str, str] = field(default_factory=dict)  # logical id -> event bus name
 
     def env(self) -> dict[str, str]:
         """The environment variables template.yaml gives the functions."""
@@ -70,6 +71,7 @@ class Stack:
             "TABLE_NAME": self.tables["LoyaltyTable"],
             "ORDERS_QUEUE_URL": self.queues["OrdersQueue"],
             "ORDERS_DLQ_URL": self.queues["OrdersDeadLetterQueue"],
+            "EVENT_BUS_NAME": self.buses["LoyaltyEventBus"],
         }
 
 
@@ -101,6 +103,13 @@ def create_stack(prefix: str = "") -> Stack:
         url = sqs.create_queue(QueueName=prefix + logical_id, Attributes=attributes)["QueueUrl"]
         arns[logical_id] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         stack.queues[logical_id] = url
+    events = boto3.client("events")
+    existing_buses = {bus["Name"] for bus in events.list_event_buses()["EventBuses"]}
+    for logical_id in resources_of("AWS::Events::EventBus", template):
+        name = prefix + logical_id
+        if name not in existing_buses:
+            events.create_event_bus(Name=name)
+        stack.buses[logical_id] = name
     return stack
 
 

@@ -73,7 +73,7 @@ def test_enrol_replay_and_conflicts(api: Api, shop: dict[str, str]) -> None:
     status, body = api.call("POST", f"{base(shop)}/members", key=shop["api_key"], body=member)
     assert status == 201
     assert body["phone"] == "+8613800138000" and body["email"] == "ann@example.com"
-    assert body["points"] == {"available": 0, "pending": 0}
+    assert body["points"] == {"available": 0, "pending": 0, "expiring": []}
     assert api.call("POST", f"{base(shop)}/members", key=shop["api_key"], body=member)[0] == 200
     status, body = api.call("POST", f"{base(shop)}/members", key=shop["api_key"], body={**member, "birthday": None})
     assert (status, body["error"]["field"]) == (409, "member_id")

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from infra.local import lambdas
 from infra.local.resources import Stack
 from loyalty.domain.members import Profile
@@ -55,6 +57,15 @@ def test_orders_sample_applies_for_a_real_shop(stack: Stack, service: Loyalty) -
     assert service.member(shop_id, "m1").balance.available == 60
 
 
-def test_schedule_sample(stack: Stack) -> None:
-    report = lambdas.invoke(lambdas.functions()["ActivatePendingFunction"], sample("schedule_activate_pending.json"))
-    assert report["time"].startswith("2026-11-24T16:05:00") and report["complete"] is True
+@pytest.mark.parametrize(
+    ("function", "name"),
+    [
+        ("ActivatePendingFunction", "activate_pending"),
+        ("ExpirePointsFunction", "expire_points"),
+        ("RemindExpiringFunction", "remind_expiring"),
+    ],
+)
+def test_schedule_samples(stack: Stack, function: str, name: str) -> None:
+    event = sample(f"schedule_{name}.json")
+    report = lambdas.invoke(lambdas.functions()[function], event)
+    assert report["time"].startswith(event["time"][:19]) and report["complete"] is True

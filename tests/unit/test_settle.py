@@ -141,11 +141,11 @@ def test_duplicates_are_recognised() -> None:
 def test_activation_waits_for_the_window_and_happens_once() -> None:
     program = Program(pending_days=14, points_per_unit=Decimal(2))
     first = settle(OrderState(order_id="o1"), event_model(paid("o1")), program, now=NOW, balance=Balance(), lots=[])
-    assert activate(first.order, now=NOW, balance=Balance(pending=200)) is None
+    assert activate(first.order, program, now=NOW, balance=Balance(pending=200)) is None
     later = datetime(2026, 11, 15, 10, tzinfo=UTC)
-    done = activate(first.order, now=later, balance=Balance(pending=200))
+    done = activate(first.order, program, now=later, balance=Balance(pending=200))
     assert done is not None and (done.available, done.pending) == (200, -200) and done.due_at is None
-    assert activate(done.order, now=later, balance=Balance(available=200)) is None
+    assert activate(done.order, program, now=later, balance=Balance(available=200)) is None
 
 
 def test_spending_never_overdraws_and_goes_oldest_expiring_first() -> None:

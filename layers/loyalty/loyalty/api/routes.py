@@ -2,6 +2,7 @@
 
 import json
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from functools import partial
 from typing import Annotated, Any
@@ -40,13 +41,17 @@ def json_response(status: int, body: Any) -> Response[str]:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
 
 
-def member_view(member: Member) -> dict[str, Any]:
+def member_view(member: Member, expiring: list[tuple[int, datetime]]) -> dict[str, Any]:
     profile = member.profile.model_dump(mode="json", exclude_none=True)
     balance = member.balance
     return {
         **profile,
         "enrolled_at": iso(member.enrolled_at),
-        "points": {"available": balance.available, "pending": balance.pending},
+        "points": {
+            "available": balance.available,
+            "pending": balance.pending,
+            "expiring": [{"points": points, "expires_at": iso(when)} for points, when in expiring],
+        },
     }
 
 
@@ -68,6 +73,9 @@ def build(service: Callable[[], Loyalty]) -> APIGatewayRestResolver:
         enable_validation=True, json_body_deserializer=partial(json.loads, parse_float=Decimal)
     )
     errors.install(app)
+
+    def view(shop_id: str, member: Member) -> dict[str, Any]:
+        return member_view(member, service().expiring(shop_id, member.profile.member_id))
 
     def shop_caller(shop_id: str) -> None:
         service().authenticate(bearer(app), shop_id)
@@ -93,7 +101,7 @@ def build(service: Callable[[], Loyalty]) -> APIGatewayRestResolver:
     def enrol(shop_id: ShopId, body: Annotated[Profile, Body()]) -> Response[str]:
         shop_caller(shop_id)
         created, member = service().enrol(shop_id, body)
-        return json_response(201 if created else 200, member_view(member))
+        return json_response(201 if created else 200, view(shop_id, member))
 
     @app.get("/v1/shops/<shop_id>/members", summary="Find members by e-mail or phone", tags=["members"])
     def find(
@@ -110,12 +118,12 @@ def build(service: Callable[[], Loyalty]) -> APIGatewayRestResolver:
             )
         except ValueError as exc:
             raise InvalidInput(str(exc), field="email" if email is not None else "phone") from exc
-        return json_response(200, {"items": [member_view(m) for m in service().find_members(shop_id, kind, value)]})
+        return json_response(200, {"items": [view(shop_id, m) for m in service().find_members(shop_id, kind, value)]})
 
     @app.get("/v1/shops/<shop_id>/members/<member_id>", summary="A member and their points", tags=["members"])
     def get_member(shop_id: ShopId, member_id: MemberId) -> Response[str]:
         shop_caller(shop_id)
-        return json_response(200, member_view(service().member(shop_id, member_id)))
+        return json_response(200, view(shop_id, service().member(shop_id, member_id)))
 
     @app.get(
         "/v1/shops/<shop_id>/members/<member_id>/ledger",

@@ -102,6 +102,8 @@ class OrderState(BaseModel):
     activates_at: datetime | None = None
     activated: bool = False
     lot_sk: str | None = None  # the lot its available points went to
+    expired: int = 0  # of its points, how many lapsed unspent (the expiry run counts them here)
+    expiry_waived: int = 0  # of those, how many a clawback has already taken into account
 
     @property
     def refunded(self) -> int:

@@ -6,11 +6,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from loyalty.domain.expiry import ExpiryRule
 from loyalty.domain.money import normalise_currency
 
 # A rate or multiplier: exact decimal, at most 4 decimal places (JSON numbers are parsed as Decimal, never float).
 Rate = Annotated[Decimal, Field(ge=0, le=10_000, decimal_places=4, allow_inf_nan=False)]
 Category = Annotated[str, Field(min_length=1, max_length=64)]
+# Where points come from; each source may have its own expiry policy. Behaviour points add sources later.
+Source = Literal["purchase"]
 
 
 class Program(BaseModel):
@@ -32,6 +35,14 @@ class Program(BaseModel):
         "that later earnings repay",
     )
     timezone: str = Field(default="UTC", description="IANA time zone of the program, for calendar rules")
+    expiry: dict[Source, ExpiryRule] = Field(
+        default_factory=dict,
+        description="expiry policy per points source (end_of_next_year, days, never); a source not listed never "
+        "expires",
+    )
+    expiry_reminder_days: int = Field(
+        default=30, ge=0, le=365, description="days before points lapse that points.expiring is published; 0: never"
+    )
 
     @field_validator("currency")
     @classmethod
@@ -46,6 +57,9 @@ class Program(BaseModel):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError("must be an IANA time zone name such as 'Asia/Shanghai'") from exc
         return value
+
+    def expiry_rule(self, source: Source) -> ExpiryRule:
+        return self.expiry.get(source, ExpiryRule())
 
     def multiplier(self, category: str) -> Decimal:
         return self.category_multipliers.get(category, Decimal(1))

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from loyalty.domain.earning import kept_after_refunds, points_for_lines
 from loyalty.domain.errors import InvalidInput
+from loyalty.domain.expiry import expires_at
 from loyalty.domain.ledger import Balance, Draw, LedgerEntry, Lot, credit, draw
 from loyalty.domain.money import normalise_currency, parse_amount
 from loyalty.domain.orders import OrderCancelled, OrderEvent, OrderPaid, OrderRefunded, OrderState
@@ -82,11 +83,11 @@ def settle(
     order.credited = target
     detail: dict[str, object] = {"order_id": order.order_id, "earned": order.earned, "kept": target}
     if delta >= 0:
-        return _credit(order, delta, event.type, reference, now, balance, detail)
+        return _credit(order, delta, event.type, reference, now, balance, detail, program)
     return _clawback(order, -delta, event.type, reference, now, program, lots, detail)
 
 
-def activate(state: OrderState, *, now: datetime, balance: Balance) -> Settlement | None:
+def activate(state: OrderState, program: Program, *, now: datetime, balance: Balance) -> Settlement | None:
     """Pending points whose return window has closed become available. None if nothing is due."""
     if not state.paid or state.activated or state.activates_at is None or state.activates_at > now:
         return None
@@ -98,7 +99,7 @@ def activate(state: OrderState, *, now: datetime, balance: Balance) -> Settlemen
     if points == 0:  # refunded or cancelled in full before activation: only leave the due index
         return Settlement(order=order)
     repaid, lot_points = credit(balance, points)
-    lot = _lot(order, lot_points)
+    lot = _lot(order, lot_points, program)
     order.lot_sk = lot.lot_id if lot else None
     entry = LedgerEntry(
         points=points,
@@ -146,6 +147,7 @@ def _credit(
     now: datetime,
     balance: Balance,
     detail: dict[str, object],
+    program: Program,
 ) -> Settlement:
     # A late event counts at its own business time: a return window that closed already is closed.
     if order.activates_at is not None and order.activates_at > now and not order.activated:
@@ -154,7 +156,7 @@ def _credit(
         return Settlement(order=order, pending=points, entry=entry)
     order.activated = True
     repaid, lot_points = credit(balance, points)
-    lot = _lot(order, lot_points)
+    lot = _lot(order, lot_points, program)
     if lot:
         order.lot_sk = lot.lot_id
     if repaid:
@@ -173,10 +175,18 @@ def _clawback(
     lots: list[Lot],
     detail: dict[str, object],
 ) -> Settlement:
-    """Take back from the order's pending points first, then available lots (its own first), then per policy."""
+    """Take back from the order's pending points first, then available lots (its own first), then per policy.
+
+    Points of the order that already lapsed unspent are not taken again: expiry removed them once.
+    """
     from_pending = min(points, order.pending)
     order.pending -= from_pending
     rest = points - from_pending
+    lapsed = min(rest, order.expired - order.expiry_waived)
+    if lapsed:
+        order.expiry_waived += lapsed
+        rest -= lapsed
+        detail = {**detail, "already_expired": lapsed}
     draws: list[Draw] = []
     debt = 0
     forgiven = 0
@@ -203,17 +213,18 @@ def _clawback(
     )
 
 
-def _lot(order: OrderState, points: int) -> Lot | None:
+def _lot(order: OrderState, points: int, program: Program) -> Lot | None:
     if points <= 0:
         return None
+    # Business time: points are earned when the order was paid, however late we hear of it.
     earned_at = order.paid_at or order.activates_at
     assert earned_at is not None
-    # Expiry policies per source arrive with the points lifecycle; until then purchase points never expire.
+    expiry = expires_at(program.expiry_rule("purchase"), earned_at, program.timezone)
     return Lot(
-        lot_id=Lot.make_id(None, earned_at, "purchase", order.order_id),
+        lot_id=Lot.make_id(expiry, earned_at, "purchase", order.order_id),
         remaining=points,
         granted=points,
-        expires_at=None,
+        expires_at=expiry,
         earned_at=earned_at,
         source="purchase",
         reference=order.order_id,

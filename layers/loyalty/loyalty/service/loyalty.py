@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from loyalty.domain.errors import Conflict, InvalidInput, NotFound, Retryable
+from loyalty.domain.expiry import expiring_soon, lapse
 from loyalty.domain.ledger import Balance, LedgerEntry, iso, spend
 from loyalty.domain.members import Member, Profile
 from loyalty.domain.orders import OrderEvent, OrderPaid, OrderState
@@ -23,7 +24,17 @@ from loyalty.store import members as member_store
 from loyalty.store import orders as order_store
 from loyalty.store import shops as shop_store
 from loyalty.store.dynamo import Dynamo, Item, TransactionCancelled
-from loyalty.store.keys import IDEMPOTENCY_SK, due_pk, idempotency_pk, member_pk
+from loyalty.store.events import Events
+from loyalty.store.keys import (
+    ACTIVATE_JOB,
+    EXPIRE_JOB,
+    IDEMPOTENCY_SK,
+    REMIND_JOB,
+    REMIND_PREFIX,
+    due_pk,
+    idempotency_pk,
+    member_pk,
+)
 from loyalty.store.shops import ShopRecord
 
 # Attempts at an optimistic write before giving the event back to the queue (or a 503 to the caller).
@@ -57,6 +68,7 @@ class Loyalty:
         clock: Callable[[], datetime] = now_utc,
     ) -> None:
         self.db = db or Dynamo()
+        self.events = Events()
         self.shards = shards or int(os.environ.get("DUE_SHARDS", "8"))
         seconds = cache_seconds if cache_seconds is not None else float(os.environ.get("CONFIG_CACHE_SECONDS", "60"))
         self._shops: TTLCache[ShopRecord | None] = TTLCache(seconds)
@@ -107,6 +119,10 @@ class Loyalty:
         if member is None:
             raise NotFound(f"member {member_id} not found", field="member_id")
         return member
+
+    def expiring(self, shop_id: str, member_id: str) -> list[tuple[int, datetime]]:
+        """The member's next expiring amounts, soonest first."""
+        return expiring_soon(member_store.lots(self.db, shop_id, member_id))
 
     def find_members(self, shop_id: str, kind: str, normalised: str) -> list[Member]:
         member_id = member_store.find_member_id(self.db, shop_id, kind, normalised)
@@ -195,7 +211,14 @@ class Loyalty:
             settlement = settle(OrderState(order_id=order_id), event, program, now=now, balance=Balance(), lots=[])
             try:
                 order_store.commit_settlement(
-                    self.db, shop_id, settlement, previous=None, guard=None, now=now, shards=self.shards
+                    self.db,
+                    shop_id,
+                    settlement,
+                    previous=None,
+                    guard=None,
+                    now=now,
+                    shards=self.shards,
+                    remind_days=program.expiry_reminder_days,
                 )
                 return "applied"
             except TransactionCancelled:
@@ -218,7 +241,14 @@ class Loyalty:
             settlement = settle(state, event, program, now=now, balance=balance, lots=lots)
             try:
                 order_store.commit_settlement(
-                    self.db, shop_id, settlement, previous=previous, guard=balance, now=now, shards=self.shards
+                    self.db,
+                    shop_id,
+                    settlement,
+                    previous=previous,
+                    guard=balance,
+                    now=now,
+                    shards=self.shards,
+                    remind_days=program.expiry_reminder_days,
                 )
             except TransactionCancelled:
                 continue  # another event for this order or member won the race: re-read and settle again
@@ -226,36 +256,68 @@ class Loyalty:
         raise Retryable(f"order {order_id}: too much contention")
 
     # ------------------------------------------------------------------ scheduled runs
+    # Nightly, in this order: activate-pending, expire-points, remind-expiring (template.yaml's schedules).
 
-    def activate_pending(
-        self, time: datetime, *, should_stop: Callable[[], bool] = lambda: False, lookback_days: int = 7
+    def activate_pending(self, time: datetime, *, should_stop: Callable[[], bool] = lambda: False) -> RunReport:
+        """Make pending points available once their return window has closed, for every shop."""
+        # Points due at `time` itself activate (the window has closed), hence the inclusive bound.
+        return self._run(
+            "activate-pending",
+            ACTIVATE_JOB,
+            time,
+            should_stop,
+            lambda item: self._activate_order(*_order_of(item["PK"]), time),
+            inclusive=True,
+        )
+
+    def expire_points(self, time: datetime, *, should_stop: Callable[[], bool] = lambda: False) -> RunReport:
+        """Remove what is left of every lot past its expiry, one transaction and one ledger entry per lot."""
+        return self._run(
+            "expire-points", EXPIRE_JOB, time, should_stop, lambda item: self._expire_lot(item["PK"], item["SK"], time)
+        )
+
+    def remind_expiring(self, time: datetime, *, should_stop: Callable[[], bool] = lambda: False) -> RunReport:
+        """Publish points.expiring once per member and expiry instant, expiry_reminder_days ahead."""
+        return self._run(
+            "remind-expiring",
+            REMIND_JOB,
+            time,
+            should_stop,
+            lambda item: self._remind(item["PK"], item["SK"], item["DuePK"], item["DueSK"], time),
+            inclusive=True,
+        )
+
+    def _run(
+        self,
+        job: str,
+        index_job: str,
+        time: datetime,
+        should_stop: Callable[[], bool],
+        handle: Callable[[Item], bool],
+        *,
+        inclusive: bool = False,
+        lookback_days: int = 7,
     ) -> RunReport:
-        """Make pending points available once their return window has closed, for every shop.
-
-        Due orders are found through the sparse DueIndex, day by day and shard by shard, from where the last
-        complete run left off up to `time`. Each order is settled in its own transaction conditioned on its
-        version, so re-running or resuming a run that stopped half way changes nothing twice.
-        """
-        job = "activate-pending"
+        """Find due work through the sparse DueIndex, day by day and shard by shard, from where the last complete
+        run left off up to `time`, and handle each item in its own conditional transaction. Re-running, or
+        resuming a run that stopped half way, changes nothing twice: handled items have left the index."""
         report = RunReport(job=job, time=iso(time))
         state_key = (f"SCHEDULE#{job}", "STATE")
         saved = self.db.get(*state_key)
         first = date.fromisoformat(saved["resume_from"]) if saved else time.date() - timedelta(days=lookback_days)
         first = min(first, time.date())
-        until = iso(time) + "~"  # DueSK starts with the due instant: everything due at or before `time`
+        # DueSK starts with the due instant: everything due before `time` (or at it, when inclusive).
+        until = iso(time) + ("~" if inclusive else "")
         day = first
         while day <= time.date():
             report.days.append(day.isoformat())
             for shard in range(self.shards):
                 start: Item | None = None
                 while True:
-                    items, start = self.db.query_due(
-                        due_pk(order_store.ACTIVATE_JOB, day.isoformat(), shard), until, start=start
-                    )
+                    items, start = self.db.query_due(due_pk(index_job, day.isoformat(), shard), until, start=start)
                     for item in items:
                         report.due += 1
-                        shop_id, order_id = _order_of(item["PK"])
-                        if self._activate_order(shop_id, order_id, time):
+                        if handle(item):
                             report.applied += 1
                         else:
                             report.skipped += 1
@@ -271,6 +333,7 @@ class Loyalty:
         return report
 
     def _activate_order(self, shop_id: str, order_id: str, time: datetime) -> bool:
+        program = self.program(shop_id)
         for _ in range(MAX_ATTEMPTS):
             state = order_store.get_order(self.db, shop_id, order_id)
             if state is None or state.member_id is None:
@@ -278,17 +341,62 @@ class Loyalty:
             member = member_store.get_member(self.db, shop_id, state.member_id)
             if member is None:
                 return False
-            settlement = activate(state, now=time, balance=member.balance)
+            settlement = activate(state, program, now=time, balance=member.balance)
             if settlement is None:
                 return False
             try:
                 order_store.commit_settlement(
-                    self.db, shop_id, settlement, previous=state, guard=member.balance, now=time, shards=self.shards
+                    self.db,
+                    shop_id,
+                    settlement,
+                    previous=state,
+                    guard=member.balance,
+                    now=time,
+                    shards=self.shards,
+                    remind_days=program.expiry_reminder_days,
                 )
             except TransactionCancelled:
                 continue
             return True
         raise Retryable(f"order {order_id}: too much contention")
+
+    def _expire_lot(self, pk: str, sk: str, time: datetime) -> bool:
+        shop_id, member_id = _member_of(pk)
+        for _ in range(MAX_ATTEMPTS):
+            lot = member_store.get_lot(self.db, pk, sk)
+            entry = lapse(lot, time) if lot else None
+            if lot is None or entry is None:
+                return False  # spent, or already expired by an earlier run, or not due yet
+            try:
+                member_store.commit_lapse(self.db, shop_id, member_id, lot, entry, time)
+            except TransactionCancelled:
+                continue  # spent from concurrently: read the remainder again
+            return True
+        raise Retryable(f"lot {sk}: too much contention")
+
+    def _remind(self, pk: str, sk: str, due_pk_: str, due_sk: str, time: datetime) -> bool:
+        shop_id, member_id = _member_of(pk)
+        if not member_store.mark_reminded(self.db, pk, sk, time):
+            return False
+        expires = datetime.fromisoformat(sk.removeprefix(REMIND_PREFIX).replace("Z", "+00:00"))
+        points = member_store.lots_expiring_at(self.db, shop_id, member_id, expires)
+        if points <= 0:
+            return False
+        try:
+            self.events.publish(
+                "points.expiring",
+                {
+                    "shop_id": shop_id,
+                    "member_id": member_id,
+                    "points": points,
+                    "expires_at": iso(expires),
+                    "reminder_id": f"{member_id}:{iso(expires)}",
+                },
+            )
+        except Exception:
+            member_store.unmark_reminded(self.db, pk, sk, (due_pk_, due_sk))
+            raise
+        return True
 
 
 def _sha256(value: str) -> str:
@@ -298,6 +406,11 @@ def _sha256(value: str) -> str:
 def _order_of(pk: str) -> tuple[str, str]:
     _, shop_id, _, order_id = pk.split("#", 3)
     return shop_id, order_id
+
+
+def _member_of(pk: str) -> tuple[str, str]:
+    _, shop_id, _, member_id = pk.split("#", 3)
+    return shop_id, member_id
 
 
 def _replay(stored: Item, request: str) -> dict[str, Any]:

@@ -167,6 +167,20 @@ class Dynamo:
             params["ExpressionAttributeValues"] = serialise(values)
         self._call(self.client.put_item, **params)
 
+    def update(
+        self, pk: str, sk: str, expression: str, *, values: Item | None = None, condition: str | None = None
+    ) -> None:
+        params: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": serialise({"PK": pk, "SK": sk}),
+            "UpdateExpression": expression,
+        }
+        if condition:
+            params["ConditionExpression"] = condition
+        if values:
+            params["ExpressionAttributeValues"] = serialise(values)
+        self._call(self.client.update_item, **params)
+
     def query_page(
         self,
         pk: str,

@@ -10,6 +10,7 @@
 | contact (unique)| SHOP#<shop>#EMAIL#<sha256> / PHONE#  | CONTACT                         |
 | order           | SHOP#<shop>#ORDER#<order>            | ORDER                           |
 | idempotency     | SHOP#<shop>#IDEMPOTENCY#<scope>#<sha256 of key> | IDEMPOTENCY          |
+| expiry reminder | SHOP#<shop>#MEMBER#<member>          | REMIND#<expires>                |
 
 A member's partition holds its profile, ledger and lots, so one busy shop spreads over its members.
 The sparse DueIndex (DuePK = DUE#<job>#<date>#<shard>) lists work due on a date; see due_keys().
@@ -29,6 +30,12 @@ CONTACT_SK = "CONTACT"
 IDEMPOTENCY_SK = "IDEMPOTENCY"
 LEDGER_PREFIX = "LEDGER#"
 LOT_PREFIX = "LOT#"
+REMIND_PREFIX = "REMIND#"
+
+# Jobs of the due index: orders whose pending points activate, lots that lapse, reminders to publish.
+ACTIVATE_JOB = "activate"
+EXPIRE_JOB = "expire"
+REMIND_JOB = "remind"
 
 
 def digest(value: str) -> str:
@@ -72,8 +79,14 @@ def due_pk(job: str, day: str, shard: int) -> str:
     return f"DUE#{job}#{day}#{shard}"
 
 
-def due_keys(job: str, at: datetime, pk: str, shards: int) -> tuple[str, str]:
-    """(DuePK, DueSK) for an item due at `at`: the day (UTC) is split into `shards` partitions by item key."""
-    shard = zlib.crc32(pk.encode()) % shards
+def due_keys(job: str, at: datetime, pk: str, shards: int, sk: str = "") -> tuple[str, str]:
+    """(DuePK, DueSK) for an item due at `at`: the day (UTC) is split into `shards` partitions by item key.
+
+    DueSK starts with the due instant, so a run asks for everything due up to its own time."""
+    shard = zlib.crc32(f"{pk}|{sk}".encode()) % shards
     stamp = iso(at)
-    return due_pk(job, stamp[:10], shard), f"{stamp}#{pk}"
+    return due_pk(job, stamp[:10], shard), f"{stamp}#{pk}#{sk}"
+
+
+def remind_sk(expires_at: datetime) -> str:
+    return f"{REMIND_PREFIX}{iso(expires_at)}"

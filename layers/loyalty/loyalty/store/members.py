@@ -1,22 +1,28 @@
 """Members, their contact look-ups, lots and ledger."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from loyalty.domain.errors import Conflict
 from loyalty.domain.ledger import Balance, Draw, LedgerEntry, Lot, iso
 from loyalty.domain.members import Member, Profile
-from loyalty.store.dynamo import Dynamo, Item, Transaction, TransactionCancelled
+from loyalty.store.dynamo import ConditionFailed, Dynamo, Item, Transaction, TransactionCancelled
 from loyalty.store.keys import (
     CONTACT_SK,
+    EXPIRE_JOB,
     LEDGER_PREFIX,
     LOT_PREFIX,
+    ORDER_SK,
     PROFILE_SK,
+    REMIND_JOB,
     contact_pk,
+    due_keys,
     ledger_sk,
     lot_id_of,
     lot_sk,
     member_pk,
+    order_pk,
+    remind_sk,
 )
 
 # A transaction holds at most 100 actions; keep room for the order, member, ledger and idempotency items.
@@ -146,16 +152,28 @@ def add_balance_change(
     )
 
 
-def add_lot(tx: Transaction, shop_id: str, member_id: str, lot: Lot) -> int:
-    return tx.put(
-        {
-            "PK": member_pk(shop_id, member_id),
-            "SK": lot_sk(lot.lot_id),
-            "type": "lot",
-            **lot.model_dump(mode="json", exclude={"lot_id"}),
-        },
-        condition="attribute_not_exists(SK)",
-    )
+def add_lot(
+    tx: Transaction, shop_id: str, member_id: str, lot: Lot, *, now: datetime, shards: int, remind_days: int
+) -> None:
+    """A new lot; one that expires is listed in the due index for the expiry run, and its member's reminder
+    for that expiry instant is listed for the reminder run `remind_days` ahead."""
+    pk, sk = member_pk(shop_id, member_id), lot_sk(lot.lot_id)
+    item: Item = {"PK": pk, "SK": sk, "type": "lot", **lot.model_dump(mode="json", exclude={"lot_id"})}
+    if lot.expires_at is not None:
+        # A lot that is already past its expiry (a very late event) is due at once, in today's partition.
+        item["DuePK"], item["DueSK"] = due_keys(EXPIRE_JOB, max(lot.expires_at, now), pk, shards, sk)
+    tx.put(item, condition="attribute_not_exists(SK)")
+    if lot.expires_at is not None and remind_days > 0:
+        remind_at = max(lot.expires_at - timedelta(days=remind_days), now)
+        reminder = remind_sk(lot.expires_at)
+        due_pk_, due_sk_ = due_keys(REMIND_JOB, remind_at, pk, shards, reminder)
+        # Re-listing a reminder that was already sent is harmless: the run sends each one once (reminded_at).
+        tx.update(
+            {"PK": pk, "SK": reminder},
+            "SET #type = :type, expires_at = :expires, DuePK = :due_pk, DueSK = :due_sk",
+            values={":type": "reminder", ":expires": iso(lot.expires_at), ":due_pk": due_pk_, ":due_sk": due_sk_},
+            names={"#type": "type"},
+        )
 
 
 def add_draws(tx: Transaction, shop_id: str, member_id: str, draws: list[Draw]) -> None:
@@ -205,3 +223,61 @@ def _member(item: Item) -> Member:
 def _lot(item: Item) -> Lot:
     fields = {key: item[key] for key in Lot.model_fields if key in item}
     return Lot.model_validate({**fields, "lot_id": lot_id_of(item["SK"])})
+
+
+# ---------------------------------------------------------------------------- expiry and reminders
+
+
+def get_lot(db: Dynamo, pk: str, sk: str) -> Lot | None:
+    item = db.get(pk, sk)
+    return _lot(item) if item else None
+
+
+def commit_lapse(db: Dynamo, shop_id: str, member_id: str, lot: Lot, entry: LedgerEntry, now: datetime) -> None:
+    """Remove what is left of an expired lot, in one transaction: the lot (at the remainder it was read at), the
+    member's balance, the ledger entry, and the order's count of lapsed points (so a later refund does not take
+    them a second time)."""
+    tx = db.transaction()
+    tx.delete(
+        {"PK": member_pk(shop_id, member_id), "SK": lot_sk(lot.lot_id)},
+        condition="remaining = :left",
+        values={":left": lot.remaining},
+    )
+    add_balance_change(tx, shop_id, member_id, available=entry.points, pending=0, debt=0, now=now)
+    add_entry(tx, shop_id, member_id, entry)
+    if lot.source == "purchase":
+        tx.update(
+            {"PK": order_pk(shop_id, lot.reference), "SK": ORDER_SK},
+            "ADD expired :lapsed",
+            values={":lapsed": lot.remaining},
+            condition="attribute_exists(PK)",
+        )
+    db.commit(tx)
+
+
+def mark_reminded(db: Dynamo, pk: str, sk: str, now: datetime) -> bool:
+    """Take the reminder off the due index; True only the first time (it is then to be published)."""
+    try:
+        db.update(
+            pk,
+            sk,
+            "SET reminded_at = :now REMOVE DuePK, DueSK",
+            values={":now": iso(now)},
+            condition="attribute_exists(PK) AND attribute_not_exists(reminded_at)",
+        )
+        return True
+    except ConditionFailed:
+        db.update(pk, sk, "REMOVE DuePK, DueSK")  # sent before: just leave the index
+        return False
+
+
+def unmark_reminded(db: Dynamo, pk: str, sk: str, due: tuple[str, str]) -> None:
+    """Put a reminder back on the index after its event could not be published."""
+    db.update(
+        pk, sk, "SET DuePK = :due_pk, DueSK = :due_sk REMOVE reminded_at", values={":due_pk": due[0], ":due_sk": due[1]}
+    )
+
+
+def lots_expiring_at(db: Dynamo, shop_id: str, member_id: str, expires_at: datetime) -> int:
+    prefix = f"{LOT_PREFIX}{iso(expires_at)}#"
+    return sum(int(item["remaining"]) for item in db.query_all(member_pk(shop_id, member_id), prefix))

@@ -7,9 +7,7 @@ from loyalty.domain.orders import OrderState
 from loyalty.domain.settle import Settlement
 from loyalty.store import members
 from loyalty.store.dynamo import Dynamo, Item, Transaction
-from loyalty.store.keys import ORDER_SK, due_keys, order_pk
-
-ACTIVATE_JOB = "activate"
+from loyalty.store.keys import ACTIVATE_JOB, ORDER_SK, due_keys, order_pk
 
 # Positions of the first two actions of a settlement transaction, for reading cancellation reasons.
 ORDER_ACTION = 0
@@ -34,6 +32,7 @@ def commit_settlement(
     guard: Balance | None,
     now: datetime,
     shards: int,
+    remind_days: int = 0,
 ) -> None:
     """Write the whole effect of one event in one TransactWriteItems.
 
@@ -61,7 +60,9 @@ def commit_settlement(
             expect_debt=read.debt if settlement.reads in ("all", "debt") else None,
         )
         if settlement.new_lot:
-            members.add_lot(tx, shop_id, order.member_id, settlement.new_lot)
+            members.add_lot(
+                tx, shop_id, order.member_id, settlement.new_lot, now=now, shards=shards, remind_days=remind_days
+            )
         members.add_draws(tx, shop_id, order.member_id, settlement.draws)
         members.add_entry(tx, shop_id, order.member_id, settlement.entry)
     db.commit(tx)
