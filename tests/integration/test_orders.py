@@ -214,3 +214,10 @@ def test_an_order_for_an_unknown_member_is_retried_then_parked_on_its_last_deliv
     parked = dead_letters(stack)
     assert len(parked) == 1
     assert "ghost" in parked[0]["MessageAttributes"]["reason"]["StringValue"]
+
+
+def test_a_payment_dated_in_the_future_is_parked(api: Api, stack: Stack, shop: dict[str, str], member: str) -> None:
+    send(stack, shop["shop_id"], paid("o1", paid_at="2099-01-01T00:00:00Z"))
+    drain(stack)
+    parked = dead_letters(stack)
+    assert len(parked) == 1 and "paid_at" in parked[0]["MessageAttributes"]["reason"]["StringValue"]

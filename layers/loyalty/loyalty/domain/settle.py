@@ -19,6 +19,9 @@ from loyalty.domain.money import normalise_currency, parse_amount
 from loyalty.domain.orders import OrderCancelled, OrderEvent, OrderPaid, OrderRefunded, OrderState
 from loyalty.domain.program import Program
 
+# How far ahead of our clock a payment's time may be (platform clocks drift); beyond it the event is refused.
+FUTURE_SKEW = timedelta(days=1)
+
 
 class Settlement(BaseModel):
     """The whole effect of one event; the store writes it as one transaction."""
@@ -69,6 +72,8 @@ def settle(
     order.version = state.version + 1
     reference = order.order_id
     if isinstance(event, OrderPaid):
+        if event.data.paid_at > now + FUTURE_SKEW:
+            raise InvalidInput("paid_at is in the future", field="data.paid_at")
         _record_payment(order, event, program)
     elif isinstance(event, OrderRefunded):
         order.refunds[event.data.refund_id] = _amount(event.data.amount, program.currency, "amount")

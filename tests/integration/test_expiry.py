@@ -1,0 +1,159 @@
+"""Points lapse through the expire-points run and are announced through remind-expiring; all on moto."""
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+
+from infra.local import lambdas
+from infra.local.resources import Stack
+from loyalty.service.loyalty import Loyalty
+from tests.conftest import Api
+from tests.helpers import check_invariants, drain, paid, refunded, send
+
+ZONE = "Asia/Shanghai"
+
+
+def run(function: str, time: datetime) -> dict[str, Any]:
+    event = lambdas.schedule_event(time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return dict(lambdas.invoke(lambdas.functions()[function], event))
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+@pytest.fixture
+def shop_id(api: Api, shop: dict[str, str]) -> str:
+    sid = shop["shop_id"]
+    program = {"timezone": ZONE, "expiry": {"purchase": {"policy": "end_of_next_year"}}, "expiry_reminder_days": 30}
+    assert api.call("PUT", f"/v1/shops/{sid}/program", key=shop["api_key"], body=program)[0] == 200
+    for member in ("m1", "m2"):
+        api.call("POST", f"/v1/shops/{sid}/members", key=shop["api_key"], body={"member_id": member})
+    return sid
+
+
+def earn(stack: Stack, shop_id: str, order: str, paid_at: str, total: str = "100.00", member: str = "m1") -> None:
+    send(stack, shop_id, paid(order, member_id=member, total=total, paid_at=paid_at))
+    drain(stack)
+
+
+def test_points_lapse_at_the_end_of_next_year_local_time(
+    api: Api, stack: Stack, service: Loyalty, shop: dict[str, str], shop_id: str
+) -> None:
+    earn(stack, shop_id, "june", "2025-06-01T10:00:00+08:00", "100.00")
+    earn(stack, shop_id, "eve", "2025-12-31T23:59:59+08:00", "50.00")  # the last second of 2025 in Shanghai
+    earn(stack, shop_id, "dawn", "2026-01-01T00:00:00+08:00", "20.00")  # the first of 2026
+    status, body = api.call("GET", f"/v1/shops/{shop_id}/members/m1", key=shop["api_key"])
+    assert status == 200
+    assert body["points"]["expiring"] == [
+        {"points": 150, "expires_at": "2026-12-31T15:59:59.000000Z"},
+        {"points": 20, "expires_at": "2027-12-31T15:59:59.000000Z"},
+    ]
+    assert run("ExpirePointsFunction", at("2026-12-31T23:59:59+08:00"))["applied"] == 0  # still valid
+    report = run("ExpirePointsFunction", at("2027-01-01T00:00:01+08:00"))
+    assert (report["due"], report["applied"]) == (2, 2)
+    assert check_invariants(service, shop_id, "m1")["available"] == 20
+    assert run("ExpirePointsFunction", at("2027-01-01T00:00:01+08:00"))["applied"] == 0  # re-run: nothing twice
+    assert run("ExpirePointsFunction", at("2028-01-01T00:00:01+08:00"))["applied"] == 1
+    assert check_invariants(service, shop_id, "m1")["available"] == 0
+    entries = api.call("GET", f"/v1/shops/{shop_id}/members/m1/ledger", key=shop["api_key"])[1]["items"]
+    lapsed = [(e["reference"], e["points"]) for e in entries if e["reason"] == "points.expired"]
+    assert sorted(lapsed) == [("dawn", -20), ("eve", -50), ("june", -100)]
+
+
+def test_spent_points_do_not_lapse_and_spending_takes_the_soonest_first(
+    api: Api, stack: Stack, service: Loyalty, shop: dict[str, str], shop_id: str
+) -> None:
+    earn(stack, shop_id, "old", "2025-03-01T10:00:00+08:00", "100.00")
+    earn(stack, shop_id, "new", "2026-03-01T10:00:00+08:00", "100.00")
+    status, _ = api.call(
+        "POST",
+        f"/v1/shops/{shop_id}/members/m1/redemptions",
+        key=shop["api_key"],
+        body={"points": 130, "reason": "gift"},
+        headers={"Idempotency-Key": "spend-1"},
+    )
+    assert status == 201  # 100 from the lot lapsing end of 2026, then 30 from the next
+    report = run("ExpirePointsFunction", at("2027-01-01T00:00:01+08:00"))
+    assert (report["due"], report["applied"]) == (0, 0)  # the emptied lot left the index when it was spent
+    assert run("ExpirePointsFunction", at("2028-01-01T00:00:01+08:00"))["applied"] == 1
+    assert check_invariants(service, shop_id, "m1") == {"available": 0, "pending": 0, "debt": 0}
+
+
+def test_a_refund_after_part_of_the_orders_points_lapsed_takes_nothing_twice(
+    api: Api, stack: Stack, service: Loyalty, shop: dict[str, str], shop_id: str
+) -> None:
+    earn(stack, shop_id, "o1", "2025-05-01T10:00:00+08:00", "100.00")
+    earn(stack, shop_id, "o2", "2026-05-01T10:00:00+08:00", "100.00")
+    api.call(
+        "POST",
+        f"/v1/shops/{shop_id}/members/m1/redemptions",
+        key=shop["api_key"],
+        body={"points": 40, "reason": "gift"},
+        headers={"Idempotency-Key": "spend-1"},
+    )
+    run("ExpirePointsFunction", at("2027-01-02T00:00:00+08:00"))  # o1's remaining 60 lapse
+    assert service.member(shop_id, "m1").balance.available == 100
+    send(stack, shop_id, refunded("o1", "r1", "100.00"))  # o1 refunded in full
+    drain(stack)
+    # The member keeps nothing of o1: 60 already lapsed, so only the 40 they spent comes back from o2.
+    assert check_invariants(service, shop_id, "m1")["available"] == 60
+
+
+def test_a_run_stopped_half_way_is_finished_by_the_next(stack: Stack, service: Loyalty, shop_id: str) -> None:
+    for n in range(4):
+        earn(stack, shop_id, f"o{n}", "2025-05-01T10:00:00+08:00", member="m1" if n % 2 else "m2")
+    calls = iter(range(100))
+    when = at("2027-01-01T00:00:01+08:00")
+    first = service.expire_points(when, should_stop=lambda: next(calls) >= 2)
+    assert (first.applied, first.complete) == (3, False)
+    second = service.expire_points(when)
+    assert (second.applied, second.complete) == (1, True)
+    for member in ("m1", "m2"):
+        assert check_invariants(service, shop_id, member)["available"] == 0
+
+
+def test_a_late_event_counts_at_its_own_time(stack: Stack, service: Loyalty, shop_id: str) -> None:
+    """An order paid in 2024, heard of only now: its points lapsed at the end of 2025 and go at the next run."""
+    earn(stack, shop_id, "late", "2024-03-01T10:00:00+08:00")
+    assert service.member(shop_id, "m1").balance.available == 100
+    report = service.expire_points(datetime.now(UTC) + timedelta(seconds=1))
+    assert report.applied == 1
+    assert check_invariants(service, shop_id, "m1")["available"] == 0
+
+
+def capture_events(stack: Stack) -> str:
+    """A rule on the bus that sends every loyalty event to a queue the test reads."""
+    sqs, events = boto3.client("sqs"), boto3.client("events")
+    url = sqs.create_queue(QueueName=f"{stack.buses['LoyaltyEventBus']}-capture")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    bus = stack.buses["LoyaltyEventBus"]
+    events.put_rule(Name="capture", EventBusName=bus, EventPattern=json.dumps({"source": ["loyalty"]}))
+    events.put_targets(Rule="capture", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
+    return url
+
+
+def captured(url: str) -> list[dict[str, Any]]:
+    messages = boto3.client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    return [json.loads(m["Body"]) for m in messages]
+
+
+def test_reminders_go_once_per_member_and_expiry_date(stack: Stack, service: Loyalty, shop_id: str) -> None:
+    url = capture_events(stack)
+    earn(stack, shop_id, "a", "2025-03-01T10:00:00+08:00", "100.00", member="m1")
+    earn(stack, shop_id, "b", "2025-09-01T10:00:00+08:00", "50.00", member="m1")  # same expiry: one reminder
+    earn(stack, shop_id, "c", "2025-09-01T10:00:00+08:00", "30.00", member="m2")
+    assert run("RemindExpiringFunction", at("2026-11-30T00:00:00+08:00"))["applied"] == 0  # 31 days ahead
+    report = run("RemindExpiringFunction", at("2026-12-01T23:59:59+08:00"))  # 30 days ahead
+    assert (report["due"], report["applied"]) == (2, 2)
+    sent = captured(url)
+    assert sorted((e["detail"]["member_id"], e["detail"]["points"]) for e in sent) == [("m1", 150), ("m2", 30)]
+    assert {e["detail-type"] for e in sent} == {"points.expiring"}
+    assert sent[0]["detail"]["expires_at"] == "2026-12-31T15:59:59.000000Z"
+    earn(stack, shop_id, "d", "2025-10-01T10:00:00+08:00", "10.00", member="m1")  # re-lists m1's reminder
+    assert run("RemindExpiringFunction", at("2026-12-02T00:00:00+08:00"))["applied"] == 0
+    assert run("RemindExpiringFunction", at("2026-12-02T00:00:00+08:00"))["due"] == 0
+    assert captured(url) == []
