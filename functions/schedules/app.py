@@ -1,6 +1,6 @@
 """EventBridge schedules. Each run takes "now" from the event's `time`, so a run can be replayed exactly.
 
-Nightly, in this order: activate_pending, expire_points, remind_expiring (see template.yaml).
+Nightly, in this order: activate_pending, expire_points, remind_expiring, review_tiers (see template.yaml).
 """
 
 from collections.abc import Callable
@@ -53,3 +53,11 @@ def expire_points(event: EventBridgeModel, context: LambdaContext) -> dict[str, 
 @event_parser(model=EventBridgeModel)
 def remind_expiring(event: EventBridgeModel, context: LambdaContext) -> dict[str, Any]:
     return _run(runtime.service().remind_expiring, "ExpiryRemindersPublished", event, context)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+@event_parser(model=EventBridgeModel)
+def review_tiers(event: EventBridgeModel, context: LambdaContext) -> dict[str, Any]:
+    return _run(runtime.service().review_tiers, "TiersReviewed", event, context)

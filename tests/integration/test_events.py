@@ -63,6 +63,7 @@ def test_orders_sample_applies_for_a_real_shop(stack: Stack, service: Loyalty) -
         ("ActivatePendingFunction", "activate_pending"),
         ("ExpirePointsFunction", "expire_points"),
         ("RemindExpiringFunction", "remind_expiring"),
+        ("ReviewTiersFunction", "review_tiers"),
     ],
 )
 def test_schedule_samples(stack: Stack, function: str, name: str) -> None:

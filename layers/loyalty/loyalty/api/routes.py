@@ -41,12 +41,15 @@ def json_response(status: int, body: Any) -> Response[str]:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
 
 
-def member_view(member: Member, expiring: list[tuple[int, datetime]]) -> dict[str, Any]:
+def member_view(member: Member, expiring: list[tuple[int, datetime]], base_tier: str | None) -> dict[str, Any]:
     profile = member.profile.model_dump(mode="json", exclude_none=True)
     balance = member.balance
+    review_at = member.tier.review_at
     return {
         **profile,
         "enrolled_at": iso(member.enrolled_at),
+        "tier": member.tier.tier or base_tier,
+        "tier_review_at": iso(review_at) if review_at else None,
         "points": {
             "available": balance.available,
             "pending": balance.pending,
@@ -75,7 +78,10 @@ def build(service: Callable[[], Loyalty]) -> APIGatewayRestResolver:
     errors.install(app)
 
     def view(shop_id: str, member: Member) -> dict[str, Any]:
-        return member_view(member, service().expiring(shop_id, member.profile.member_id))
+        base = service().program(shop_id).tiers[:1]
+        return member_view(
+            member, service().expiring(shop_id, member.profile.member_id), base[0].name if base else None
+        )
 
     def shop_caller(shop_id: str) -> None:
         service().authenticate(bearer(app), shop_id)

@@ -1,5 +1,6 @@
 """Earning and clawback rules. Exact rational arithmetic; results are whole points (floored)."""
 
+from decimal import Decimal
 from fractions import Fraction
 
 from loyalty.domain.money import currency_exponent, parse_amount
@@ -7,14 +8,15 @@ from loyalty.domain.orders import OrderLine
 from loyalty.domain.program import Program
 
 
-def points_for_lines(lines: list[OrderLine], program: Program) -> int:
-    """points = floor( sum over lines of line.amount x multiplier(line.category) x points_per_unit )."""
+def points_for_lines(lines: list[OrderLine], program: Program, tier_multiplier: Decimal = Decimal(1)) -> int:
+    """points = floor( sum over lines of line.amount x multiplier(line.category) x points_per_unit
+    x the member's tier multiplier )."""
     scale = 10 ** currency_exponent(program.currency)
     total = Fraction(0)
     for line in lines:
         amount = Fraction(parse_amount(line.amount, program.currency), scale)
         total += amount * Fraction(program.multiplier(line.category)) * Fraction(program.points_per_unit)
-    return int(total // 1)
+    return int(total * Fraction(tier_multiplier) // 1)
 
 
 def kept_after_refunds(earned: int, total: int, refunded: int, *, cancelled: bool = False) -> int:

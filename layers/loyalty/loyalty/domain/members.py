@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from loyalty.domain.ledger import Balance
 from loyalty.domain.orders import Identifier
+from loyalty.domain.tiers import MemberTier
 
 _PHONE_NOISE = re.compile(r"[\s().-]")
 _PHONE = re.compile(r"^\+?[0-9]{5,20}$")
@@ -59,3 +60,4 @@ class Member(BaseModel):
     profile: Profile
     balance: Balance
     enrolled_at: datetime
+    tier: MemberTier = MemberTier()

@@ -102,6 +102,7 @@ class OrderState(BaseModel):
     activates_at: datetime | None = None
     activated: bool = False
     lot_sk: str | None = None  # the lot its available points went to
+    qualified: int = 0  # what it adds to the member's tier metric (spend or points, less refunds)
     expired: int = 0  # of its points, how many lapsed unspent (the expiry run counts them here)
     expiry_waived: int = 0  # of those, how many a clawback has already taken into account
 

@@ -1,13 +1,15 @@
 """A shop's loyalty program: how purchases earn points and how refunds take them back."""
 
 from decimal import Decimal
+from itertools import pairwise
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from loyalty.domain.expiry import ExpiryRule
-from loyalty.domain.money import normalise_currency
+from loyalty.domain.money import currency_exponent, normalise_currency
+from loyalty.domain.tiers import Tier
 
 # A rate or multiplier: exact decimal, at most 4 decimal places (JSON numbers are parsed as Decimal, never float).
 Rate = Annotated[Decimal, Field(ge=0, le=10_000, decimal_places=4, allow_inf_nan=False)]
@@ -57,6 +59,39 @@ class Program(BaseModel):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError("must be an IANA time zone name such as 'Asia/Shanghai'") from exc
         return value
+
+    tiers: list[Tier] = Field(
+        default_factory=list,
+        max_length=20,
+        description="the ladder, ascending thresholds, the first 0 (e.g. normal 0, silver 1000, gold 5000)",
+    )
+    tier_metric: Literal["spend", "points"] = Field(
+        default="spend", description="what thresholds measure: spend (major units) or points earned"
+    )
+    tier_window_days: int = Field(default=365, ge=1, le=1096, description="the rolling window of the metric")
+    tier_valid_days: int = Field(default=365, ge=1, le=1096, description="how long a tier lasts before review")
+    tier_downgrade: Literal["one_down", "recompute"] = Field(
+        default="one_down", description="at a review that fails: one tier down, or the tier the metric earns"
+    )
+
+    @model_validator(mode="after")
+    def _ladder(self) -> "Program":
+        if not self.tiers:
+            return self
+        if self.tiers[0].threshold != 0:
+            raise ValueError("tiers: the first tier's threshold must be 0")
+        thresholds = [tier.threshold for tier in self.tiers]
+        if any(low >= high for low, high in pairwise(thresholds)):
+            raise ValueError("tiers: thresholds must rise strictly")
+        if len({tier.name for tier in self.tiers}) != len(self.tiers):
+            raise ValueError("tiers: names must be unique")
+        if self.tier_metric == "points" and any(t != t.to_integral_value() for t in thresholds):
+            raise ValueError("tiers: points thresholds must be whole numbers")
+        return self
+
+    @property
+    def exponent(self) -> int:
+        return currency_exponent(self.currency)
 
     def expiry_rule(self, source: Source) -> ExpiryRule:
         return self.expiry.get(source, ExpiryRule())

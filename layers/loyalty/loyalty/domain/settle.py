@@ -7,6 +7,7 @@ order always ends at the same figure.
 """
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -18,6 +19,7 @@ from loyalty.domain.ledger import Balance, Draw, LedgerEntry, Lot, credit, draw
 from loyalty.domain.money import normalise_currency, parse_amount
 from loyalty.domain.orders import OrderCancelled, OrderEvent, OrderPaid, OrderRefunded, OrderState
 from loyalty.domain.program import Program
+from loyalty.domain.tiers import MemberTier, TierChange, qualifying_day, rank, upgrade, window_total
 
 # How far ahead of our clock a payment's time may be (platform clocks drift); beyond it the event is refused.
 FUTURE_SKEW = timedelta(days=1)
@@ -38,6 +40,11 @@ class Settlement(BaseModel):
     # What of the member's balance this was computed from, so the write can require it unchanged:
     # "debt" for a credit (debt is repaid first), "all" for a clawback from available points.
     reads: Literal["nothing", "debt", "all"] = "nothing"
+    # The tier metric: what to add on which day (program time zone), and any tier decision it led to.
+    qualifying_day: str | None = None
+    qualifying: int = 0
+    tier_change: TierChange | None = None
+    tier_rev: int | None = None  # the member's tier state this was decided on, when tiers are in play
 
     @property
     def due_at(self) -> datetime | None:
@@ -66,15 +73,18 @@ def settle(
     now: datetime,
     balance: Balance,
     lots: list[Lot],
+    member_tier: MemberTier | None = None,
 ) -> Settlement:
-    """Apply a new (not duplicate) event. `lots` is needed only when points must come back from available."""
+    """Apply a new (not duplicate) event. `lots` is needed only when points must come back from available;
+    `member_tier` only when the program has tiers (it sets the earning multiplier and decides upgrades)."""
+    member_tier = member_tier or MemberTier()
     order = state.model_copy(deep=True)
     order.version = state.version + 1
     reference = order.order_id
     if isinstance(event, OrderPaid):
         if event.data.paid_at > now + FUTURE_SKEW:
             raise InvalidInput("paid_at is in the future", field="data.paid_at")
-        _record_payment(order, event, program)
+        _record_payment(order, event, program, _multiplier(program, member_tier))
     elif isinstance(event, OrderRefunded):
         order.refunds[event.data.refund_id] = _amount(event.data.amount, program.currency, "amount")
         reference = event.data.refund_id
@@ -88,8 +98,54 @@ def settle(
     order.credited = target
     detail: dict[str, object] = {"order_id": order.order_id, "earned": order.earned, "kept": target}
     if delta >= 0:
-        return _credit(order, delta, event.type, reference, now, balance, detail, program)
-    return _clawback(order, -delta, event.type, reference, now, program, lots, detail)
+        result = _credit(order, delta, event.type, reference, now, balance, detail, program)
+    else:
+        result = _clawback(order, -delta, event.type, reference, now, program, lots, detail)
+    return _qualify(result, state, event, program, member_tier)
+
+
+def _qualify(
+    result: Settlement, state: OrderState, event: OrderEvent, program: Program, member_tier: MemberTier
+) -> Settlement:
+    """Move the order's contribution to the tier metric, and upgrade the member if a payment lifts it enough."""
+    order = result.order
+    assert order.paid_at is not None
+    if order.cancelled:
+        contribution = 0
+    elif program.tier_metric == "spend":
+        contribution = max(order.total - order.refunded, 0)
+    else:
+        contribution = order.credited
+    order.qualified = contribution
+    day = qualifying_day(order.paid_at, program.timezone)
+    delta = contribution - state.qualified
+    change = None
+    if program.tiers and isinstance(event, OrderPaid):
+        metric = dict(member_tier.qualifying)
+        metric[day] = metric.get(day, 0) + delta
+        total = window_total(metric, order.paid_at, program.tier_window_days, program.timezone)
+        change = upgrade(
+            program.tiers,
+            member_tier,
+            total,
+            order.paid_at,
+            metric=program.tier_metric,
+            exponent=program.exponent,
+            valid_days=program.tier_valid_days,
+        )
+    return result.model_copy(
+        update={
+            "order": order,
+            "qualifying_day": day,
+            "qualifying": delta,
+            "tier_change": change,
+            "tier_rev": member_tier.rev if program.tiers else None,
+        }
+    )
+
+
+def _multiplier(program: Program, member_tier: MemberTier) -> Decimal:
+    return program.tiers[rank(program.tiers, member_tier.tier)].multiplier if program.tiers else Decimal(1)
 
 
 def activate(state: OrderState, program: Program, *, now: datetime, balance: Balance) -> Settlement | None:
@@ -125,7 +181,7 @@ def activate(state: OrderState, program: Program, *, now: datetime, balance: Bal
     )
 
 
-def _record_payment(order: OrderState, event: OrderPaid, program: Program) -> None:
+def _record_payment(order: OrderState, event: OrderPaid, program: Program, tier_multiplier: Decimal) -> None:
     data = event.data
     try:
         currency = normalise_currency(data.currency)
@@ -139,7 +195,7 @@ def _record_payment(order: OrderState, event: OrderPaid, program: Program) -> No
     order.member_id = data.member_id
     order.currency = currency
     order.total = _amount(data.total, currency, "data.total")
-    order.earned = points_for_lines(list(data.lines), program)
+    order.earned = points_for_lines(list(data.lines), program, tier_multiplier)
     order.paid_at = data.paid_at
     order.activates_at = data.paid_at + timedelta(days=program.pending_days)
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from aws_lambda_powertools import Logger
+
 from loyalty.domain.errors import Conflict, InvalidInput, NotFound, Retryable
 from loyalty.domain.expiry import expiring_soon, lapse
 from loyalty.domain.ledger import Balance, LedgerEntry, iso, spend
@@ -19,6 +21,7 @@ from loyalty.domain.members import Member, Profile
 from loyalty.domain.orders import OrderEvent, OrderPaid, OrderState
 from loyalty.domain.program import Program
 from loyalty.domain.settle import activate, is_duplicate, settle
+from loyalty.domain.tiers import MemberTier, TierChange, review, window_total
 from loyalty.service.cache import TTLCache
 from loyalty.store import members as member_store
 from loyalty.store import orders as order_store
@@ -29,13 +32,18 @@ from loyalty.store.keys import (
     ACTIVATE_JOB,
     EXPIRE_JOB,
     IDEMPOTENCY_SK,
+    PUBLISH_JOB,
     REMIND_JOB,
     REMIND_PREFIX,
+    REVIEW_JOB,
     due_pk,
     idempotency_pk,
     member_pk,
+    tier_decision_sk,
 )
 from loyalty.store.shops import ShopRecord
+
+logger = Logger(child=True)
 
 # Attempts at an optimistic write before giving the event back to the queue (or a 503 to the caller).
 MAX_ATTEMPTS = 8
@@ -56,6 +64,7 @@ class RunReport:
     skipped: int = 0
     complete: bool = True
     days: list[str] = field(default_factory=list)
+    published: int = 0  # events published by the run (tier.changed from the outbox)
 
 
 class Loyalty:
@@ -205,8 +214,9 @@ class Loyalty:
         'duplicate'. Raises InvalidInput for events that can never apply, Retryable for ones that may later."""
         program = self.program(shop_id)
         order_id = event.data.order_id
-        if isinstance(event, OrderPaid):
-            # Fast path, one write request: a new order for a member without debt.
+        if isinstance(event, OrderPaid) and not program.tiers:
+            # Fast path, one write request: a new order for a member without debt, in a program without tiers
+            # (with tiers, earning and upgrades depend on the member's tier state, which must be read).
             now = self.clock()
             settlement = settle(OrderState(order_id=order_id), event, program, now=now, balance=Balance(), lots=[])
             try:
@@ -230,15 +240,15 @@ class Loyalty:
             if is_duplicate(state, event):
                 return "duplicate"
             member_id = state.member_id or (event.data.member_id if isinstance(event, OrderPaid) else None)
-            balance, lots = Balance(), []
+            balance, lots, tier = Balance(), [], MemberTier()
             if member_id is not None:
                 member = member_store.get_member(self.db, shop_id, member_id)
                 if member is None:
                     raise Retryable(f"member {member_id} is not enrolled")
-                balance = member.balance
+                balance, tier = member.balance, member.tier
                 if state.credited > state.pending:  # some of the order's points are available: lots may be drawn
                     lots = member_store.lots(self.db, shop_id, member_id)
-            settlement = settle(state, event, program, now=now, balance=balance, lots=lots)
+            settlement = settle(state, event, program, now=now, balance=balance, lots=lots, member_tier=tier)
             try:
                 order_store.commit_settlement(
                     self.db,
@@ -252,6 +262,8 @@ class Loyalty:
                 )
             except TransactionCancelled:
                 continue  # another event for this order or member won the race: re-read and settle again
+            if settlement.tier_change and member_id:
+                self._announce(shop_id, member_id, settlement.tier_change)
             return "applied" if settlement.order.paid else "recorded"
         raise Retryable(f"order {order_id}: too much contention")
 
@@ -286,6 +298,29 @@ class Loyalty:
             lambda item: self._remind(item["PK"], item["SK"], item["DuePK"], item["DueSK"], time),
             inclusive=True,
         )
+
+    def review_tiers(self, time: datetime, *, should_stop: Callable[[], bool] = lambda: False) -> RunReport:
+        """Review members whose tier validity has ended: keep, one down, or recompute (the program's policy).
+        Then publish any tier.changed event an earlier attempt could not."""
+        report = self._run(
+            "review-tiers",
+            REVIEW_JOB,
+            time,
+            should_stop,
+            lambda item: self._review_member(item["PK"], time),
+            inclusive=True,
+        )
+        if report.complete:
+            outbox = self._run(
+                "publish-tier-changes",
+                PUBLISH_JOB,
+                time,
+                should_stop,
+                lambda item: self._publish_decision(item["PK"], item["SK"]),
+                inclusive=True,
+            )
+            report.published, report.complete = outbox.applied, outbox.complete
+        return report
 
     def _run(
         self,
@@ -359,6 +394,72 @@ class Loyalty:
                 continue
             return True
         raise Retryable(f"order {order_id}: too much contention")
+
+    def _review_member(self, pk: str, time: datetime) -> bool:
+        shop_id, member_id = _member_of(pk)
+        program = self.program(shop_id)
+        for _ in range(MAX_ATTEMPTS):
+            member = member_store.get_member(self.db, shop_id, member_id)
+            state = member.tier if member else None
+            if not program.tiers or state is None or state.review_at is None or state.review_at > time:
+                return False  # reviewed already (the index lags), or no longer under review
+            total = window_total(state.qualifying, time, program.tier_window_days, program.timezone)
+            change = review(
+                program.tiers,
+                state,
+                total,
+                time,
+                metric=program.tier_metric,
+                exponent=program.exponent,
+                valid_days=program.tier_valid_days,
+                policy=program.tier_downgrade,
+            )
+            tx = self.db.transaction()
+            member_store.add_balance_change(
+                tx,
+                shop_id,
+                member_id,
+                available=0,
+                pending=0,
+                debt=0,
+                now=time,
+                tier=member_store.TierUpdate(
+                    day=None, delta=0, change=change, expect_rev=state.rev, shards=self.shards
+                ),
+            )
+            member_store.add_tier_decision(tx, shop_id, member_id, change, self.shards)
+            try:
+                self.db.commit(tx)
+            except TransactionCancelled:
+                continue  # an order moved the member's tier state meanwhile: decide again
+            self._announce(shop_id, member_id, change)
+            return True
+        raise Retryable(f"member {member_id}: too much contention")
+
+    def _announce(self, shop_id: str, member_id: str, change: TierChange) -> None:
+        """Publish tier.changed now; if that fails the decision stays in the outbox for the review run."""
+        if not change.moved:
+            return
+        try:
+            self._publish(shop_id, member_id, change)
+        except Exception:  # the outbox keeps it: never fail a settled event for a notification
+            logger.warning("tier.changed left in the outbox", extra={"shop_id": shop_id})
+
+    def _publish_decision(self, pk: str, sk: str) -> bool:
+        item = self.db.get(pk, sk)
+        if item is None or "DuePK" not in item:
+            return False
+        shop_id, member_id = _member_of(pk)
+        self._publish(
+            shop_id, member_id, TierChange.model_validate({k: item[k] for k in TierChange.model_fields if k in item})
+        )
+        return True
+
+    def _publish(self, shop_id: str, member_id: str, change: TierChange) -> None:
+        self.events.publish(
+            "tier.changed", {"shop_id": shop_id, "member_id": member_id, **change.model_dump(mode="json")}
+        )
+        self.db.update(member_pk(shop_id, member_id), tier_decision_sk(change), "REMOVE DuePK, DueSK")
 
     def _expire_lot(self, pk: str, sk: str, time: datetime) -> bool:
         shop_id, member_id = _member_of(pk)

@@ -11,6 +11,7 @@
 | order           | SHOP#<shop>#ORDER#<order>            | ORDER                           |
 | idempotency     | SHOP#<shop>#IDEMPOTENCY#<scope>#<sha256 of key> | IDEMPOTENCY          |
 | expiry reminder | SHOP#<shop>#MEMBER#<member>          | REMIND#<expires>                |
+| tier decision   | SHOP#<shop>#MEMBER#<member>          | TIER#<at>#<reason>              |
 
 A member's partition holds its profile, ledger and lots, so one busy shop spreads over its members.
 The sparse DueIndex (DuePK = DUE#<job>#<date>#<shard>) lists work due on a date; see due_keys().
@@ -19,8 +20,12 @@ The sparse DueIndex (DuePK = DUE#<job>#<date>#<shard>) lists work due on a date;
 import hashlib
 import zlib
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from loyalty.domain.ledger import iso
+
+if TYPE_CHECKING:
+    from loyalty.domain.tiers import TierChange
 
 SHOP_SK = "SHOP"
 PROGRAM_SK = "PROGRAM"
@@ -31,11 +36,14 @@ IDEMPOTENCY_SK = "IDEMPOTENCY"
 LEDGER_PREFIX = "LEDGER#"
 LOT_PREFIX = "LOT#"
 REMIND_PREFIX = "REMIND#"
+TIER_PREFIX = "TIER#"
 
 # Jobs of the due index: orders whose pending points activate, lots that lapse, reminders to publish.
 ACTIVATE_JOB = "activate"
 EXPIRE_JOB = "expire"
 REMIND_JOB = "remind"
+REVIEW_JOB = "review"  # members whose tier validity ends
+PUBLISH_JOB = "publish"  # tier decisions whose tier.changed event is not yet published (an outbox)
 
 
 def digest(value: str) -> str:
@@ -86,6 +94,10 @@ def due_keys(job: str, at: datetime, pk: str, shards: int, sk: str = "") -> tupl
     shard = zlib.crc32(f"{pk}|{sk}".encode()) % shards
     stamp = iso(at)
     return due_pk(job, stamp[:10], shard), f"{stamp}#{pk}#{sk}"
+
+
+def tier_decision_sk(change: "TierChange") -> str:
+    return f"{TIER_PREFIX}{iso(change.at)}#{change.reason}"
 
 
 def remind_sk(expires_at: datetime) -> str:

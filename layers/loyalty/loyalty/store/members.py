@@ -1,11 +1,13 @@
 """Members, their contact look-ups, lots and ledger."""
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from loyalty.domain.errors import Conflict
 from loyalty.domain.ledger import Balance, Draw, LedgerEntry, Lot, iso
 from loyalty.domain.members import Member, Profile
+from loyalty.domain.tiers import MemberTier, TierChange
 from loyalty.store.dynamo import ConditionFailed, Dynamo, Item, Transaction, TransactionCancelled
 from loyalty.store.keys import (
     CONTACT_SK,
@@ -14,7 +16,10 @@ from loyalty.store.keys import (
     LOT_PREFIX,
     ORDER_SK,
     PROFILE_SK,
+    PUBLISH_JOB,
     REMIND_JOB,
+    REVIEW_JOB,
+    TIER_PREFIX,
     contact_pk,
     due_keys,
     ledger_sk,
@@ -23,6 +28,7 @@ from loyalty.store.keys import (
     member_pk,
     order_pk,
     remind_sk,
+    tier_decision_sk,
 )
 
 # A transaction holds at most 100 actions; keep room for the order, member, ledger and idempotency items.
@@ -46,6 +52,8 @@ def enrol(db: Dynamo, shop_id: str, profile: Profile, now: datetime) -> tuple[bo
             "available": 0,
             "pending": 0,
             "debt": 0,
+            "qualifying": {},
+            "rev": 0,
         },
         condition="attribute_not_exists(PK)",
     )
@@ -130,11 +138,16 @@ def add_balance_change(
     expect_available: int | None = None,
     expect_debt: int | None = None,
     at_least: int | None = None,
+    tier: "TierUpdate | None" = None,
 ) -> int:
     """ADD the changes to the member, which must exist. The `expect_*` values are what the change was computed
-    from and must still hold; `at_least` requires that many available points (a spend never overdraws)."""
+    from and must still hold; `at_least` requires that many available points (a spend never overdraws).
+    `tier` moves the tier metric and applies a tier decision, in the same update (one action per item)."""
     condition = "attribute_exists(PK)"
     values: dict[str, Any] = {":a": available, ":p": pending, ":d": debt, ":now": iso(now)}
+    names: dict[str, str] = {}
+    sets = ["updated_at = :now"]
+    removes: list[str] = []
     if expect_available is not None:
         condition += " AND available = :ea"
         values[":ea"] = expect_available
@@ -144,12 +157,73 @@ def add_balance_change(
     if at_least is not None:
         condition += " AND available >= :least"
         values[":least"] = at_least
+    if tier is not None:
+        tier.apply(member_pk(shop_id, member_id), sets, removes, values, names)
+        if tier.expect_rev is not None:
+            condition += " AND rev = :rev"
+            values[":rev"] = tier.expect_rev
+    expression = "ADD available :a, pending :p, debt :d SET " + ", ".join(sets)
+    if removes:
+        expression += " REMOVE " + ", ".join(removes)
     return tx.update(
         {"PK": member_pk(shop_id, member_id), "SK": PROFILE_SK},
-        "ADD available :a, pending :p, debt :d SET updated_at = :now",
+        expression,
         values=values,
         condition=condition,
+        names=names or None,
     )
+
+
+@dataclass(frozen=True)
+class TierUpdate:
+    """What a settlement or a review changes of a member's tier state."""
+
+    day: str | None  # the qualifying day whose metric moves
+    delta: int
+    change: TierChange | None
+    expect_rev: int | None  # the tier state the decision was made on; None: nothing was decided
+    shards: int
+
+    def apply(
+        self, pk: str, sets: list[str], removes: list[str], values: dict[str, Any], names: dict[str, str]
+    ) -> None:
+        sets.append("rev = if_not_exists(rev, :zero) + :one")
+        values |= {":zero": 0, ":one": 1}
+        if self.day is not None and self.delta:
+            names["#day"] = self.day
+            sets.append("qualifying.#day = if_not_exists(qualifying.#day, :zero) + :q")
+            values[":q"] = self.delta
+        change = self.change
+        if change is None:
+            return
+        sets.append("tier = :tier")
+        values[":tier"] = change.to_tier
+        if change.moved:
+            sets.append("tier_since = :since")
+            values[":since"] = iso(change.at)
+        if change.review_at is None:
+            removes.extend(["tier_review_at", "DuePK", "DueSK"])
+        else:
+            sets.extend(["tier_review_at = :review", "DuePK = :due_pk", "DueSK = :due_sk"])
+            due_pk_, due_sk_ = due_keys(REVIEW_JOB, change.review_at, pk, self.shards, PROFILE_SK)
+            values |= {":review": iso(change.review_at), ":due_pk": due_pk_, ":due_sk": due_sk_}
+
+
+def add_tier_decision(tx: Transaction, shop_id: str, member_id: str, change: TierChange, shards: int) -> None:
+    """Record a tier decision. One that moved the tier is also listed for publishing as tier.changed (an outbox:
+    published right after the commit, and by the review run for any the first attempt missed)."""
+    pk, sk = member_pk(shop_id, member_id), tier_decision_sk(change)
+    item: Item = {"PK": pk, "SK": sk, "type": "tier_decision", **change.model_dump(mode="json")}
+    if change.moved:
+        item["DuePK"], item["DueSK"] = due_keys(PUBLISH_JOB, change.at, pk, shards, sk)
+    tx.put(item)
+
+
+def tier_history(db: Dynamo, shop_id: str, member_id: str) -> list[TierChange]:
+    return [
+        TierChange.model_validate({k: item[k] for k in TierChange.model_fields if k in item})
+        for item in db.query_all(member_pk(shop_id, member_id), TIER_PREFIX)
+    ]
 
 
 def add_lot(
@@ -217,6 +291,13 @@ def _member(item: Item) -> Member:
         profile=_profile(item),
         balance=Balance(available=item["available"], pending=item["pending"], debt=item["debt"]),
         enrolled_at=item["enrolled_at"],
+        tier=MemberTier(
+            tier=item.get("tier"),
+            since=item.get("tier_since"),
+            review_at=item.get("tier_review_at"),
+            qualifying=item.get("qualifying", {}),
+            rev=item.get("rev", 0),
+        ),
     )
 
 

@@ -48,6 +48,15 @@ def commit_settlement(
     if settlement.touches_member and order.member_id is not None:
         assert settlement.entry is not None
         read = guard or Balance()
+        tier = None
+        if settlement.qualifying or settlement.tier_change or settlement.tier_rev is not None:
+            tier = members.TierUpdate(
+                day=settlement.qualifying_day,
+                delta=settlement.qualifying,
+                change=settlement.tier_change,
+                expect_rev=settlement.tier_rev,
+                shards=shards,
+            )
         members.add_balance_change(
             tx,
             shop_id,
@@ -58,7 +67,10 @@ def commit_settlement(
             now=now,
             expect_available=read.available if settlement.reads == "all" else None,
             expect_debt=read.debt if settlement.reads in ("all", "debt") else None,
+            tier=tier,
         )
+        if settlement.tier_change:
+            members.add_tier_decision(tx, shop_id, order.member_id, settlement.tier_change, shards)
         if settlement.new_lot:
             members.add_lot(
                 tx, shop_id, order.member_id, settlement.new_lot, now=now, shards=shards, remind_days=remind_days
