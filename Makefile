@@ -9,7 +9,7 @@ SAM_VENV := .venv-sam
 SAM_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12 2>/dev/null))
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test lint typecheck unit build validate bench openapi clean
+.PHONY: run test lint typecheck unit build validate bench bench-expiry openapi clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,11 @@ typecheck: $(BIN)/.installed
 unit: $(BIN)/.installed
 	$(BIN)/pytest
 
-bench: $(BIN)/.installed ## DynamoDB requests per business event, our path against the raw calls
+bench: $(BIN)/.installed ## DynamoDB requests per business event, our path against the raw calls (~1 min)
 	$(BIN)/python -m bench.requests_per_event
+
+bench-expiry: $(BIN)/.installed ## items the expiry run reads against lots due, 10,000 and 100,000 members (~7 min)
+	$(BIN)/python -m bench.expiry_reads
 
 openapi: $(BIN)/.installed ## write the OpenAPI spec to openapi.json
 	$(BIN)/python -m infra.local.openapi > openapi.json

@@ -127,6 +127,12 @@ def requests_per_event() -> list[tuple[str, Counter[str]]]:
         service.apply_order_event(shop, paid(f"p{n}"))
     run = measure(service, lambda: service.activate_pending(datetime.now(UTC) + timedelta(days=7)))
     rows.append(("activate-pending run, 11 orders due", run))
+    ladder = [{"name": "normal", "threshold": 0}, {"name": "silver", "threshold": 1000, "multiplier": "1.2"}]
+    service.set_program(shop, Program.model_validate({"tiers": ladder}))
+    service.program(shop)
+    upgrading = measure(service, lambda: service.apply_order_event(shop, paid("t1")))
+    rows.append(("order.paid with tiers, upgrading the member", upgrading))
+    rows.append(("order.paid with tiers", measure(service, lambda: service.apply_order_event(shop, paid("t2")))))
     return rows
 
 

@@ -214,25 +214,33 @@ class Loyalty:
         'duplicate'. Raises InvalidInput for events that can never apply, Retryable for ones that may later."""
         program = self.program(shop_id)
         order_id = event.data.order_id
-        if isinstance(event, OrderPaid) and not program.tiers:
-            # Fast path, one write request: a new order for a member without debt, in a program without tiers
-            # (with tiers, earning and upgrades depend on the member's tier state, which must be read).
+        if isinstance(event, OrderPaid):
+            # Fast path for a new order: one write, conditioned on the order not existing yet. Without tiers it
+            # assumes a member without debt (the write checks); with tiers, earning and upgrades depend on the
+            # member's tier state, so the member is read first (one read, one write).
             now = self.clock()
-            settlement = settle(OrderState(order_id=order_id), event, program, now=now, balance=Balance(), lots=[])
-            try:
-                order_store.commit_settlement(
-                    self.db,
-                    shop_id,
-                    settlement,
-                    previous=None,
-                    guard=None,
-                    now=now,
-                    shards=self.shards,
-                    remind_days=program.expiry_reminder_days,
+            member = member_store.get_member(self.db, shop_id, event.data.member_id) if program.tiers else None
+            if member is not None or not program.tiers:
+                balance, tier = (member.balance, member.tier) if member else (Balance(), MemberTier())
+                settlement = settle(
+                    OrderState(order_id=order_id), event, program, now=now, balance=balance, lots=[], member_tier=tier
                 )
-                return "applied"
-            except TransactionCancelled:
-                pass  # the order exists already, or the member is missing or in debt: take the careful path
+                try:
+                    order_store.commit_settlement(
+                        self.db,
+                        shop_id,
+                        settlement,
+                        previous=None,
+                        guard=member.balance if member else None,
+                        now=now,
+                        shards=self.shards,
+                        remind_days=program.expiry_reminder_days,
+                    )
+                    if settlement.tier_change:
+                        self._announce(shop_id, event.data.member_id, settlement.tier_change)
+                    return "applied"
+                except TransactionCancelled:
+                    pass  # the order exists already, or the member is missing, in debt or changed: the careful path
         for _ in range(MAX_ATTEMPTS):
             now = self.clock()
             previous = order_store.get_order(self.db, shop_id, order_id)
@@ -284,9 +292,7 @@ class Loyalty:
 
     def expire_points(self, time: datetime, *, should_stop: Callable[[], bool] = lambda: False) -> RunReport:
         """Remove what is left of every lot past its expiry, one transaction and one ledger entry per lot."""
-        return self._run(
-            "expire-points", EXPIRE_JOB, time, should_stop, lambda item: self._expire_lot(item["PK"], item["SK"], time)
-        )
+        return self._run("expire-points", EXPIRE_JOB, time, should_stop, lambda item: self._expire_lot(item, time))
 
     def remind_expiring(self, time: datetime, *, should_stop: Callable[[], bool] = lambda: False) -> RunReport:
         """Publish points.expiring once per member and expiry instant, expiry_reminder_days ahead."""
@@ -461,17 +467,21 @@ class Loyalty:
         )
         self.db.update(member_pk(shop_id, member_id), tier_decision_sk(change), "REMOVE DuePK, DueSK")
 
-    def _expire_lot(self, pk: str, sk: str, time: datetime) -> bool:
+    def _expire_lot(self, item: Item, time: datetime) -> bool:
+        """Lapse one lot. The index's copy of the lot is tried first (one read per lot due); if the lot changed
+        since (spent from, or lapsed by an earlier run), the condition refuses and the lot is read afresh."""
+        pk, sk = item["PK"], item["SK"]
         shop_id, member_id = _member_of(pk)
+        lot = member_store.lot_from_index(item)
         for _ in range(MAX_ATTEMPTS):
-            lot = member_store.get_lot(self.db, pk, sk)
             entry = lapse(lot, time) if lot else None
             if lot is None or entry is None:
                 return False  # spent, or already expired by an earlier run, or not due yet
             try:
                 member_store.commit_lapse(self.db, shop_id, member_id, lot, entry, time)
             except TransactionCancelled:
-                continue  # spent from concurrently: read the remainder again
+                lot = member_store.get_lot(self.db, pk, sk)  # read the remainder as it is now
+                continue
             return True
         raise Retryable(f"lot {sk}: too much contention")
 

@@ -135,7 +135,8 @@ class Dynamo:
 
     def __init__(self, table_name: str | None = None) -> None:
         self.table_name = table_name or os.environ.get("TABLE_NAME", "LoyaltyTable")
-        self.requests: Counter[str] = Counter()
+        self.requests: Counter[str] = Counter()  # API calls by operation
+        self.items_read = 0  # items returned by GetItem and Query: what reads cost
         self._client: DynamoDBClient | None = None
 
     @property
@@ -156,7 +157,10 @@ class Dynamo:
             Key=serialise({"PK": pk, "SK": sk}),
             ConsistentRead=consistent,
         )
-        return deserialise(response["Item"]) if "Item" in response else None
+        if "Item" not in response:
+            return None
+        self.items_read += 1
+        return deserialise(response["Item"])
 
     def put(self, item: Item, condition: str | None = None, values: Item | None = None) -> None:
         params: dict[str, Any] = {"TableName": self.table_name, "Item": serialise(item)}
@@ -202,6 +206,7 @@ class Dynamo:
         if start:
             params["ExclusiveStartKey"] = serialise(start)
         response = self._call(self.client.query, **params)
+        self.items_read += int(response.get("ScannedCount", len(response["Items"])))
         last = response.get("LastEvaluatedKey")
         return [deserialise(item) for item in response["Items"]], deserialise(last) if last else None
 
@@ -226,6 +231,7 @@ class Dynamo:
         if start:
             params["ExclusiveStartKey"] = serialise(start)
         response = self._call(self.client.query, **params)
+        self.items_read += int(response.get("ScannedCount", len(response["Items"])))
         last = response.get("LastEvaluatedKey")
         return [deserialise(item) for item in response["Items"]], deserialise(last) if last else None
 

@@ -314,6 +314,14 @@ def get_lot(db: Dynamo, pk: str, sk: str) -> Lot | None:
     return _lot(item) if item else None
 
 
+def lot_from_index(item: Item) -> Lot | None:
+    """The lot as the due index projects it (possibly a little stale: writes condition on `remaining`)."""
+    try:
+        return _lot(item)
+    except (KeyError, ValueError):
+        return None
+
+
 def commit_lapse(db: Dynamo, shop_id: str, member_id: str, lot: Lot, entry: LedgerEntry, now: datetime) -> None:
     """Remove what is left of an expired lot, in one transaction: the lot (at the remainder it was read at), the
     member's balance, the ledger entry, and the order's count of lapsed points (so a later refund does not take

@@ -1,0 +1,176 @@
+"""Items the expire-points run reads against the lots due, as the table grows tenfold.
+
+    make bench        (python -m bench.expiry_reads)
+
+Fills a table with N members, each with a profile, one order and its lot; 1% of the lots are past their expiry, the rest
+expire years later. Then runs expire-points and prints the items it read (index entries returned and items got)
+against the lots due, for N = 10,000 and N = 100,000. A run that scanned, or read per member, would grow ten times;
+ours reads one index entry per lot due, so the ratio stays near 1 at both sizes.
+
+On moto, one process. moto deep-copies the whole table on every transaction item so that it can roll back; at
+100,000 members that makes the run take hours, not what DynamoDB would do. This benchmark, and only it, keeps
+moto's rollback copy for items but not whole tables; it asserts afterwards that every balance still adds up.
+"""
+
+import copy
+import os
+import time
+import types
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+os.environ.update(
+    AWS_DEFAULT_REGION="us-east-1",
+    AWS_ACCESS_KEY_ID="bench",
+    AWS_SECRET_ACCESS_KEY="bench",
+    POWERTOOLS_TRACE_DISABLED="true",
+    POWERTOOLS_METRICS_DISABLED="true",
+)
+os.environ.pop("AWS_ENDPOINT_URL", None)
+
+import boto3
+from boto3.dynamodb.types import TypeSerializer
+from moto import mock_aws
+from moto.dynamodb import models as dynamodb_models
+from moto.dynamodb.models.table import Table
+
+from infra.local.resources import table_definition
+from loyalty.domain.ledger import Lot, iso
+from loyalty.domain.program import Program
+from loyalty.service.loyalty import Loyalty
+from loyalty.store.dynamo import Dynamo, TransactionCancelled
+from loyalty.store.keys import EXPIRE_JOB, ORDER_SK, PROFILE_SK, due_keys, lot_sk, member_pk, order_pk
+
+RUN_AT = datetime(2027, 1, 1, 0, 0, 1, tzinfo=UTC)
+DUE_AT = datetime(2026, 12, 31, 15, 59, 59, tzinfo=UTC)
+LATER = datetime(2029, 12, 31, 15, 59, 59, tzinfo=UTC)
+SHARDS = 8
+serializer = TypeSerializer()
+
+
+def _no_table_copies() -> None:
+    def deepcopy(value: Any, memo: Any = None) -> Any:
+        return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+    setattr(dynamodb_models, "copy", types.SimpleNamespace(deepcopy=deepcopy, copy=copy.copy))  # noqa: B010
+
+
+def fill(table: str, shop_id: str, members: int, due_every: int) -> int:
+    """Members with one lot each, written the way the store writes them (keys and due index included)."""
+    client = boto3.client("dynamodb")
+    batch: list[dict[str, Any]] = []
+    due = 0
+    for n in range(members):
+        member_id = f"m{n:06d}"
+        pk = member_pk(shop_id, member_id)
+        expires = DUE_AT if n % due_every == 0 else LATER
+        due += expires == DUE_AT
+        earned = expires - timedelta(days=400)
+        lot = Lot(
+            lot_id=Lot.make_id(expires, earned, "purchase", f"o{n}"),
+            remaining=100,
+            granted=100,
+            expires_at=expires,
+            earned_at=earned,
+            source="purchase",
+            reference=f"o{n}",
+        )
+        lot_item = {
+            "PK": pk,
+            "SK": lot_sk(lot.lot_id),
+            "type": "lot",
+            **lot.model_dump(mode="json", exclude={"lot_id"}),
+        }
+        lot_item["DuePK"], lot_item["DueSK"] = due_keys(EXPIRE_JOB, expires, pk, SHARDS, lot_item["SK"])
+        profile = {
+            "PK": pk,
+            "SK": PROFILE_SK,
+            "type": "member",
+            "member_id": member_id,
+            "enrolled_at": iso(earned),
+            "available": 100,
+            "pending": 0,
+            "debt": 0,
+            "qualifying": {},
+            "rev": 0,
+        }
+        order = {
+            "PK": order_pk(shop_id, f"o{n}"),
+            "SK": ORDER_SK,
+            "type": "order",
+            "order_id": f"o{n}",
+            "version": 1,
+            "paid": True,
+            "member_id": member_id,
+            "credited": 100,
+            "lot_sk": lot.lot_id,
+        }
+        batch += [profile, lot_item, order]
+        if len(batch) >= 24 or n == members - 1:
+            client.batch_write_item(
+                RequestItems={
+                    table: [
+                        {"PutRequest": {"Item": {k: serializer.serialize(v) for k, v in item.items()}}}
+                        for item in batch
+                    ]
+                }
+            )
+            batch = []
+    return due
+
+
+def measure(members: int) -> dict[str, Any]:
+    name = f"bench-expiry-{members}"
+    boto3.client("dynamodb").create_table(**table_definition(table_name=name))
+    service = Loyalty(Dynamo(name), shards=SHARDS, cache_seconds=3600)
+    shop_id = service.create_shop("Bench")["shop_id"]
+    service.set_program(shop_id, Program(timezone="Asia/Shanghai"))
+    due = fill(name, shop_id, members, due_every=100)
+    commit = service.db.commit
+
+    def commit_or_fail(tx: Any) -> None:
+        try:
+            commit(tx)
+        except TransactionCancelled as exc:  # without moto's rollback copy, a refused write would leave debris
+            raise SystemExit(f"a transaction was refused; the figures would be wrong: {exc}") from exc
+
+    service.db.commit = commit_or_fail  # type: ignore[method-assign]
+    service.db.requests.clear()
+    service.db.items_read = 0
+    began = time.perf_counter()
+    report = service.expire_points(RUN_AT)
+    seconds = time.perf_counter() - began
+    assert report.applied == due and report.complete, report
+    # Every due member is now at 0, every other still at 100: the balances add up.
+    lapsed = service.member(shop_id, "m000000")
+    kept = service.member(shop_id, "m000001")
+    assert lapsed is not None and kept is not None
+    assert (lapsed.balance.available, kept.balance.available) == (0, 100)
+    return {
+        "members": members,
+        "items": 3 * members,
+        "due": due,
+        "read": service.db.items_read,
+        "requests": dict(service.db.requests),
+        "seconds": seconds,
+    }
+
+
+def main() -> None:
+    _no_table_copies()
+    with mock_aws():
+        rows = [measure(10_000), measure(100_000)]
+    print("expire-points: items read against lots due (moto, in process)")
+    print(f"{'members':>8} {'table items':>12} {'lots due':>9} {'items read':>11} {'read/due':>9}  requests")
+    for row in rows:
+        requests = ", ".join(f"{op} {n}" for op, n in sorted(row["requests"].items()))
+        print(
+            f"{row['members']:>8} {row['items']:>12} {row['due']:>9} {row['read']:>11} "
+            f"{row['read'] / row['due']:>9.3f}  {requests}"
+        )
+    small, large = (row["read"] / row["due"] for row in rows)
+    print(f"\nread/due, 10x table against 1x: {large / small:.3f} (flat is 1.000; the target is read/due <= 1.05)")
+
+
+if __name__ == "__main__":
+    main()
