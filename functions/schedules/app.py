@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from loyalty import runtime
-from loyalty.service.loyalty import RunReport
+from loyalty.service.runs import RunReport
 
 logger = Logger()
 tracer = Tracer()

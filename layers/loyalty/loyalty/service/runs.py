@@ -1,0 +1,304 @@
+"""The scheduled runs: each finds its due work through the sparse DueIndex and settles it item by item.
+
+Nightly, in this order (template.yaml): activate-pending, expire-points, remind-expiring, review-tiers.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from aws_lambda_powertools import Logger
+
+from loyalty.domain.errors import Retryable
+from loyalty.domain.expiry import lapse
+from loyalty.domain.ledger import iso
+from loyalty.domain.program import Program
+from loyalty.domain.settle import activate
+from loyalty.domain.tiers import TierChange, review, window_total
+from loyalty.store import members as member_store
+from loyalty.store import orders as order_store
+from loyalty.store.dynamo import Dynamo, Item, TransactionCancelled
+from loyalty.store.events import Events
+from loyalty.store.keys import (
+    ACTIVATE_JOB,
+    EXPIRE_JOB,
+    PUBLISH_JOB,
+    REMIND_JOB,
+    REMIND_PREFIX,
+    REVIEW_JOB,
+    due_pk,
+    member_pk,
+    tier_decision_sk,
+)
+
+logger = Logger(child=True)
+
+# Attempts at an optimistic write before giving up on an item for this run (the next run retries it).
+MAX_ATTEMPTS = 8
+
+
+@dataclass
+class RunReport:
+    """What a scheduled run did; `complete` False means it stopped for time and the next run resumes."""
+
+    job: str
+    time: str
+    due: int = 0
+    applied: int = 0
+    skipped: int = 0
+    complete: bool = True
+    days: list[str] = field(default_factory=list)
+    published: int = 0  # events published by the run (tier.changed from the outbox)
+
+
+class ScheduledRuns:
+    """Run methods of the service (Loyalty inherits them); what they use of it is declared here."""
+
+    db: Dynamo
+    events: Events
+    shards: int
+    clock: Callable[[], datetime]
+
+    def program(self, shop_id: str) -> Program:
+        raise NotImplementedError
+
+    def activate_pending(self, time: datetime, *, should_stop: Callable[[], bool] = lambda: False) -> RunReport:
+        """Make pending points available once their return window has closed, for every shop."""
+        # Points due at `time` itself activate (the window has closed), hence the inclusive bound.
+        return self._run(
+            "activate-pending",
+            ACTIVATE_JOB,
+            time,
+            should_stop,
+            lambda item: self._activate_order(*_order_of(item["PK"]), time),
+            inclusive=True,
+        )
+
+    def expire_points(self, time: datetime, *, should_stop: Callable[[], bool] = lambda: False) -> RunReport:
+        """Remove what is left of every lot past its expiry, one transaction and one ledger entry per lot."""
+        return self._run("expire-points", EXPIRE_JOB, time, should_stop, lambda item: self._expire_lot(item, time))
+
+    def remind_expiring(self, time: datetime, *, should_stop: Callable[[], bool] = lambda: False) -> RunReport:
+        """Publish points.expiring once per member and expiry instant, expiry_reminder_days ahead."""
+        return self._run(
+            "remind-expiring",
+            REMIND_JOB,
+            time,
+            should_stop,
+            lambda item: self._remind(item["PK"], item["SK"], item["DuePK"], item["DueSK"], time),
+            inclusive=True,
+        )
+
+    def review_tiers(self, time: datetime, *, should_stop: Callable[[], bool] = lambda: False) -> RunReport:
+        """Review members whose tier validity has ended: keep, one down, or recompute (the program's policy).
+        Then publish any tier.changed event an earlier attempt could not."""
+        report = self._run(
+            "review-tiers",
+            REVIEW_JOB,
+            time,
+            should_stop,
+            lambda item: self._review_member(item["PK"], time),
+            inclusive=True,
+        )
+        if report.complete:
+            outbox = self._run(
+                "publish-tier-changes",
+                PUBLISH_JOB,
+                time,
+                should_stop,
+                lambda item: self._publish_decision(item["PK"], item["SK"]),
+                inclusive=True,
+            )
+            report.published, report.complete = outbox.applied, outbox.complete
+        return report
+
+    def _run(
+        self,
+        job: str,
+        index_job: str,
+        time: datetime,
+        should_stop: Callable[[], bool],
+        handle: Callable[[Item], bool],
+        *,
+        inclusive: bool = False,
+        lookback_days: int = 7,
+    ) -> RunReport:
+        """Find due work through the sparse DueIndex, day by day and shard by shard, from where the last complete
+        run left off up to `time`, and handle each item in its own conditional transaction. Re-running, or
+        resuming a run that stopped half way, changes nothing twice: handled items have left the index."""
+        report = RunReport(job=job, time=iso(time))
+        state_key = (f"SCHEDULE#{job}", "STATE")
+        saved = self.db.get(*state_key)
+        first = date.fromisoformat(saved["resume_from"]) if saved else time.date() - timedelta(days=lookback_days)
+        first = min(first, time.date())
+        # DueSK starts with the due instant: everything due before `time` (or at it, when inclusive).
+        until = iso(time) + ("~" if inclusive else "")
+        day = first
+        while day <= time.date():
+            report.days.append(day.isoformat())
+            for shard in range(self.shards):
+                start: Item | None = None
+                while True:
+                    items, start = self.db.query_due(due_pk(index_job, day.isoformat(), shard), until, start=start)
+                    for item in items:
+                        report.due += 1
+                        if handle(item):
+                            report.applied += 1
+                        else:
+                            report.skipped += 1
+                        if should_stop():
+                            report.complete = False
+                            return report
+                    if start is None:
+                        break
+            day += timedelta(days=1)
+        # Today may still gain due items; resume from it (never from a simulated future) next time.
+        resume = min(time.date(), self.clock().date())
+        self.db.put({"PK": state_key[0], "SK": state_key[1], "resume_from": resume.isoformat(), "last_run": iso(time)})
+        return report
+
+    def _activate_order(self, shop_id: str, order_id: str, time: datetime) -> bool:
+        program = self.program(shop_id)
+        for _ in range(MAX_ATTEMPTS):
+            state = order_store.get_order(self.db, shop_id, order_id)
+            if state is None or state.member_id is None:
+                return False
+            member = member_store.get_member(self.db, shop_id, state.member_id)
+            if member is None:
+                return False
+            settlement = activate(state, program, now=time, balance=member.balance)
+            if settlement is None:
+                return False
+            try:
+                order_store.commit_settlement(
+                    self.db,
+                    shop_id,
+                    settlement,
+                    previous=state,
+                    guard=member.balance,
+                    now=time,
+                    shards=self.shards,
+                    remind_days=program.expiry_reminder_days,
+                )
+            except TransactionCancelled:
+                continue
+            return True
+        raise Retryable(f"order {order_id}: too much contention")
+
+    def _review_member(self, pk: str, time: datetime) -> bool:
+        shop_id, member_id = _member_of(pk)
+        program = self.program(shop_id)
+        for _ in range(MAX_ATTEMPTS):
+            member = member_store.get_member(self.db, shop_id, member_id)
+            state = member.tier if member else None
+            if not program.tiers or state is None or state.review_at is None or state.review_at > time:
+                return False  # reviewed already (the index lags), or no longer under review
+            total = window_total(state.qualifying, time, program.tier_window_days, program.timezone)
+            change = review(
+                program.tiers,
+                state,
+                total,
+                time,
+                metric=program.tier_metric,
+                exponent=program.exponent,
+                valid_days=program.tier_valid_days,
+                policy=program.tier_downgrade,
+            )
+            tx = self.db.transaction()
+            member_store.add_balance_change(
+                tx,
+                shop_id,
+                member_id,
+                available=0,
+                pending=0,
+                debt=0,
+                now=time,
+                tier=member_store.TierUpdate(
+                    day=None, delta=0, change=change, expect_rev=state.rev, shards=self.shards
+                ),
+            )
+            member_store.add_tier_decision(tx, shop_id, member_id, change, self.shards)
+            try:
+                self.db.commit(tx)
+            except TransactionCancelled:
+                continue  # an order moved the member's tier state meanwhile: decide again
+            self._announce(shop_id, member_id, change)
+            return True
+        raise Retryable(f"member {member_id}: too much contention")
+
+    def _announce(self, shop_id: str, member_id: str, change: TierChange) -> None:
+        """Publish tier.changed now; if that fails the decision stays in the outbox for the review run."""
+        if not change.moved:
+            return
+        try:
+            self._publish(shop_id, member_id, change)
+        except Exception:  # the outbox keeps it: never fail a settled event for a notification
+            logger.warning("tier.changed left in the outbox", extra={"shop_id": shop_id})
+
+    def _publish_decision(self, pk: str, sk: str) -> bool:
+        item = self.db.get(pk, sk)
+        if item is None or "DuePK" not in item:
+            return False
+        shop_id, member_id = _member_of(pk)
+        self._publish(
+            shop_id, member_id, TierChange.model_validate({k: item[k] for k in TierChange.model_fields if k in item})
+        )
+        return True
+
+    def _publish(self, shop_id: str, member_id: str, change: TierChange) -> None:
+        self.events.publish(
+            "tier.changed", {"shop_id": shop_id, "member_id": member_id, **change.model_dump(mode="json")}
+        )
+        self.db.update(member_pk(shop_id, member_id), tier_decision_sk(change), "REMOVE DuePK, DueSK")
+
+    def _expire_lot(self, item: Item, time: datetime) -> bool:
+        """Lapse one lot. The index's copy of the lot is tried first (one read per lot due); if the lot changed
+        since (spent from, or lapsed by an earlier run), the condition refuses and the lot is read afresh."""
+        pk, sk = item["PK"], item["SK"]
+        shop_id, member_id = _member_of(pk)
+        lot = member_store.lot_from_index(item)
+        for _ in range(MAX_ATTEMPTS):
+            entry = lapse(lot, time) if lot else None
+            if lot is None or entry is None:
+                return False  # spent, or already expired by an earlier run, or not due yet
+            try:
+                member_store.commit_lapse(self.db, shop_id, member_id, lot, entry, time)
+            except TransactionCancelled:
+                lot = member_store.get_lot(self.db, pk, sk)  # read the remainder as it is now
+                continue
+            return True
+        raise Retryable(f"lot {sk}: too much contention")
+
+    def _remind(self, pk: str, sk: str, due_pk_: str, due_sk: str, time: datetime) -> bool:
+        shop_id, member_id = _member_of(pk)
+        if not member_store.mark_reminded(self.db, pk, sk, time):
+            return False
+        expires = datetime.fromisoformat(sk.removeprefix(REMIND_PREFIX).replace("Z", "+00:00"))
+        points = member_store.lots_expiring_at(self.db, shop_id, member_id, expires)
+        if points <= 0:
+            return False
+        try:
+            self.events.publish(
+                "points.expiring",
+                {
+                    "shop_id": shop_id,
+                    "member_id": member_id,
+                    "points": points,
+                    "expires_at": iso(expires),
+                    "reminder_id": f"{member_id}:{iso(expires)}",
+                },
+            )
+        except Exception:
+            member_store.unmark_reminded(self.db, pk, sk, (due_pk_, due_sk))
+            raise
+        return True
+
+
+def _order_of(pk: str) -> tuple[str, str]:
+    _, shop_id, _, order_id = pk.split("#", 3)
+    return shop_id, order_id
+
+
+def _member_of(pk: str) -> tuple[str, str]:
+    _, shop_id, _, member_id = pk.split("#", 3)
+    return shop_id, member_id
