@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from loyalty import runtime
+from loyalty.service.loyalty import Loyalty
 from loyalty.service.runs import RunReport
 
 logger = Logger()
@@ -21,43 +22,28 @@ metrics = Metrics()
 # Stop early enough to record progress; the next run resumes where this one stopped.
 MARGIN_MS = 15_000
 
-Run = Callable[..., RunReport]
+Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
 
-def _run(run: Run, metric: str, event: EventBridgeModel, context: LambdaContext) -> dict[str, Any]:
-    report = run(event.time, should_stop=lambda: context.get_remaining_time_in_millis() < MARGIN_MS)
-    metrics.add_metric(name=metric, unit=MetricUnit.Count, value=report.applied)
-    logger.info("scheduled run", extra={"report": report.__dict__})
-    return report.__dict__
+def scheduled(run: Callable[[Loyalty], Callable[..., RunReport]], metric: str) -> Handler:
+    """A Lambda handler for one run of the service, with logging, tracing, metrics and the event parsed."""
+
+    @logger.inject_lambda_context
+    @tracer.capture_lambda_handler
+    @metrics.log_metrics
+    @event_parser(model=EventBridgeModel)
+    def handler(event: EventBridgeModel, context: LambdaContext) -> dict[str, Any]:
+        report = run(runtime.service())(
+            event.time, should_stop=lambda: context.get_remaining_time_in_millis() < MARGIN_MS
+        )
+        metrics.add_metric(name=metric, unit=MetricUnit.Count, value=report.applied)
+        logger.info("scheduled run", extra={"report": report.__dict__})
+        return report.__dict__
+
+    return handler
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-@event_parser(model=EventBridgeModel)
-def activate_pending(event: EventBridgeModel, context: LambdaContext) -> dict[str, Any]:
-    return _run(runtime.service().activate_pending, "PendingActivated", event, context)
-
-
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-@event_parser(model=EventBridgeModel)
-def expire_points(event: EventBridgeModel, context: LambdaContext) -> dict[str, Any]:
-    return _run(runtime.service().expire_points, "LotsExpired", event, context)
-
-
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-@event_parser(model=EventBridgeModel)
-def remind_expiring(event: EventBridgeModel, context: LambdaContext) -> dict[str, Any]:
-    return _run(runtime.service().remind_expiring, "ExpiryRemindersPublished", event, context)
-
-
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-@event_parser(model=EventBridgeModel)
-def review_tiers(event: EventBridgeModel, context: LambdaContext) -> dict[str, Any]:
-    return _run(runtime.service().review_tiers, "TiersReviewed", event, context)
+activate_pending = scheduled(lambda service: service.activate_pending, "PendingActivated")
+expire_points = scheduled(lambda service: service.expire_points, "LotsExpired")
+remind_expiring = scheduled(lambda service: service.remind_expiring, "ExpiryRemindersPublished")
+review_tiers = scheduled(lambda service: service.review_tiers, "TiersReviewed")
