@@ -12,6 +12,10 @@
 | idempotency     | SHOP#<shop>#IDEMPOTENCY#<scope>#<sha256 of key> | IDEMPOTENCY          |
 | expiry reminder | SHOP#<shop>#MEMBER#<member>          | REMIND#<expires>                |
 | tier decision   | SHOP#<shop>#MEMBER#<member>          | TIER#<at>#<reason>              |
+| run state       | SCHEDULE#<job>                       | STATE                           |
+
+The run state (where a scheduled run resumes) is the only item that belongs to no shop: runs serve all
+shops, and it is written once per run.
 
 A member's partition holds its profile, ledger and lots, so one busy shop spreads over its members.
 The sparse DueIndex (DuePK = DUE#<job>#<date>#<shard>) lists work due on a date; see due_keys().
