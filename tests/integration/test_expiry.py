@@ -185,3 +185,12 @@ def test_a_stale_index_copy_of_a_lot_is_read_again_before_it_lapses(
     assert check_invariants(service, shop_id, "m1")["available"] == 0
     entries = member_store.ledger_all(service.db, shop_id, "m1")
     assert [e.points for e in entries if e.reason == "points.expired"] == [-70]
+
+
+def test_a_first_run_far_ahead_of_today_still_finds_what_is_due(stack: Stack, service: Loyalty, shop_id: str) -> None:
+    """Found by the lifecycle property: a lot already past its expiry is filed under today; a first run
+    simulated a year ahead must look back from today, not from its own time."""
+    earn(stack, shop_id, "old", "2024-03-01T10:00:00+08:00")  # lapsed at the end of 2025
+    report = service.expire_points(datetime.now(UTC) + timedelta(days=400))
+    assert report.applied == 1
+    assert check_invariants(service, shop_id, "m1")["available"] == 0

@@ -129,7 +129,10 @@ class ScheduledRuns:
         report = RunReport(job=job, time=iso(time))
         state_key = (f"SCHEDULE#{job}", "STATE")
         saved = self.db.get(*state_key)
-        first = date.fromisoformat(saved["resume_from"]) if saved else time.date() - timedelta(days=lookback_days)
+        # Items are filed under their due day, or the day they were written if that is later: never before today.
+        # So a first run looks back from the earlier of its own time and today (a simulated run may be far ahead).
+        today = min(time.date(), self.clock().date())
+        first = date.fromisoformat(saved["resume_from"]) if saved else today - timedelta(days=lookback_days)
         first = min(first, time.date())
         # DueSK starts with the due instant: everything due before `time` (or at it, when inclusive).
         until = iso(time) + ("~" if inclusive else "")
