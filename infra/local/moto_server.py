@@ -38,3 +38,12 @@ class AtomicMotoServer(ThreadedMotoServer):
         self._server = make_server(self._ip_address, self._port, atomic, threaded=True)
         self._server_ready_event.set()
         self._server.serve_forever()
+
+    def release_copies(self) -> None:
+        """Drop the copies moto keeps of every model instance a request touched (for its dashboard); a
+        transaction copies the whole table per item, so a long-running server would otherwise grow without
+        bound (see ../shared/notes/aws-local-facts.md). Taken under the lock: no request is half way."""
+        from moto.core.model_instances import reset_model_data
+
+        with self._lock:
+            reset_model_data()

@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from infra.local import lambdas
+from infra.local.moto_server import AtomicMotoServer
 from infra.local.resources import Stack, create_stack, max_receive_count
 
 log = logging.getLogger("loyalty.local")
@@ -29,7 +30,7 @@ WEBHOOK = re.compile(r"^/v1/shops/[^/]+/webhooks/orders$")
 SCHEDULE = re.compile(r"^/_local/schedules/(?P<name>[a-z0-9-]+)$")
 
 
-def configure_aws() -> Any:
+def configure_aws() -> AtomicMotoServer | None:
     """Point boto3 at moto. Returns the in-process moto server if one was started."""
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
@@ -37,8 +38,6 @@ def configure_aws() -> Any:
     os.environ.setdefault("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
     if os.environ.get("AWS_ENDPOINT_URL"):
         return None
-    from infra.local.moto_server import AtomicMotoServer
-
     server = AtomicMotoServer(port=int(os.environ.get("MOTO_PORT", "0")))
     server.start()
     host, port = server.get_host_and_port()
@@ -61,11 +60,11 @@ def configure_functions(stack: Stack, operator_key: str) -> None:
 class LocalStack:
     """Routes HTTP to the functions, polls the queue into the consumer, fires the schedules."""
 
-    def __init__(self, stack: Stack, *, in_process_moto: bool) -> None:
+    def __init__(self, stack: Stack, *, moto: AtomicMotoServer | None) -> None:
         self.stack = stack
         self.functions = lambdas.functions()
         self.schedules = {f.schedule_name: f for f in self.functions.values() if f.schedule}
-        self.in_process_moto = in_process_moto
+        self.moto = moto  # the in-process server, if this stack started one
         self.stop = threading.Event()
         self.retry_seconds = int(os.environ.get("LOYALTY_LOCAL_RETRY_SECONDS", "10"))
         import boto3
@@ -87,6 +86,8 @@ class LocalStack:
         function = self.functions["WebhooksFunction" if WEBHOOK.match(path) else "ApiFunction"]
         event = lambdas.api_event(method, url, headers=headers, body=body or None)
         response = lambdas.invoke(function, event)
+        if self.moto and method != "GET":
+            self.moto.release_copies()
         out_headers = dict(response.get("headers") or {})
         for name, values in (response.get("multiValueHeaders") or {}).items():
             out_headers[name] = ", ".join(values)
@@ -116,7 +117,10 @@ class LocalStack:
 
     def run_schedule(self, name: str, when: datetime) -> Any:
         stamp = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return lambdas.invoke(self.schedules[name], lambdas.schedule_event(stamp, rule=name))
+        report = lambdas.invoke(self.schedules[name], lambdas.schedule_event(stamp, rule=name))
+        if self.moto:
+            self.moto.release_copies()
+        return report
 
     # ---------------------------------------------------------------- queue consumer
 
@@ -153,8 +157,8 @@ class LocalStack:
             try:
                 if not self.poll_once():
                     self.stop.wait(0.2)
-                elif self.in_process_moto:
-                    _release_moto_copies()
+                elif self.moto:
+                    self.moto.release_copies()
             except Exception:
                 log.exception("queue poll failed; trying again")
                 time.sleep(1)
@@ -167,14 +171,6 @@ class LocalStack:
                     self.run_schedule(name, datetime.now(UTC))
                 except Exception:
                     log.exception("schedule %s failed", name)
-
-
-def _release_moto_copies() -> None:
-    # moto keeps a copy of the touched table per transaction item for its dashboard; a long-running stack
-    # would grow without bound (see ../shared/notes/aws-local-facts.md). This drops only that tracking.
-    from moto.core.model_instances import reset_model_data
-
-    reset_model_data()
 
 
 def serve(local: LocalStack, port: int) -> ThreadingHTTPServer:
@@ -215,7 +211,7 @@ def main() -> None:
     operator_key = os.environ.get("LOYALTY_OPERATOR_KEY") or "op_" + secrets.token_urlsafe(24)
     stack = create_stack()
     configure_functions(stack, operator_key)
-    local = LocalStack(stack, in_process_moto=moto_server is not None)
+    local = LocalStack(stack, moto=moto_server)
     port = int(os.environ.get("PORT", "3000"))
     server = serve(local, port)
     threading.Thread(target=local.consume_forever, name="orders-consumer", daemon=True).start()
