@@ -9,7 +9,7 @@ SAM_VENV := .venv-sam
 SAM_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12 2>/dev/null))
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test lint typecheck unit build validate bench bench-expiry openapi clean
+.PHONY: run test lint typecheck unit build validate bench bench-expiry bench-memory openapi clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ unit: $(BIN)/.installed
 
 bench: $(BIN)/.installed ## DynamoDB requests per business event, our path against the raw calls (~1 min)
 	$(BIN)/python -m bench.requests_per_event
+
+bench-memory: $(BIN)/.installed ## resident memory of the local stack as orders flow through it (~2 min)
+	$(BIN)/python -m bench.local_memory
 
 bench-expiry: $(BIN)/.installed ## items the expiry run reads against lots due, 10,000 and 100,000 members (~7 min)
 	$(BIN)/python -m bench.expiry_reads
