@@ -13,20 +13,14 @@ moto's rollback copy for items but not whole tables; it asserts afterwards that 
 """
 
 import copy
-import os
 import time
 import types
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-os.environ.update(
-    AWS_DEFAULT_REGION="us-east-1",
-    AWS_ACCESS_KEY_ID="bench",
-    AWS_SECRET_ACCESS_KEY="bench",
-    POWERTOOLS_TRACE_DISABLED="true",
-    POWERTOOLS_METRICS_DISABLED="true",
-)
-os.environ.pop("AWS_ENDPOINT_URL", None)
+from infra.local.offline import use_in_process_moto
+
+use_in_process_moto()
 
 import boto3
 from boto3.dynamodb.types import TypeSerializer

@@ -8,20 +8,14 @@ TransactWriteItems calls our path made for N paid orders, and prints the time ra
 parsing, rules and retries cost on top of the writes themselves.
 """
 
-import os
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-os.environ.update(
-    AWS_DEFAULT_REGION="us-east-1",
-    AWS_ACCESS_KEY_ID="bench",
-    AWS_SECRET_ACCESS_KEY="bench",
-    POWERTOOLS_TRACE_DISABLED="true",
-    POWERTOOLS_METRICS_DISABLED="true",
-)
-os.environ.pop("AWS_ENDPOINT_URL", None)
+from infra.local.offline import use_in_process_moto
+
+use_in_process_moto()
 
 import boto3
 from moto import mock_aws

@@ -12,19 +12,11 @@ from typing import Any
 import boto3
 import pytest
 
-os.environ.update(
-    AWS_DEFAULT_REGION="us-east-1",
-    AWS_ACCESS_KEY_ID="testing",
-    AWS_SECRET_ACCESS_KEY="testing",
-    AWS_SECURITY_TOKEN="testing",
-    AWS_SESSION_TOKEN="testing",
-    POWERTOOLS_TRACE_DISABLED="true",
-    POWERTOOLS_METRICS_NAMESPACE="LoyaltyTest",
-    POWERTOOLS_SERVICE_NAME="loyalty-test",
-    POWERTOOLS_METRICS_DISABLED="true",
-    POWERTOOLS_LOG_LEVEL="WARNING",
+from infra.local.offline import use_in_process_moto
+
+use_in_process_moto(
+    POWERTOOLS_METRICS_NAMESPACE="LoyaltyTest", POWERTOOLS_SERVICE_NAME="loyalty-test", POWERTOOLS_LOG_LEVEL="WARNING"
 )
-os.environ.pop("AWS_ENDPOINT_URL", None)  # the in-process mock, never a real or stray endpoint
 
 from moto import mock_aws
 
