@@ -239,13 +239,10 @@ class ScheduledRuns:
             logger.warning("tier.changed left in the outbox", extra={"shop_id": shop_id})
 
     def _publish_decision(self, pk: str, sk: str) -> bool:
-        item = self.db.get(pk, sk)
-        if item is None or "DuePK" not in item:
-            return False
-        shop_id, member_id = _member_of(pk)
-        self._publish(
-            shop_id, member_id, TierChange.model_validate({k: item[k] for k in TierChange.model_fields if k in item})
-        )
+        change = member_store.unpublished_tier_decision(self.db, pk, sk)
+        if change is None:
+            return False  # published since it was listed
+        self._publish(*_member_of(pk), change)
         return True
 
     def _publish(self, shop_id: str, member_id: str, change: TierChange) -> None:

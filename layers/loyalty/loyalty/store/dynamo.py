@@ -5,12 +5,13 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from pydantic import BaseModel
 
 from loyalty.domain.errors import Conflict, Retryable
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
 Item = dict[str, Any]
+M = TypeVar("M", bound=BaseModel)
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -60,6 +62,11 @@ class TransactionCancelled(Retryable):
     @property
     def conflicted(self) -> bool:
         return any(reason in ("TransactionConflict", "ThrottlingError") for reason in self.reasons)
+
+
+def model_of(model: type[M], item: Item, **extra: Any) -> M:
+    """A model from a stored item: only the model's own fields (items also carry keys and index attributes)."""
+    return model.model_validate({**{key: value for key, value in item.items() if key in model.model_fields}, **extra})
 
 
 def serialise(item: Mapping[str, Any]) -> dict[str, Any]:

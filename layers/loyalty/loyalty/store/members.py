@@ -8,7 +8,7 @@ from loyalty.domain.errors import Conflict
 from loyalty.domain.ledger import Balance, Draw, LedgerEntry, Lot, iso
 from loyalty.domain.members import Member, Profile
 from loyalty.domain.tiers import MemberTier, TierChange
-from loyalty.store.dynamo import ConditionFailed, Dynamo, Item, Transaction, TransactionCancelled
+from loyalty.store.dynamo import ConditionFailed, Dynamo, Item, Transaction, TransactionCancelled, model_of
 from loyalty.store.keys import (
     CONTACT_SK,
     EXPIRE_JOB,
@@ -108,19 +108,12 @@ def ledger_page(
     items, last = db.query_page(
         member_pk(shop_id, member_id), LEDGER_PREFIX, limit=limit, newest_first=True, start=start, consistent=False
     )
-    entries = [
-        LedgerEntry.model_validate({key: item[key] for key in LedgerEntry.model_fields if key in item})
-        for item in items
-    ]
-    return entries, last
+    return [model_of(LedgerEntry, item) for item in items], last
 
 
 def ledger_all(db: Dynamo, shop_id: str, member_id: str) -> list[LedgerEntry]:
     """Oldest first; for audits and tests."""
-    return [
-        LedgerEntry.model_validate({key: item[key] for key in LedgerEntry.model_fields if key in item})
-        for item in db.query_all(member_pk(shop_id, member_id), LEDGER_PREFIX)
-    ]
+    return [model_of(LedgerEntry, item) for item in db.query_all(member_pk(shop_id, member_id), LEDGER_PREFIX)]
 
 
 # ---------------------------------------------------------------------------- transaction parts
@@ -220,10 +213,13 @@ def add_tier_decision(tx: Transaction, shop_id: str, member_id: str, change: Tie
 
 
 def tier_history(db: Dynamo, shop_id: str, member_id: str) -> list[TierChange]:
-    return [
-        TierChange.model_validate({k: item[k] for k in TierChange.model_fields if k in item})
-        for item in db.query_all(member_pk(shop_id, member_id), TIER_PREFIX)
-    ]
+    return [model_of(TierChange, item) for item in db.query_all(member_pk(shop_id, member_id), TIER_PREFIX)]
+
+
+def unpublished_tier_decision(db: Dynamo, pk: str, sk: str) -> TierChange | None:
+    """A tier decision still in the outbox (its tier.changed not yet published), or None."""
+    item = db.get(pk, sk)
+    return model_of(TierChange, item) if item is not None and "DuePK" in item else None
 
 
 def add_lot(
@@ -283,7 +279,7 @@ def add_entry(tx: Transaction, shop_id: str, member_id: str, entry: LedgerEntry)
 
 
 def _profile(item: Item) -> Profile:
-    return Profile.model_validate({key: item[key] for key in Profile.model_fields if item.get(key) is not None})
+    return model_of(Profile, item)  # absent fields are None: None is never stored
 
 
 def _member(item: Item) -> Member:
@@ -302,8 +298,7 @@ def _member(item: Item) -> Member:
 
 
 def _lot(item: Item) -> Lot:
-    fields = {key: item[key] for key in Lot.model_fields if key in item}
-    return Lot.model_validate({**fields, "lot_id": lot_id_of(item["SK"])})
+    return model_of(Lot, item, lot_id=lot_id_of(item["SK"]))
 
 
 # ---------------------------------------------------------------------------- expiry and reminders

@@ -6,7 +6,7 @@ from loyalty.domain.ledger import Balance
 from loyalty.domain.orders import OrderState
 from loyalty.domain.settle import Settlement
 from loyalty.store import members
-from loyalty.store.dynamo import Dynamo, Item, Transaction
+from loyalty.store.dynamo import Dynamo, Item, Transaction, model_of
 from loyalty.store.keys import ACTIVATE_JOB, ORDER_SK, due_keys, order_pk
 
 # Positions of the first two actions of a settlement transaction, for reading cancellation reasons.
@@ -20,7 +20,7 @@ def get_order(db: Dynamo, shop_id: str, order_id: str) -> OrderState | None:
 
 
 def to_state(item: Item) -> OrderState:
-    return OrderState.model_validate({key: item[key] for key in OrderState.model_fields if key in item})
+    return model_of(OrderState, item)
 
 
 def commit_settlement(
