@@ -2,13 +2,18 @@
 
 import json
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import boto3
 
 from infra.local import lambdas
-from infra.local.resources import Stack
+from infra.local.resources import Stack, table_definition
+from loyalty.domain.members import Profile
 from loyalty.domain.orders import EVENT_TYPES, OrderCancelled, OrderPaid, OrderRefunded
+from loyalty.domain.program import Program
 from loyalty.service.loyalty import Loyalty
 from loyalty.store import members as member_store
 from loyalty.store.dynamo import Dynamo
@@ -136,3 +141,21 @@ def _orders_pending(db: Dynamo, shop_id: str, member_id: str) -> int:
         ):
             total += int(raw["pending"]["N"])
     return total
+
+
+@contextmanager
+def fresh_shop(program: Program, members: list[str]) -> Iterator[tuple[Loyalty, str]]:
+    """A service on a table of its own, dropped afterwards (moto copies the table on every transaction item, so
+    hypothesis examples stay fast on small tables), with one shop on `program` and these members enrolled."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    client = boto3.client("dynamodb")
+    client.create_table(**table_definition(table_name=name))
+    try:
+        service = Loyalty(Dynamo(name), cache_seconds=0)
+        shop_id = service.create_shop("Fresh")["shop_id"]
+        service.set_program(shop_id, program)
+        for member_id in members:
+            service.enrol(shop_id, Profile(member_id=member_id))
+        yield service, shop_id
+    finally:
+        client.delete_table(TableName=name)

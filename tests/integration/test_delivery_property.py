@@ -2,23 +2,16 @@
 delivering each once, in order, ends. Each example runs on a fresh moto table (moto copies the table on every
 transaction item, so a small table keeps this fast)."""
 
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from infra.local.resources import table_definition
-from loyalty.domain.members import Profile
 from loyalty.domain.program import Program
 from loyalty.service.loyalty import Loyalty
 from loyalty.store import members as member_store
-from loyalty.store.dynamo import Dynamo
-from tests.helpers import cancelled, check_invariants, event_model, paid, refunded
+from tests.helpers import cancelled, check_invariants, event_model, fresh_shop, paid, refunded
 
 MEMBERS = ["m1", "m2"]
 RECENT = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -52,22 +45,6 @@ def order_histories(draw: st.DrawFn) -> list[dict[str, Any]]:
     return events
 
 
-@contextmanager
-def fresh_service(program: Program) -> Iterator[tuple[Loyalty, str]]:
-    name = f"prop-{uuid.uuid4().hex[:8]}"
-    client = boto3.client("dynamodb")
-    client.create_table(**table_definition(table_name=name))
-    try:
-        service = Loyalty(Dynamo(name), cache_seconds=0)
-        shop_id = service.create_shop("Property")["shop_id"]
-        service.set_program(shop_id, program)
-        for member_id in MEMBERS:
-            service.enrol(shop_id, Profile(member_id=member_id))
-        yield service, shop_id
-    finally:
-        client.delete_table(TableName=name)
-
-
 def outcome(service: Loyalty, shop_id: str) -> dict[str, Any]:
     result = {}
     for member_id in MEMBERS:
@@ -83,7 +60,7 @@ def outcome(service: Loyalty, shop_id: str) -> dict[str, Any]:
 
 
 def deliver(program: Program, events: list[dict[str, Any]]) -> dict[str, Any]:
-    with fresh_service(program) as (service, shop_id):
+    with fresh_shop(program, MEMBERS) as (service, shop_id):
         for event in events:
             service.apply_order_event(shop_id, event_model(event))
         return outcome(service, shop_id)

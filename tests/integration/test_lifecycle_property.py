@@ -3,21 +3,16 @@ after every step, available = sum of the ledger = sum of the lots - debt, nothin
 and a replay of any step changes nothing."""
 
 import contextlib
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from infra.local.resources import table_definition
 from loyalty.domain.errors import InsufficientPoints
-from loyalty.domain.members import Profile
 from loyalty.domain.program import Program
 from loyalty.service.loyalty import Loyalty
-from loyalty.store.dynamo import Dynamo
-from tests.helpers import cancelled, check_invariants, event_model, paid, refunded
+from tests.helpers import cancelled, check_invariants, event_model, fresh_shop, paid, refunded
 
 BASE = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -41,23 +36,10 @@ def steps() -> st.SearchStrategy[list[tuple[Any, ...]]]:
 def test_any_interleaving_keeps_the_books(
     aws: None, history: list[tuple[Any, ...]], clawback: str, pending_days: int
 ) -> None:
-    name = f"life-{uuid.uuid4().hex[:8]}"
-    client = boto3.client("dynamodb")
-    client.create_table(**table_definition(table_name=name))
-    try:
-        service = Loyalty(Dynamo(name), cache_seconds=0)
-        shop = service.create_shop("Lifecycle")["shop_id"]
-        service.set_program(
-            shop,
-            Program.model_validate(
-                {
-                    "clawback": clawback,
-                    "pending_days": pending_days,
-                    "expiry": {"purchase": {"policy": "days", "days": 300}},
-                }
-            ),
-        )
-        service.enrol(shop, Profile(member_id="m1"))
+    program = Program.model_validate(
+        {"clawback": clawback, "pending_days": pending_days, "expiry": {"purchase": {"policy": "days", "days": 300}}}
+    )
+    with fresh_shop(program, ["m1"]) as (service, shop):
         for step in history:
             apply(service, shop, step)
             after = check_invariants(service, shop, "m1")
@@ -68,8 +50,6 @@ def test_any_interleaving_keeps_the_books(
         service.expire_points(datetime.now(UTC) + timedelta(days=400))
         final = check_invariants(service, shop, "m1")
         assert final["available"] <= 0 and final["pending"] == 0
-    finally:
-        client.delete_table(TableName=name)
 
 
 def apply(service: Loyalty, shop: str, step: tuple[Any, ...]) -> None:
