@@ -73,16 +73,18 @@ def send(stack: Stack, shop_id: str, event: dict[str, Any], delivery_id: str = "
     )
 
 
-def drain(stack: Stack, *, rounds: int = 20) -> list[dict[str, Any]]:
-    """Feed queued messages to the orders function until the queue is empty (failed ones become visible at once).
-    Returns every batch response."""
+def drain(stack: Stack, *, rounds: int = 20, function_id: str = "OrdersFunction") -> list[dict[str, Any]]:
+    """Feed queued messages to an SQS-triggered function until its queue is empty (failed ones become visible at
+    once). Returns every batch response."""
     sqs = boto3.client("sqs")
-    function = lambdas.functions()["OrdersFunction"]
-    arn = sqs.get_queue_attributes(QueueUrl=stack.queues["OrdersQueue"], AttributeNames=["QueueArn"])
+    function = lambdas.functions()[function_id]
+    assert function.queue is not None
+    url = stack.queues[function.queue]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
     responses = []
     for _ in range(rounds):
         messages = sqs.receive_message(
-            QueueUrl=stack.queues["OrdersQueue"],
+            QueueUrl=url,
             MaxNumberOfMessages=10,
             AttributeNames=["All"],
             MessageAttributeNames=["All"],
@@ -94,20 +96,16 @@ def drain(stack: Stack, *, rounds: int = 20) -> list[dict[str, Any]]:
         failed = {item["itemIdentifier"] for item in result["batchItemFailures"]}
         for message in messages:
             if message["MessageId"] in failed:
-                sqs.change_message_visibility(
-                    QueueUrl=stack.queues["OrdersQueue"], ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-                )
+                sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
             else:
-                sqs.delete_message(QueueUrl=stack.queues["OrdersQueue"], ReceiptHandle=message["ReceiptHandle"])
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
     return responses
 
 
-def dead_letters(stack: Stack) -> list[Any]:
+def dead_letters(stack: Stack, queue: str = "OrdersDeadLetterQueue") -> list[Any]:
     return (
         boto3.client("sqs")
-        .receive_message(
-            QueueUrl=stack.queues["OrdersDeadLetterQueue"], MaxNumberOfMessages=10, MessageAttributeNames=["All"]
-        )
+        .receive_message(QueueUrl=stack.queues[queue], MaxNumberOfMessages=10, MessageAttributeNames=["All"])
         .get("Messages", [])
     )
 

@@ -11,7 +11,7 @@ from loyalty.api import routes
 
 logger = Logger()
 tracer = Tracer()
-app = routes.build(runtime.service)
+app = routes.build(runtime.service, runtime.queues)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

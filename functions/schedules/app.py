@@ -1,6 +1,7 @@
 """EventBridge schedules. Each run takes "now" from the event's `time`, so a run can be replayed exactly.
 
-Nightly, in this order: activate_pending, expire_points, remind_expiring, review_tiers (see template.yaml).
+Nightly, in this order: activate_pending, expire_points, remind_expiring, review_tiers, expire_coupons
+(see template.yaml).
 """
 
 from collections.abc import Callable
@@ -47,3 +48,4 @@ activate_pending = scheduled(lambda service: service.activate_pending, "PendingA
 expire_points = scheduled(lambda service: service.expire_points, "LotsExpired")
 remind_expiring = scheduled(lambda service: service.remind_expiring, "ExpiryRemindersPublished")
 review_tiers = scheduled(lambda service: service.review_tiers, "TiersReviewed")
+expire_coupons = scheduled(lambda service: service.expire_coupons, "CouponsExpired")

@@ -30,6 +30,7 @@ class Function:
     timeout: int
     environment: dict[str, Any] = field(default_factory=dict)
     schedule: str | None = None  # the schedule expression, for scheduled functions
+    queue: str | None = None  # the logical id of the queue it consumes, for SQS-triggered functions
 
     @property
     def schedule_name(self) -> str:
@@ -46,7 +47,9 @@ def functions() -> dict[str, Function]:
             continue
         props = resource["Properties"]
         module, attribute = props["Handler"].rsplit(".", 1)
-        schedules = [e["Properties"]["Schedule"] for e in props.get("Events", {}).values() if e["Type"] == "Schedule"]
+        events = props.get("Events", {}).values()
+        schedules = [e["Properties"]["Schedule"] for e in events if e["Type"] == "Schedule"]
+        queues = [e["Properties"]["Queue"]["GetAtt"].split(".")[0] for e in events if e["Type"] == "SQS"]
         found[logical_id] = Function(
             logical_id=logical_id,
             code_dir=ROOT / props["CodeUri"],
@@ -55,6 +58,7 @@ def functions() -> dict[str, Function]:
             timeout=int(props.get("Timeout", globals_.get("Timeout", 3))),
             environment=props.get("Environment", {}).get("Variables", {}),
             schedule=schedules[0] if schedules else None,
+            queue=queues[0] if queues else None,
         )
     return found
 

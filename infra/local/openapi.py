@@ -7,4 +7,4 @@ from loyalty import runtime
 from loyalty.api import routes
 
 if __name__ == "__main__":
-    sys.stdout.write(routes.openapi_json(routes.build(runtime.service)) + "\n")
+    sys.stdout.write(routes.openapi_json(routes.build(runtime.service, runtime.queues)) + "\n")

@@ -66,13 +66,13 @@ class Stack:
     buses: dict[str, str] = field(default_factory=dict)  # logical id -> event bus name
 
     def env(self) -> dict[str, str]:
-        """The environment variables template.yaml gives the functions."""
-        return {
-            "TABLE_NAME": self.tables["LoyaltyTable"],
-            "ORDERS_QUEUE_URL": self.queues["OrdersQueue"],
-            "ORDERS_DLQ_URL": self.queues["OrdersDeadLetterQueue"],
-            "EVENT_BUS_NAME": self.buses["LoyaltyEventBus"],
-        }
+        """The environment variables template.yaml gives the functions: every `!Ref <queue>` becomes its URL."""
+        found = {"TABLE_NAME": self.tables["LoyaltyTable"], "EVENT_BUS_NAME": self.buses["LoyaltyEventBus"]}
+        for props in resources_of("AWS::Serverless::Function").values():
+            for name, value in props.get("Environment", {}).get("Variables", {}).items():
+                if isinstance(value, dict) and value.get("Ref") in self.queues:
+                    found[name] = self.queues[value["Ref"]]
+        return found
 
 
 def create_stack(prefix: str = "") -> Stack:

@@ -70,9 +70,18 @@ class LocalStack:
         import boto3
 
         self.sqs = boto3.client("sqs")
-        self.queue_arn = self.sqs.get_queue_attributes(
-            QueueUrl=stack.queues["OrdersQueue"], AttributeNames=["QueueArn"]
-        )["Attributes"]["QueueArn"]
+        # Each SQS-triggered function of the template, with the URL and ARN of its queue.
+        self.consumers = [
+            (
+                function,
+                stack.queues[function.queue],
+                self.sqs.get_queue_attributes(QueueUrl=stack.queues[function.queue], AttributeNames=["QueueArn"])[
+                    "Attributes"
+                ]["QueueArn"],
+            )
+            for function in self.functions.values()
+            if function.queue
+        ]
         for function in self.functions.values():  # load every handler now, as a cold start would
             lambdas.handler(function)
 
@@ -125,9 +134,13 @@ class LocalStack:
     # ---------------------------------------------------------------- queue consumer
 
     def poll_once(self, wait_seconds: int = 0) -> int:
+        """Each consumer's queue once; returns how many messages were handled."""
+        return sum(self.poll_queue(function, url, arn, wait_seconds) for function, url, arn in self.consumers)
+
+    def poll_queue(self, function: lambdas.Function, url: str, arn: str, wait_seconds: int = 0) -> int:
         """One ReceiveMessage -> one SQS event -> the consumer; successes deleted, as the event source mapping does."""
         response = self.sqs.receive_message(
-            QueueUrl=self.stack.queues["OrdersQueue"],
+            QueueUrl=url,
             MaxNumberOfMessages=10,
             WaitTimeSeconds=wait_seconds,
             AttributeNames=["All"],
@@ -136,20 +149,18 @@ class LocalStack:
         messages = response.get("Messages", [])
         if not messages:
             return 0
-        result = lambdas.invoke(self.functions["OrdersFunction"], lambdas.sqs_event(messages, self.queue_arn))
+        result = lambdas.invoke(function, lambdas.sqs_event(messages, arn))
         failed = {item["itemIdentifier"] for item in (result or {}).get("batchItemFailures", [])}
         for message in messages:
             if message["MessageId"] in failed:
                 # Locally, retry sooner than the queue's visibility timeout would.
                 self.sqs.change_message_visibility(
-                    QueueUrl=self.stack.queues["OrdersQueue"],
+                    QueueUrl=url,
                     ReceiptHandle=message["ReceiptHandle"],
                     VisibilityTimeout=self.retry_seconds,
                 )
             else:
-                self.sqs.delete_message(
-                    QueueUrl=self.stack.queues["OrdersQueue"], ReceiptHandle=message["ReceiptHandle"]
-                )
+                self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
         return len(messages)
 
     def consume_forever(self) -> None:

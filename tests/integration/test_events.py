@@ -57,6 +57,13 @@ def test_orders_sample_applies_for_a_real_shop(stack: Stack, service: Loyalty) -
     assert service.member(shop_id, "m1").balance.available == 60
 
 
+def test_coupon_grant_sample_for_an_unknown_shop_is_parked(stack: Stack) -> None:
+    result = lambdas.invoke(lambdas.functions()["CouponGrantsFunction"], sample("coupon_grants_sqs_batch.json"))
+    assert result == {"batchItemFailures": []}
+    parked = dead_letters(stack, "CouponGrantsDeadLetterQueue")
+    assert len(parked) == 1 and parked[0]["MessageAttributes"]["code"]["StringValue"] == "not_found"
+
+
 @pytest.mark.parametrize(
     ("function", "name"),
     [
@@ -64,6 +71,7 @@ def test_orders_sample_applies_for_a_real_shop(stack: Stack, service: Loyalty) -
         ("ExpirePointsFunction", "expire_points"),
         ("RemindExpiringFunction", "remind_expiring"),
         ("ReviewTiersFunction", "review_tiers"),
+        ("ExpireCouponsFunction", "expire_coupons"),
     ],
 )
 def test_schedule_samples(stack: Stack, function: str, name: str) -> None:

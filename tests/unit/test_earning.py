@@ -3,13 +3,14 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
+from loyalty.domain.coupons import PricedLine
 from loyalty.domain.earning import kept_after_refunds, points_for_lines
-from loyalty.domain.orders import OrderLine
+from loyalty.domain.money import parse_amount
 from loyalty.domain.program import Program
 
 
-def line(amount: str, category: str = "default") -> OrderLine:
-    return OrderLine(sku="s", category=category, amount=amount)
+def line(amount: str, category: str = "default", currency: str = "CNY") -> PricedLine:
+    return PricedLine(sku="s", category=category, amount=parse_amount(amount, currency))
 
 
 def test_points_floor_the_sum_not_each_line() -> None:
@@ -33,7 +34,7 @@ def test_fractional_rates_are_exact() -> None:
 
 def test_zero_decimal_currency() -> None:
     program = Program(currency="JPY", points_per_unit=Decimal("0.01"))
-    assert points_for_lines([line("1999")], program) == 19
+    assert points_for_lines([line("1999", currency="JPY")], program) == 19
 
 
 def test_full_refund_claws_back_everything() -> None:

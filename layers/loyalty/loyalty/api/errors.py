@@ -8,9 +8,11 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
+from loyalty.domain.coupons import NotApplicable
 from loyalty.domain.errors import Conflict, DomainError, InvalidInput, NotFound, Retryable
 
 _STATUS: list[tuple[type[DomainError], int]] = [
+    (NotApplicable, 422),
     (InvalidInput, 400),
     (NotFound, 404),
     (Conflict, 409),
@@ -65,4 +67,5 @@ def install(app: ApiGatewayResolver) -> None:
     @app.exception_handler(DomainError)
     def _domain(exc: DomainError) -> Response[str]:
         status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 400)
-        return error_response(status, exc.code, exc.message, field=exc.field)
+        reason = exc.reason if isinstance(exc, NotApplicable) else None
+        return error_response(status, exc.code, exc.message, field=exc.field, reason=reason)

@@ -9,20 +9,18 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
-from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
+from pydantic import BaseModel, ConfigDict, Field
 
-from loyalty.api import errors
+from loyalty.api import coupon_routes, errors
 from loyalty.api.auth import bearer, require_operator
+from loyalty.api.common import MemberId, ShopId, identifier, json_response
 from loyalty.domain.errors import InvalidInput
 from loyalty.domain.ledger import LedgerEntry, iso
 from loyalty.domain.members import Member, Profile, normalise_email, normalise_phone
-from loyalty.domain.orders import Identifier
 from loyalty.domain.program import Program
 from loyalty.service.loyalty import Loyalty
-
-ShopId = Annotated[str, Path(pattern=r"^shp_[0-9a-f]{16}$", description="the shop's id")]
-MemberId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^#\s]+$")]
+from loyalty.store.queue import Queues
 
 
 class CreateShop(BaseModel):
@@ -35,10 +33,6 @@ class Redemption(BaseModel):
     model_config = ConfigDict(extra="forbid")
     points: Annotated[int, Field(ge=1, le=1_000_000_000, strict=True)]
     reason: Annotated[str, Field(min_length=1, max_length=200)]
-
-
-def json_response(status: int, body: Any) -> Response[str]:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
 
 
 def member_view(member: Member, expiring: list[tuple[int, datetime]], base_tier: str | None) -> dict[str, Any]:
@@ -69,8 +63,9 @@ def entry_view(entry: LedgerEntry) -> dict[str, Any]:
     }
 
 
-def build(service: Callable[[], Loyalty]) -> APIGatewayRestResolver:
-    """`service` gives the container's service on each request (made on first use, so tests can swap it)."""
+def build(service: Callable[[], Loyalty], queues: Callable[[], Queues]) -> APIGatewayRestResolver:
+    """`service` gives the container's service on each request (made on first use, so tests can swap it);
+    `queues` the queue client (bulk coupon grants are queued)."""
     # JSON numbers are read as Decimal, never float: rates and multipliers stay exact.
     app = APIGatewayRestResolver(
         enable_validation=True, json_body_deserializer=partial(json.loads, parse_float=Decimal)
@@ -158,8 +153,10 @@ def build(service: Callable[[], Loyalty]) -> APIGatewayRestResolver:
         idempotency_key: Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=128)],
     ) -> Response[str]:
         shop_caller(shop_id)
-        key = _identifier(idempotency_key, "Idempotency-Key")
+        key = identifier(idempotency_key, "Idempotency-Key")
         return json_response(201, service().redeem(shop_id, member_id, key=key, points=body.points, reason=body.reason))
+
+    coupon_routes.add(app, service, queues, shop_caller)
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi() -> Response[str]:
@@ -180,10 +177,3 @@ def openapi_json(app: APIGatewayRestResolver) -> str:
         security_schemes={"bearer": HTTPBearer()},
         security=[{"bearer": []}],
     )
-
-
-def _identifier(value: str, field: str) -> str:
-    try:
-        return TypeAdapter(Identifier).validate_python(value)
-    except ValidationError as exc:
-        raise InvalidInput("must be 1-128 characters without spaces or '#'", field=field) from exc

@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 from pydantic import ValidationError
 
 from loyalty.api import errors
-from loyalty.api.routes import json_response
+from loyalty.api.common import json_response
 from loyalty.domain.orders import EVENT_TYPES
 from loyalty.service.loyalty import Loyalty
 from loyalty.store.queue import Queues

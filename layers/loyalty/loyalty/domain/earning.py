@@ -3,18 +3,18 @@
 from decimal import Decimal
 from fractions import Fraction
 
-from loyalty.domain.money import currency_exponent, parse_amount
-from loyalty.domain.orders import OrderLine
+from loyalty.domain.coupons import PricedLine
+from loyalty.domain.money import currency_exponent
 from loyalty.domain.program import Program
 
 
-def points_for_lines(lines: list[OrderLine], program: Program, tier_multiplier: Decimal = Decimal(1)) -> int:
+def points_for_lines(lines: list[PricedLine], program: Program, tier_multiplier: Decimal = Decimal(1)) -> int:
     """points = floor( sum over lines of line.amount x multiplier(line.category) x points_per_unit
-    x the member's tier multiplier )."""
+    x the member's tier multiplier ). Line amounts are what the buyer paid: after coupons and points."""
     scale = 10 ** currency_exponent(program.currency)
     total = Fraction(0)
     for line in lines:
-        amount = Fraction(parse_amount(line.amount, program.currency), scale)
+        amount = Fraction(line.amount, scale)
         total += amount * Fraction(program.multiplier(line.category)) * Fraction(program.points_per_unit)
     return int(total * Fraction(tier_multiplier) // 1)
 

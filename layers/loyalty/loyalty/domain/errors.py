@@ -6,10 +6,12 @@ class DomainError(Exception):
 
     code = "error"
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        if code is not None:  # a more precise code than the class's (e.g. conflict: out_of_stock)
+            self.code = code
 
 
 class InvalidInput(DomainError):

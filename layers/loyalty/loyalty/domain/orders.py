@@ -12,9 +12,13 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from loyalty.domain.ledger import Draw
+
 # Identifiers end up inside DynamoDB keys, so they are bounded and free of our '#' separator.
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^#\s]+$")]
 DecimalString = Annotated[str, Field(pattern=r"^[0-9]{1,15}(\.[0-9]{1,6})?$", examples=["199.00"])]
+MAX_CODES = 5  # coupon codes one order may use
+CouponCode = Annotated[str, Field(min_length=1, max_length=32)]
 
 
 class _Model(BaseModel):
@@ -35,6 +39,13 @@ class OrderPaidData(_Model):
     total: DecimalString = Field(description="the order total the refunds are measured against")
     lines: Annotated[list[OrderLine], Field(min_length=1, max_length=500)]
     paid_at: AwareDatetime
+    coupon_codes: Annotated[list[CouponCode], Field(max_length=MAX_CODES)] = Field(
+        default_factory=list,
+        description="our coupons the order used; with them, line amounts are before these coupons and points",
+    )
+    points_used: Annotated[int, Field(ge=0, le=1_000_000_000)] = Field(
+        default=0, description="points the order used as payment (the program's points_offset)"
+    )
 
 
 class OrderRefundedData(_Model):
@@ -105,6 +116,13 @@ class OrderState(BaseModel):
     qualified: int = 0  # what it adds to the member's tier metric (spend or points, less refunds)
     expired: int = 0  # of its points, how many lapsed unspent (the expiry run counts them here)
     expiry_waived: int = 0  # of those, how many a clawback has already taken into account
+    coupons: dict[str, datetime] = Field(default_factory=dict)  # code -> its expiry, of the coupons it used
+    coupons_returned: bool = False  # given back (cancellation, or a full refund under the program's policy)
+    discount: int = 0  # minor units its coupons took off
+    points_used: int = 0  # points it used as payment
+    points_offset: int = 0  # minor units those points paid
+    spent: list[Draw] = Field(default_factory=list)  # the lots those points came from, to give them back
+    points_returned: int = 0  # of points_used, how many refunds and cancellation gave back
 
     @property
     def refunded(self) -> int:

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from loyalty.domain.coupons import PointsOffset
 from loyalty.domain.expiry import ExpiryRule
 from loyalty.domain.money import currency_exponent, normalise_currency
 from loyalty.domain.tiers import Tier
@@ -16,6 +17,17 @@ Rate = Annotated[Decimal, Field(ge=0, le=10_000, decimal_places=4, allow_inf_nan
 Category = Annotated[str, Field(min_length=1, max_length=64)]
 # Where points come from; each source may have its own expiry policy. Behaviour points add sources later.
 Source = Literal["purchase"]
+
+
+class RefundReturns(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    coupons: Literal["never", "full_refund"] = Field(
+        default="full_refund", description="coupons come back only when the whole order is refunded, or never"
+    )
+    points: Literal["never", "proportional"] = Field(
+        default="proportional", description="points used come back in proportion to the amount refunded, or never"
+    )
 
 
 class Program(BaseModel):
@@ -44,6 +56,21 @@ class Program(BaseModel):
     )
     expiry_reminder_days: int = Field(
         default=30, ge=0, le=365, description="days before points lapse that points.expiring is published; 0: never"
+    )
+
+    points_offset: PointsOffset | None = Field(
+        default=None,
+        description="points as cash at checkout, e.g. {points_per_unit: 20, max_share: 0.5}: 20 points pay one "
+        "major unit, for at most half of what is left to pay; absent: points cannot pay",
+    )
+    combine_points_and_coupons: bool = Field(default=True, description="whether one order may use both")
+    coupon_reminder_days: int = Field(
+        default=3, ge=0, le=90, description="days before an unused coupon expires that coupon.expiring is published"
+    )
+    refund_returns: RefundReturns = Field(
+        default_factory=lambda: RefundReturns(),
+        description="what a refund gives back of the coupons and points an order used (a cancellation gives "
+        "back everything)",
     )
 
     @field_validator("currency")

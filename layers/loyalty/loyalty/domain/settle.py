@@ -12,10 +12,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from loyalty.domain.coupons import Coupon, NotApplicable, PricedLine, normalise_code, quote
 from loyalty.domain.earning import kept_after_refunds, points_for_lines
-from loyalty.domain.errors import InvalidInput
+from loyalty.domain.errors import InsufficientPoints, InvalidInput, Retryable
 from loyalty.domain.expiry import expires_at
-from loyalty.domain.ledger import Balance, Draw, LedgerEntry, Lot, credit, draw
+from loyalty.domain.ledger import NEVER, Balance, Draw, LedgerEntry, Lot, credit, draw, spend
 from loyalty.domain.money import normalise_currency, parse_amount
 from loyalty.domain.orders import OrderCancelled, OrderEvent, OrderPaid, OrderRefunded, OrderState
 from loyalty.domain.program import Program
@@ -36,7 +37,11 @@ class Settlement(BaseModel):
     debt: int = 0  # change to member.debt
     new_lot: Lot | None = None
     draws: list[Draw] = []
+    returned_lots: list[Lot] = []  # points used as payment, given back to lots like those they came from
     entry: LedgerEntry | None = None  # None while the order's payment is not yet known
+    more_entries: list[LedgerEntry] = []  # points used as payment, and points given back
+    coupons_used: list[str] = []  # codes to mark used by this order (the write requires them available)
+    coupons_returned: dict[str, datetime] = {}  # codes to give back, with their expiry
     # What of the member's balance this was computed from, so the write can require it unchanged:
     # "debt" for a credit (debt is repaid first), "all" for a clawback from available points.
     reads: Literal["nothing", "debt", "all"] = "nothing"
@@ -74,9 +79,11 @@ def settle(
     balance: Balance,
     lots: list[Lot],
     member_tier: MemberTier | None = None,
+    coupons: dict[str, Coupon] | None = None,
 ) -> Settlement:
-    """Apply a new (not duplicate) event. `lots` is needed only when points must come back from available;
-    `member_tier` only when the program has tiers (it sets the earning multiplier and decides upgrades)."""
+    """Apply a new (not duplicate) event. `lots` is needed only when points must come back from available or
+    be spent; `member_tier` only when the program has tiers (it sets the earning multiplier and decides
+    upgrades); `coupons` only for a payment that used coupons (those found for its codes)."""
     member_tier = member_tier or MemberTier()
     order = state.model_copy(deep=True)
     order.version = state.version + 1
@@ -84,7 +91,7 @@ def settle(
     if isinstance(event, OrderPaid):
         if event.data.paid_at > now + FUTURE_SKEW:
             raise InvalidInput("paid_at is in the future", field="data.paid_at")
-        _record_payment(order, event, program, _multiplier(program, member_tier))
+        _record_payment(order, event, program, _multiplier(program, member_tier), balance, coupons or {})
     elif isinstance(event, OrderRefunded):
         order.refunds[event.data.refund_id] = _amount(event.data.amount, program.currency, "amount")
         reference = event.data.refund_id
@@ -97,11 +104,80 @@ def settle(
     delta = target - state.credited
     order.credited = target
     detail: dict[str, object] = {"order_id": order.order_id, "earned": order.earned, "kept": target}
+    payment = _points_as_payment(state, order, event, program, reference, now)
     if delta >= 0:
-        result = _credit(order, delta, event.type, reference, now, balance, detail, program)
+        result = _credit(order, delta, event.type, reference, now, balance, detail, program, payment, lots)
     else:
-        result = _clawback(order, -delta, event.type, reference, now, program, lots, detail)
+        result = _clawback(order, -delta, event.type, reference, now, program, lots, detail, payment, balance)
+    result = result.model_copy(update={"more_entries": payment.entries, **_coupon_moves(state, order, event, program)})
     return _qualify(result, state, event, program, member_tier)
+
+
+class _Payment(BaseModel):
+    """What an event moves of the points an order used as payment: spent now (its payment) or given back."""
+
+    spent: int = 0
+    given_back: int = 0
+    entries: list[LedgerEntry] = []
+
+    @property
+    def net(self) -> int:
+        return self.given_back - self.spent
+
+
+def _points_as_payment(
+    state: OrderState, order: OrderState, event: OrderEvent, program: Program, reference: str, now: datetime
+) -> _Payment:
+    """Points used as payment are spent by the payment and given back by a cancellation (all) or refunds (in
+    proportion to the amount refunded, if the program says so), cumulatively like earned points."""
+    if order.cancelled:
+        target = order.points_used
+    elif program.refund_returns.points == "proportional" and order.refunded:
+        target = (
+            order.points_used * min(order.refunded, order.total) // order.total if order.total else order.points_used
+        )
+    else:
+        target = 0
+    order.points_returned = target
+    spent = order.points_used if isinstance(event, OrderPaid) else 0
+    given_back = target - state.points_returned
+    entries = []
+    if spent:
+        entries.append(
+            LedgerEntry(
+                points=-spent,
+                reason="points.used",
+                reference=order.order_id,
+                at=now,
+                detail={"order_id": order.order_id, "paid": order.points_offset},
+            )
+        )
+    if given_back:
+        entries.append(
+            LedgerEntry(
+                points=given_back,
+                reason="points.returned",
+                reference=reference,
+                at=now,
+                detail={"order_id": order.order_id, "of_used": order.points_used},
+            )
+        )
+    return _Payment(spent=spent, given_back=given_back, entries=entries)
+
+
+def _coupon_moves(state: OrderState, order: OrderState, event: OrderEvent, program: Program) -> dict[str, object]:
+    """Coupons are used by the payment and given back by a cancellation, or a full refund if the program says so;
+    a payment that arrives after its order was already cancelled never takes them at all."""
+    give_back = bool(order.coupons) and (
+        order.cancelled or (program.refund_returns.coupons == "full_refund" and order.refunded >= order.total > 0)
+    )
+    if isinstance(event, OrderPaid):
+        order.coupons_returned = give_back
+        return {"coupons_used": [] if give_back else list(order.coupons)}
+    if give_back and not state.coupons_returned:
+        order.coupons_returned = True
+        return {"coupons_returned": dict(order.coupons)}
+    return {}
 
 
 def _qualify(
@@ -181,7 +257,14 @@ def activate(state: OrderState, program: Program, *, now: datetime, balance: Bal
     )
 
 
-def _record_payment(order: OrderState, event: OrderPaid, program: Program, tier_multiplier: Decimal) -> None:
+def _record_payment(
+    order: OrderState,
+    event: OrderPaid,
+    program: Program,
+    tier_multiplier: Decimal,
+    balance: Balance,
+    coupons: dict[str, Coupon],
+) -> None:
     data = event.data
     try:
         currency = normalise_currency(data.currency)
@@ -189,13 +272,45 @@ def _record_payment(order: OrderState, event: OrderPaid, program: Program, tier_
         raise InvalidInput(str(exc), field="data.currency") from exc
     if currency != program.currency:
         raise InvalidInput(f"order currency {currency} is not the program's {program.currency}", field="data.currency")
-    for index, line in enumerate(data.lines):
-        _amount(line.amount, currency, f"data.lines[{index}].amount")
+    lines = [
+        PricedLine(
+            sku=line.sku, category=line.category, amount=_amount(line.amount, currency, f"data.lines[{i}].amount")
+        )
+        for i, line in enumerate(data.lines)
+    ]
+    if data.coupon_codes or data.points_used:
+        codes = [normalise_code(code) for code in data.coupon_codes]
+        try:
+            priced = quote(
+                lines,
+                codes,
+                coupons,
+                member_id=data.member_id,
+                points=data.points_used,
+                available=balance.available,
+                offset=program.points_offset,
+                combine=program.combine_points_and_coupons,
+                exponent=program.exponent,
+                at=data.paid_at,
+            )
+        except NotApplicable as exc:
+            raise NotApplicable(exc.message, field=f"data.{exc.field}", reason=exc.reason) from exc
+        if priced.points_used != data.points_used:
+            raise NotApplicable(
+                f"this order may use {priced.points_used} points as payment, not {data.points_used}",
+                field="data.points_used",
+                reason="over_cap",
+            )
+        lines = priced.lines
+        order.coupons = {code: coupons[code].expires_at for code in codes}
+        order.discount = sum(discount.amount for discount in priced.discounts)
+        order.points_used = priced.points_used
+        order.points_offset = priced.points_offset
     order.paid = True
     order.member_id = data.member_id
     order.currency = currency
     order.total = _amount(data.total, currency, "data.total")
-    order.earned = points_for_lines(list(data.lines), program, tier_multiplier)
+    order.earned = points_for_lines(lines, program, tier_multiplier)
     order.paid_at = data.paid_at
     order.activates_at = data.paid_at + timedelta(days=program.pending_days)
 
@@ -209,21 +324,46 @@ def _credit(
     balance: Balance,
     detail: dict[str, object],
     program: Program,
+    payment: _Payment,
+    lots: list[Lot],
 ) -> Settlement:
     # A late event counts at its own business time: a return window that closed already is closed.
     if order.activates_at is not None and order.activates_at > now and not order.activated:
         order.pending += points
         entry = LedgerEntry(points=0, pending=points, reason=reason, reference=reference, at=now, detail=detail)
-        return Settlement(order=order, pending=points, entry=entry)
-    order.activated = True
-    repaid, lot_points = credit(balance, points)
-    lot = _lot(order, lot_points, program)
-    if lot:
-        order.lot_sk = lot.lot_id
-    if repaid:
-        detail = {**detail, "debt_repaid": repaid}
-    entry = LedgerEntry(points=points, pending=0, reason=reason, reference=reference, at=now, detail=detail)
-    return Settlement(order=order, available=points, debt=-repaid, new_lot=lot, entry=entry, reads="debt")
+        earned = Settlement(order=order, pending=points, entry=entry)
+    else:
+        order.activated = True
+        repaid, lot_points = credit(balance, points)
+        lot = _lot(order, lot_points, program)
+        if lot:
+            order.lot_sk = lot.lot_id
+        if repaid:
+            detail = {**detail, "debt_repaid": repaid}
+        entry = LedgerEntry(points=points, pending=0, reason=reason, reference=reference, at=now, detail=detail)
+        earned = Settlement(order=order, available=points, debt=-repaid, new_lot=lot, entry=entry, reads="debt")
+    if payment.net < 0:  # the payment spends points: oldest-expiring lots first, never past the balance
+        try:
+            draws = spend(balance, lots, -payment.net)
+        except InsufficientPoints as exc:  # the quote checked the balance: the lots changed since they were read
+            raise Retryable("the member's points changed while settling this order") from exc
+        order.spent = draws
+        return earned.model_copy(
+            update={"available": earned.available + payment.net, "draws": draws, "reads": "all", "order": order}
+        )
+    if payment.net > 0:
+        after = Balance(available=balance.available, debt=balance.debt + earned.debt)
+        repaid, back = credit(after, payment.net)
+        return earned.model_copy(
+            update={
+                "available": earned.available + payment.net,
+                "debt": earned.debt - repaid,
+                "returned_lots": _returned_lots(order, back, already=order.points_returned - payment.net),
+                "reads": "debt",
+                "order": order,
+            }
+        )
+    return earned
 
 
 def _clawback(
@@ -235,10 +375,13 @@ def _clawback(
     program: Program,
     lots: list[Lot],
     detail: dict[str, object],
+    payment: _Payment,
+    balance: Balance,
 ) -> Settlement:
     """Take back from the order's pending points first, then available lots (its own first), then per policy.
 
-    Points of the order that already lapsed unspent are not taken again: expiry removed them once.
+    Points of the order that already lapsed unspent are not taken again: expiry removed them once. Points the
+    same event gives back (used as payment) are set against the clawback before any lot is touched.
     """
     from_pending = min(points, order.pending)
     order.pending -= from_pending
@@ -248,11 +391,13 @@ def _clawback(
         order.expiry_waived += lapsed
         rest -= lapsed
         detail = {**detail, "already_expired": lapsed}
+    offset = min(rest, payment.net)
+    need, back = rest - offset, payment.net - offset
     draws: list[Draw] = []
     debt = 0
     forgiven = 0
-    if rest:
-        draws, shortfall = draw(lots, rest, first=order.lot_sk)
+    if need:
+        draws, shortfall = draw(lots, need, first=order.lot_sk)
         if program.clawback == "allow_negative":
             debt = shortfall
         else:
@@ -262,16 +407,57 @@ def _clawback(
         detail = {**detail, "not_recovered": forgiven}
     if debt:
         detail = {**detail, "debt_added": debt}
+    returned: list[Lot] = []
+    if back:
+        repaid, back = credit(balance, back)
+        debt -= repaid
+        returned = _returned_lots(order, back, already=order.points_returned - payment.net)
     entry = LedgerEntry(points=-taken, pending=-from_pending, reason=reason, reference=reference, at=now, detail=detail)
     return Settlement(
         order=order,
-        available=-taken,
+        available=-taken + payment.net,
         pending=-from_pending,
         debt=debt,
         draws=draws,
+        returned_lots=returned,
         entry=entry,
-        reads="all" if rest else "nothing",
+        reads="all" if need else ("debt" if back else "nothing"),
     )
+
+
+def _returned_lots(order: OrderState, amount: int, *, already: int) -> list[Lot]:
+    """Lots for `amount` points given back: last spent, first back (reverse of the spend), each keeping the
+    expiry and earning date of the lot it came from. `already` is what earlier events gave back."""
+    drawn = sum(d.take for d in order.spent)
+    skip = max(already - (order.points_used - drawn), 0)  # points never drawn (netted at payment) count first
+    found: dict[str, Lot] = {}
+    for spent in reversed(order.spent):
+        take = spent.take
+        skipped = min(skip, take)
+        skip -= skipped
+        give = min(take - skipped, amount)
+        amount -= give
+        if give:
+            expiry_text, earned_text, _ = spent.lot_id.split("#", 2)
+            expiry = None if expiry_text == NEVER else _instant(expiry_text)
+            earned_at = _instant(earned_text)
+            lot_id = Lot.make_id(expiry, earned_at, "returned", order.order_id)
+            before = found.get(lot_id)
+            size = give + (before.remaining if before else 0)
+            found[lot_id] = Lot(
+                lot_id=lot_id,
+                remaining=size,
+                granted=size,
+                expires_at=expiry,
+                earned_at=earned_at,
+                source="returned",
+                reference=order.order_id,
+            )
+    return list(found.values())
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _lot(order: OrderState, points: int, program: Program) -> Lot | None:

@@ -1,4 +1,5 @@
-"""Order events from the queue: settle each once, retry what may succeed later, park what never will."""
+"""Queued work (order events, bulk coupon grant batches): apply each once, retry what may succeed later, park
+what never will."""
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -6,6 +7,7 @@ from pydantic import ValidationError
 
 from loyalty.domain.errors import DomainError, Retryable
 from loyalty.domain.orders import OrderEnvelope
+from loyalty.service.coupons import GrantBatch
 from loyalty.service.loyalty import Loyalty
 from loyalty.store.queue import Queues
 
@@ -35,7 +37,33 @@ def handle_record(record: SQSRecord, service: Loyalty, queues: Queues, *, max_re
     return outcome
 
 
-def _park(record: SQSRecord, queues: Queues, code: str, reason: str, **context: str) -> str:
-    queues.park(record.body, reason=reason, code=code, message_id=record.message_id)
+def handle_grant_batch(record: SQSRecord, service: Loyalty, queues: Queues, *, max_receives: int) -> dict[str, int]:
+    """One batch of a bulk grant. Members it cannot grant to are part of its outcome, not failures; only a
+    malformed batch is parked, and contention is retried (each member's claim is idempotent on its own key)."""
+    try:
+        batch = GrantBatch.model_validate_json(record.body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        _park(record, queues, "invalid", f"{where}: {first['msg']}", dlq_env="COUPON_GRANTS_DLQ_URL")
+        return {"parked": 1}
+    try:
+        outcome = service.apply_grant_batch(batch)
+    except Retryable as exc:
+        if int(record.attributes.approximate_receive_count) >= max_receives:
+            _park(record, queues, exc.code, exc.message, dlq_env="COUPON_GRANTS_DLQ_URL", grant_id=batch.grant_id)
+            return {"parked": 1}
+        raise
+    except DomainError as exc:  # the template is gone, or the shop: nothing in this batch can be granted
+        _park(record, queues, exc.code, exc.message, dlq_env="COUPON_GRANTS_DLQ_URL", grant_id=batch.grant_id)
+        return {"parked": 1}
+    logger.info("coupon grant batch applied", extra={"grant_id": batch.grant_id, **outcome})
+    return outcome
+
+
+def _park(
+    record: SQSRecord, queues: Queues, code: str, reason: str, *, dlq_env: str = "ORDERS_DLQ_URL", **context: str
+) -> str:
+    queues.park(record.body, reason=reason, code=code, message_id=record.message_id, dlq_env=dlq_env)
     logger.warning("order event parked in the dead-letter queue", extra={**context, "code": code, "reason": reason})
     return "parked"

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from loyalty.domain.coupons import Coupon, normalise_code
 from loyalty.domain.errors import Conflict, InvalidInput, NotFound, Retryable
 from loyalty.domain.expiry import expiring_soon
 from loyalty.domain.ledger import Balance, LedgerEntry, iso, spend
@@ -20,6 +21,7 @@ from loyalty.domain.program import Program
 from loyalty.domain.settle import is_duplicate, settle
 from loyalty.domain.tiers import MemberTier
 from loyalty.service.cache import TTLCache
+from loyalty.service.coupons import CouponService
 from loyalty.service.runs import ScheduledRuns
 from loyalty.store import members as member_store
 from loyalty.store import orders as order_store
@@ -41,7 +43,7 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-class Loyalty(ScheduledRuns):
+class Loyalty(ScheduledRuns, CouponService):
     def __init__(
         self,
         db: Dynamo | None = None,
@@ -188,16 +190,26 @@ class Loyalty(ScheduledRuns):
         'duplicate'. Raises InvalidInput for events that can never apply, Retryable for ones that may later."""
         program = self.program(shop_id)
         order_id = event.data.order_id
-        if isinstance(event, OrderPaid):
+        if isinstance(event, OrderPaid) and not event.data.points_used:
             # Fast path for a new order: one write, conditioned on the order not existing yet. Without tiers it
             # assumes a member without debt (the write checks); with tiers, earning and upgrades depend on the
-            # member's tier state, so the member is read first (one read, one write).
+            # member's tier state, so the member is read first (one read, one write). Coupons are read by code
+            # (one read each); the write requires each still available. Spending points needs the lots: the
+            # careful path.
             now = self.clock()
             member = member_store.get_member(self.db, shop_id, event.data.member_id) if program.tiers else None
             if member is not None or not program.tiers:
                 balance, tier = (member.balance, member.tier) if member else (Balance(), MemberTier())
+                coupons = self._order_coupons(shop_id, event)
                 settlement = settle(
-                    OrderState(order_id=order_id), event, program, now=now, balance=balance, lots=[], member_tier=tier
+                    OrderState(order_id=order_id),
+                    event,
+                    program,
+                    now=now,
+                    balance=balance,
+                    lots=[],
+                    member_tier=tier,
+                    coupons=coupons,
                 )
                 try:
                     order_store.commit_settlement(
@@ -223,14 +235,18 @@ class Loyalty(ScheduledRuns):
                 return "duplicate"
             member_id = state.member_id or (event.data.member_id if isinstance(event, OrderPaid) else None)
             balance, lots, tier = Balance(), [], MemberTier()
+            spends = isinstance(event, OrderPaid) and event.data.points_used > 0
             if member_id is not None:
                 member = member_store.get_member(self.db, shop_id, member_id)
                 if member is None:
                     raise Retryable(f"member {member_id} is not enrolled")
                 balance, tier = member.balance, member.tier
-                if state.credited > state.pending:  # some of the order's points are available: lots may be drawn
+                if state.credited > state.pending or spends:  # lots may be drawn from
                     lots = member_store.lots(self.db, shop_id, member_id)
-            settlement = settle(state, event, program, now=now, balance=balance, lots=lots, member_tier=tier)
+            coupons = self._order_coupons(shop_id, event) if not state.paid else {}
+            settlement = settle(
+                state, event, program, now=now, balance=balance, lots=lots, member_tier=tier, coupons=coupons
+            )
             try:
                 order_store.commit_settlement(
                     self.db,
@@ -248,6 +264,12 @@ class Loyalty(ScheduledRuns):
                 self._announce(shop_id, member_id, settlement.tier_change)
             return "applied" if settlement.order.paid else "recorded"
         raise Retryable(f"order {order_id}: too much contention")
+
+    def _order_coupons(self, shop_id: str, event: OrderEvent) -> dict[str, Coupon]:
+        if not isinstance(event, OrderPaid) or not event.data.coupon_codes:
+            return {}
+        codes = [normalise_code(code) for code in event.data.coupon_codes]
+        return self.find_coupons(shop_id, event.data.member_id, codes)
 
 
 def _sha256(value: str) -> str:

@@ -118,6 +118,10 @@ class Transaction:
         action: dict[str, Any] = {"TableName": self.table, "Key": serialise(key)}
         return self._add("Delete", action, condition, values, names)
 
+    def check(self, key: Item, condition: str, values: Item | None = None, names: dict[str, str] | None = None) -> int:
+        action: dict[str, Any] = {"TableName": self.table, "Key": serialise(key)}
+        return self._add("ConditionCheck", action, condition, values, names)
+
     def _add(
         self,
         kind: str,
@@ -179,7 +183,14 @@ class Dynamo:
         self._call(self.client.put_item, **params)
 
     def update(
-        self, pk: str, sk: str, expression: str, *, values: Item | None = None, condition: str | None = None
+        self,
+        pk: str,
+        sk: str,
+        expression: str,
+        *,
+        values: Item | None = None,
+        condition: str | None = None,
+        names: dict[str, str] | None = None,
     ) -> None:
         params: dict[str, Any] = {
             "TableName": self.table_name,
@@ -190,6 +201,8 @@ class Dynamo:
             params["ConditionExpression"] = condition
         if values:
             params["ExpressionAttributeValues"] = serialise(values)
+        if names:
+            params["ExpressionAttributeNames"] = names
         self._call(self.client.update_item, **params)
 
     def query_page(

@@ -13,11 +13,18 @@
 | expiry reminder | SHOP#<shop>#MEMBER#<member>          | REMIND#<expires>                |
 | tier decision   | SHOP#<shop>#MEMBER#<member>          | TIER#<at>#<reason>              |
 | run state       | SCHEDULE#<job>                       | STATE                           |
+| coupon template | SHOP#<shop>#COUPONTPL#<template>     | TEMPLATE                        |
+| template stock  | SHOP#<shop>#COUPONTPL#<template>#STOCK#<n> | STOCK                     |
+| coupon          | SHOP#<shop>#MEMBER#<member>          | COUPON#<code>                   |
+| claims counter  | SHOP#<shop>#MEMBER#<member>          | CLAIMS#<template>               |
+| coupon code     | SHOP#<shop>#CODE#<code>              | CODE                            |
+| bulk grant      | SHOP#<shop>#GRANT#<grant>            | GRANT, and CHUNK#<n> per batch  |
 
 The run state (where a scheduled run resumes) is the only item that belongs to no shop: runs serve all
 shops, and it is written once per run.
 
-A member's partition holds its profile, ledger and lots, so one busy shop spreads over its members.
+A template's stock is split over several items (shards) so a popular coupon is not one hot key.
+A member's partition holds its profile, ledger, lots and coupons, so one busy shop spreads over its members.
 The sparse DueIndex (DuePK = DUE#<job>#<date>#<shard>) lists work due on a date; see due_keys().
 """
 
@@ -48,6 +55,16 @@ EXPIRE_JOB = "expire"
 REMIND_JOB = "remind"
 REVIEW_JOB = "review"  # members whose tier validity ends
 PUBLISH_JOB = "publish"  # tier decisions whose tier.changed event is not yet published (an outbox)
+COUPON_REMIND_JOB = "coupon-remind"  # unused coupons to remind of (then re-filed under coupon-expire)
+COUPON_EXPIRE_JOB = "coupon-expire"  # unused coupons past their expiry
+
+TEMPLATE_SK = "TEMPLATE"
+STOCK_SK = "STOCK"
+CODE_SK = "CODE"
+GRANT_SK = "GRANT"
+COUPON_PREFIX = "COUPON#"
+CLAIMS_PREFIX = "CLAIMS#"
+CHUNK_PREFIX = "CHUNK#"
 
 
 def digest(value: str) -> str:
@@ -73,6 +90,26 @@ def contact_pk(shop_id: str, kind: str, normalised: str) -> str:
 
 def idempotency_pk(shop_id: str, scope: str, key: str) -> str:
     return f"SHOP#{shop_id}#IDEMPOTENCY#{scope}#{digest(key)}"
+
+
+def template_pk(shop_id: str, template_id: str) -> str:
+    return f"SHOP#{shop_id}#COUPONTPL#{template_id}"
+
+
+def stock_pk(shop_id: str, template_id: str, shard: int) -> str:
+    return f"{template_pk(shop_id, template_id)}#STOCK#{shard}"
+
+
+def code_pk(shop_id: str, code: str) -> str:
+    return f"SHOP#{shop_id}#CODE#{code}"
+
+
+def grant_pk(shop_id: str, grant_id: str) -> str:
+    return f"SHOP#{shop_id}#GRANT#{grant_id}"
+
+
+def coupon_sk(code: str) -> str:
+    return f"{COUPON_PREFIX}{code}"
 
 
 def ledger_sk(at: datetime, reason: str, reference: str) -> str:

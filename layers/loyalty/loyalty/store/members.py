@@ -246,6 +246,30 @@ def add_lot(
         )
 
 
+def add_returned_lot(tx: Transaction, shop_id: str, member_id: str, lot: Lot, *, now: datetime, shards: int) -> None:
+    """Points given back to a lot like the one they were spent from: created, or grown if an earlier partial
+    refund made it already (and the member may have spent from it since)."""
+    pk, sk = member_pk(shop_id, member_id), lot_sk(lot.lot_id)
+    sets = "#type = :type, earned_at = :earned, #source = :source, reference = :ref"
+    values: dict[str, Any] = {
+        ":n": lot.remaining,
+        ":type": "lot",
+        ":earned": iso(lot.earned_at),
+        ":source": lot.source,
+        ":ref": lot.reference,
+    }
+    if lot.expires_at is not None:
+        sets += ", expires_at = :expires, DuePK = :due_pk, DueSK = :due_sk"
+        due_pk_, due_sk_ = due_keys(EXPIRE_JOB, max(lot.expires_at, now), pk, shards, sk)
+        values |= {":expires": iso(lot.expires_at), ":due_pk": due_pk_, ":due_sk": due_sk_}
+    tx.update(
+        {"PK": pk, "SK": sk},
+        f"ADD remaining :n, granted :n SET {sets}",
+        values=values,
+        names={"#type": "type", "#source": "source"},
+    )
+
+
 def add_draws(tx: Transaction, shop_id: str, member_id: str, draws: list[Draw]) -> None:
     """Each draw takes from a lot whose remainder must be what it was read as; an emptied lot is deleted."""
     if len(draws) > MAX_DRAWS:

@@ -5,7 +5,7 @@ from datetime import datetime
 from loyalty.domain.ledger import Balance
 from loyalty.domain.orders import OrderState
 from loyalty.domain.settle import Settlement
-from loyalty.store import members
+from loyalty.store import coupons, members
 from loyalty.store.dynamo import Dynamo, Item, Transaction, model_of
 from loyalty.store.keys import ACTIVATE_JOB, ORDER_SK, due_keys, order_pk
 
@@ -76,7 +76,15 @@ def commit_settlement(
                 tx, shop_id, order.member_id, settlement.new_lot, now=now, shards=shards, remind_days=remind_days
             )
         members.add_draws(tx, shop_id, order.member_id, settlement.draws)
+        for lot in settlement.returned_lots:
+            members.add_returned_lot(tx, shop_id, order.member_id, lot, now=now, shards=shards)
         members.add_entry(tx, shop_id, order.member_id, settlement.entry)
+        for entry in settlement.more_entries:
+            members.add_entry(tx, shop_id, order.member_id, entry)
+        for code in settlement.coupons_used:
+            coupons.add_use(tx, shop_id, order.member_id, code, order.order_id, now)
+        for code, expires in settlement.coupons_returned.items():
+            coupons.add_return(tx, shop_id, order.member_id, code, order.order_id, expires, now=now, shards=shards)
     db.commit(tx)
 
 

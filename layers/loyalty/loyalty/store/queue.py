@@ -1,4 +1,4 @@
-"""The order-event queue and its dead-letter queue (the only SQS code)."""
+"""The order-event queue, the coupon-grant queue and their dead-letter queues (the only SQS code)."""
 
 import json
 import os
@@ -28,10 +28,21 @@ class Queues:
         )
         return response["MessageId"]
 
-    def park(self, body: str, *, reason: str, code: str, message_id: str) -> None:
+    def enqueue_grant_batches(self, batches: list[dict[str, Any]]) -> None:
+        url = os.environ["COUPON_GRANTS_QUEUE_URL"]
+        for start in range(0, len(batches), 10):  # SendMessageBatch takes ten at a time
+            entries = [
+                {"Id": str(n), "MessageBody": json.dumps(batch, separators=(",", ":"))}
+                for n, batch in enumerate(batches[start : start + 10])
+            ]
+            response = self.client.send_message_batch(QueueUrl=url, Entries=entries)  # type: ignore[arg-type]
+            if response.get("Failed"):
+                raise RuntimeError(f"could not queue {len(response['Failed'])} grant batches")
+
+    def park(self, body: str, *, reason: str, code: str, message_id: str, dlq_env: str = "ORDERS_DLQ_URL") -> None:
         """Move a message that can never succeed to the dead-letter queue, saying why."""
         self.client.send_message(
-            QueueUrl=os.environ["ORDERS_DLQ_URL"],
+            QueueUrl=os.environ[dlq_env],
             MessageBody=body,
             MessageAttributes={
                 "reason": {"DataType": "String", "StringValue": reason[:1000]},

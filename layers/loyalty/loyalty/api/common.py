@@ -1,0 +1,26 @@
+"""What every route module shares: path parameters, identifiers from headers, the JSON answer."""
+
+import json
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Path
+from pydantic import TypeAdapter, ValidationError
+
+from loyalty.domain.errors import InvalidInput
+from loyalty.domain.orders import Identifier
+
+ShopId = Annotated[str, Path(pattern=r"^shp_[0-9a-f]{16}$", description="the shop's id")]
+MemberId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^#\s]+$")]
+
+
+def json_response(status: int, body: Any) -> Response[str]:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
+
+
+def identifier(value: str, field: str) -> str:
+    """A header value that will be part of a key: 1-128 characters, no spaces or '#'."""
+    try:
+        return TypeAdapter(Identifier).validate_python(value)
+    except ValidationError as exc:
+        raise InvalidInput("must be 1-128 characters without spaces or '#'", field=field) from exc

@@ -1,0 +1,435 @@
+"""Coupon use cases: templates, claims and grants, the checkout quote, and the coupon expiry run.
+
+Loyalty inherits these; what they use of it is declared on the class.
+"""
+
+import hashlib
+import json
+import math
+import random
+import secrets
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from pydantic import BaseModel, ConfigDict, Field
+
+from loyalty.domain.coupons import (
+    Coupon,
+    PricedLine,
+    Template,
+    TemplateRequest,
+    Terms,
+    new_code,
+    normalise_code,
+    quote,
+)
+from loyalty.domain.errors import Conflict, InvalidInput, NotFound
+from loyalty.domain.ledger import iso
+from loyalty.domain.members import Member
+from loyalty.domain.money import format_amount, parse_amount
+from loyalty.domain.orders import MAX_CODES, Identifier, OrderLine
+from loyalty.domain.program import Program
+from loyalty.service.runs import RunReport
+from loyalty.store import coupons as coupon_store
+from loyalty.store.dynamo import Dynamo, Item
+from loyalty.store.events import Events
+from loyalty.store.keys import COUPON_EXPIRE_JOB, COUPON_REMIND_JOB
+from loyalty.store.queue import Queues
+
+logger = Logger(child=True)
+
+GRANT_CHUNK = 100  # members per queued batch of a bulk grant
+MAX_GRANT = 10_000  # members per bulk grant request
+
+
+class QuoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    member_id: Identifier
+    lines: list[OrderLine] = Field(min_length=1, max_length=500)
+    coupon_codes: list[str] = Field(default_factory=list, max_length=MAX_CODES)
+    points: int = Field(default=0, ge=0, le=1_000_000_000)
+
+
+class GrantRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    member_ids: list[Identifier] = Field(min_length=1, max_length=MAX_GRANT)
+
+
+class GrantBatch(BaseModel):
+    """One queued batch of a bulk grant."""
+
+    model_config = ConfigDict(extra="forbid")
+    shop_id: Identifier
+    grant_id: Identifier
+    template_id: Identifier
+    chunk: int = Field(ge=0)
+    member_ids: list[Identifier]
+
+
+class CouponService:
+    db: Dynamo
+    events: Events
+    shards: int
+    clock: Callable[[], datetime]
+
+    def program(self, shop_id: str) -> Program:
+        raise NotImplementedError
+
+    def member(self, shop_id: str, member_id: str) -> Member:
+        raise NotImplementedError
+
+    def _run(
+        self,
+        job: str,
+        index_job: str,
+        time: datetime,
+        should_stop: Callable[[], bool],
+        handle: Callable[[Item], bool],
+        *,
+        inclusive: bool = False,
+        lookback_days: int = 7,
+    ) -> RunReport:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ templates
+
+    def create_template(self, shop_id: str, request: TemplateRequest) -> Template:
+        program = self.program(shop_id)
+        currency = program.currency
+
+        def minor(text: str | None, field: str) -> int:
+            try:
+                return parse_amount(text or "0", currency)
+            except ValueError as exc:
+                raise InvalidInput(str(exc), field=field) from exc
+
+        terms = Terms(
+            kind=request.kind,
+            amount=minor(request.amount, "amount"),
+            percent=request.percent or 0,
+            min_spend=minor(request.min_spend, "min_spend"),
+            max_discount=minor(request.max_discount, "max_discount") if request.max_discount is not None else None,
+            categories=request.categories,
+            skus=request.skus,
+        )
+        if terms.kind == "amount_off" and terms.amount <= 0:
+            raise InvalidInput("must be more than 0", field="amount")
+        now = self.clock()
+        template = Template(
+            template_id="tpl_" + secrets.token_hex(8),
+            name=request.name,
+            terms=terms,
+            stock=request.stock,
+            per_member_limit=request.per_member_limit,
+            valid_from=request.valid_from,
+            valid_until=request.valid_until,
+            valid_days_after_claim=request.valid_days_after_claim,
+            created_at=now,
+        )
+        # Stock is spread over shards so a popular coupon is not one hot item (~250 coupons per shard, at most 16).
+        shards = min(16, max(1, math.ceil(request.stock / 250)))
+        coupon_store.create_template(self.db, shop_id, template, shards, now)
+        return template
+
+    def template(self, shop_id: str, template_id: str) -> tuple[Template, int]:
+        found = coupon_store.get_template(self.db, shop_id, template_id)
+        if found is None:
+            raise NotFound(f"coupon template {template_id} not found", field="template_id")
+        return found
+
+    def template_view(self, shop_id: str, template_id: str) -> dict[str, Any]:
+        template, shards = self.template(shop_id, template_id)
+        issued = coupon_store.issued(self.db, shop_id, template_id, shards)
+        view = template.model_dump(mode="json")
+        return {**view, "issued": issued, "left": template.stock - issued}
+
+    # ------------------------------------------------------------------ claims
+
+    def claim(self, shop_id: str, member_id: str, template_id: str, *, key: str) -> dict[str, Any]:
+        """Issue one coupon of the template to the member: 201 once per key, the same answer on a replay, 409
+        when the stock is gone or the member has their limit. Conditions decide, never a read."""
+        request = _sha256(json.dumps({"member_id": member_id, "template_id": template_id}, sort_keys=True))
+        template, stock_shards = self.template(shop_id, template_id)
+        program = self.program(shop_id)
+        now = self.clock()
+        why = template.claimable(now)
+        if why:
+            raise Conflict(why, field="template_id")
+        valid_from, expires_at = template.window(now)
+        shards = list(range(stock_shards))
+        random.shuffle(shards)  # spread concurrent claims over the stock shards
+        attempts = 0
+        while shards:
+            code = new_code()
+            coupon = Coupon(
+                coupon_id="cpn_" + secrets.token_hex(8),
+                code=code,
+                template_id=template_id,
+                member_id=member_id,
+                terms=template.terms,
+                claimed_at=now,
+                valid_from=valid_from,
+                expires_at=expires_at,
+            )
+            response = {
+                "coupon_id": coupon.coupon_id,
+                "code": code,
+                "template_id": template_id,
+                "member_id": member_id,
+                "expires_at": iso(expires_at),
+            }
+            outcome = coupon_store.commit_claim(
+                self.db,
+                shop_id,
+                template,
+                shards[0],
+                coupon,
+                key=key,
+                request=request,
+                response=response,
+                now=now,
+                due_shards=self.shards,
+                remind_days=program.coupon_reminder_days,
+            )
+            if outcome == "ok":
+                return response
+            if outcome == "replay":
+                record = coupon_store.claim_record(self.db, shop_id, key)
+                if record is None:
+                    continue
+                if record["request_sha256"] != request:
+                    raise Conflict("this Idempotency-Key was used for a different request", field="Idempotency-Key")
+                stored: dict[str, Any] = record["response"]
+                return stored
+            if outcome == "limit":
+                raise Conflict(
+                    f"member {member_id} has claimed this coupon {template.per_member_limit} time(s), the limit",
+                    field="template_id",
+                    code="limit_reached",
+                )
+            if outcome == "no_member":
+                raise NotFound(f"member {member_id} not found", field="member_id")
+            if outcome == "shard_empty":
+                shards.pop(0)
+            attempts += 1
+            if attempts > stock_shards + 3:  # code collisions are ~never; do not loop on them
+                break
+        raise Conflict("this coupon is out of stock", field="template_id", code="out_of_stock")
+
+    def coupons(self, shop_id: str, member_id: str, status: str | None = None) -> list[dict[str, Any]]:
+        self.member(shop_id, member_id)
+        now = self.clock()
+        currency = self.program(shop_id).currency
+        items = []
+        for coupon in coupon_store.member_coupons(self.db, shop_id, member_id):
+            seen = coupon.status_at(now)
+            if status is None or seen == status:
+                items.append(coupon_view(coupon, seen, currency))
+        return sorted(items, key=lambda c: (c["status"] != "available", c["expires_at"]))
+
+    # ------------------------------------------------------------------ bulk grants
+
+    def start_grant(
+        self, shop_id: str, template_id: str, member_ids: list[str], *, key: str, queues: Queues
+    ) -> tuple[bool, dict[str, Any]]:
+        """Record a bulk grant and queue it in batches; (created, view). The key makes the request idempotent."""
+        self.template(shop_id, template_id)
+        unique = list(dict.fromkeys(member_ids))
+        request = _sha256(json.dumps({"template_id": template_id, "member_ids": unique}))
+        grant_id = "grt_" + _sha256(f"{shop_id}|{key}")[:16]
+        chunks = [unique[i : i + GRANT_CHUNK] for i in range(0, len(unique), GRANT_CHUNK)]
+        now = self.clock()
+        existing = coupon_store.create_grant(
+            self.db,
+            shop_id,
+            {
+                "grant_id": grant_id,
+                "template_id": template_id,
+                "members": len(unique),
+                "chunks": len(chunks),
+                "granted": 0,
+                "refused": 0,
+                "chunks_done": 0,
+                "request_sha256": request,
+                "created_at": iso(now),
+            },
+        )
+        if existing is not None:
+            if existing.get("request_sha256") != request:
+                raise Conflict("this Idempotency-Key was used for a different request", field="Idempotency-Key")
+            return False, self.grant_report(shop_id, grant_id)
+        # Queued after the record exists; a crash between the two leaves a grant that never finishes, which the
+        # report shows (chunks_done < chunks) and a retry with the same key does not repair: documented limit.
+        queues.enqueue_grant_batches(
+            [
+                GrantBatch(
+                    shop_id=shop_id, grant_id=grant_id, template_id=template_id, chunk=n, member_ids=chunk
+                ).model_dump()
+                for n, chunk in enumerate(chunks)
+            ]
+        )
+        return True, self.grant_report(shop_id, grant_id)
+
+    def apply_grant_batch(self, batch: GrantBatch) -> dict[str, int]:
+        """Claim for each member of the batch with a key of its own, so a redelivered batch grants nothing twice,
+        then record the batch's outcome once."""
+        self.template(batch.shop_id, batch.template_id)  # a batch for a template that is gone is parked whole
+        granted: list[str] = []
+        refused: dict[str, str] = {}
+        for member_id in batch.member_ids:
+            try:
+                self.claim(batch.shop_id, member_id, batch.template_id, key=f"{batch.grant_id}.{member_id}")
+                granted.append(member_id)
+            except (Conflict, NotFound) as exc:
+                refused[member_id] = exc.code if exc.code != "conflict" else exc.message
+        coupon_store.record_chunk(self.db, batch.shop_id, batch.grant_id, batch.chunk, granted, refused, self.clock())
+        return {"granted": len(granted), "refused": len(refused)}
+
+    def grant_report(self, shop_id: str, grant_id: str) -> dict[str, Any]:
+        found = coupon_store.get_grant(self.db, shop_id, grant_id)
+        if found is None:
+            raise NotFound(f"grant {grant_id} not found", field="grant_id")
+        grant, refused = found
+        return {
+            "grant_id": grant_id,
+            "template_id": grant["template_id"],
+            "members": grant["members"],
+            "granted": grant["granted"],
+            "refused": grant["refused"],
+            "status": "done" if grant["chunks_done"] >= grant["chunks"] else "processing",
+            "refusals": [{"member_id": member, "reason": reason} for member, reason in sorted(refused.items())],
+        }
+
+    # ------------------------------------------------------------------ checkout
+
+    def quote(self, shop_id: str, request: QuoteRequest) -> dict[str, Any]:
+        program = self.program(shop_id)
+        member = self.member(shop_id, request.member_id)
+        lines = priced_lines(request.lines, program.currency)
+        codes = [normalise_code(code) for code in request.coupon_codes]
+        found = self.find_coupons(shop_id, request.member_id, codes)
+        result = quote(
+            lines,
+            codes,
+            found,
+            member_id=request.member_id,
+            points=request.points,
+            available=member.balance.available,
+            offset=program.points_offset,
+            combine=program.combine_points_and_coupons,
+            exponent=program.exponent,
+            at=self.clock(),
+        )
+        money = program.currency
+
+        def fmt(minor: int) -> str:
+            return format_amount(minor, money)
+
+        return {
+            "currency": money,
+            "subtotal": fmt(result.subtotal),
+            "discounts": [{"code": d.code, "amount": fmt(d.amount)} for d in result.discounts],
+            "points_used": result.points_used,
+            "points_offset": fmt(result.points_offset),
+            "points_max": result.points_max,
+            "payable": fmt(result.payable),
+        }
+
+    def find_coupons(self, shop_id: str, member_id: str, codes: list[str]) -> dict[str, Coupon]:
+        found = {}
+        for code in dict.fromkeys(codes):
+            coupon = coupon_store.find_coupon(self.db, shop_id, member_id, code)
+            if coupon is not None:
+                found[code] = coupon
+        return found
+
+    # ------------------------------------------------------------------ the expiry run
+
+    def expire_coupons(self, time: datetime, *, should_stop: Callable[[], bool] = lambda: False) -> RunReport:
+        """Publish coupon.expiring for unused coupons coupon_reminder_days ahead, then expire unused coupons past
+        their expiry. Both through the due index; each coupon is handled by one conditional update."""
+        reminded = self._run(
+            "remind-coupons",
+            COUPON_REMIND_JOB,
+            time,
+            should_stop,
+            lambda item: self._remind_coupon(item, time),
+            inclusive=True,
+        )
+        if not reminded.complete:
+            return reminded
+        report = self._run(
+            "expire-coupons",
+            COUPON_EXPIRE_JOB,
+            time,
+            should_stop,
+            lambda item: coupon_store.expire(self.db, item["PK"], item["SK"], time),
+            inclusive=True,
+        )
+        report.published = reminded.applied
+        return report
+
+    def _remind_coupon(self, item: Item, time: datetime) -> bool:
+        pk, sk = item["PK"], item["SK"]
+        expires_at = datetime.fromisoformat(str(item["expires_at"]).replace("Z", "+00:00"))
+        if not coupon_store.refile_for_expiry(self.db, pk, sk, expires_at, now=time, shards=self.shards):
+            return False
+        _, shop_id, _, member_id = pk.split("#", 3)
+        try:
+            self.events.publish(
+                "coupon.expiring",
+                {
+                    "shop_id": shop_id,
+                    "member_id": member_id,
+                    "code": sk.removeprefix("COUPON#"),
+                    "coupon_id": item.get("coupon_id"),
+                    "template_id": item.get("template_id"),
+                    "expires_at": iso(expires_at),
+                },
+            )
+        except Exception:
+            coupon_store.unremind(self.db, pk, sk, (item["DuePK"], item["DueSK"]))
+            raise
+        return True
+
+
+def coupon_view(coupon: Coupon, status: str, currency: str) -> dict[str, Any]:
+    terms = coupon.terms
+    view: dict[str, Any] = {
+        "coupon_id": coupon.coupon_id,
+        "code": coupon.code,
+        "template_id": coupon.template_id,
+        "status": status,
+        "kind": terms.kind,
+        "min_spend": format_amount(terms.min_spend, currency),
+        "claimed_at": iso(coupon.claimed_at),
+        "valid_from": iso(coupon.valid_from) if coupon.valid_from else None,
+        "expires_at": iso(coupon.expires_at),
+    }
+    if terms.kind == "amount_off":
+        view["amount"] = format_amount(terms.amount, currency)
+    else:
+        view["percent"] = str(terms.percent)
+        view["max_discount"] = format_amount(terms.max_discount, currency) if terms.max_discount is not None else None
+    if terms.categories or terms.skus:
+        view["scope"] = {"categories": terms.categories, "skus": terms.skus}
+    if coupon.order_id:
+        view["order_id"] = coupon.order_id
+    return view
+
+
+def priced_lines(lines: list[OrderLine], currency: str) -> list[PricedLine]:
+    out = []
+    for index, line in enumerate(lines):
+        try:
+            amount = parse_amount(line.amount, currency)
+        except ValueError as exc:
+            raise InvalidInput(str(exc), field=f"lines[{index}].amount") from exc
+        out.append(PricedLine(sku=line.sku, category=line.category, amount=amount))
+    return out
+
+
+def _sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()

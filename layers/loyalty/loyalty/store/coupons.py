@@ -1,0 +1,312 @@
+"""Coupon templates and their stock, coupons, codes, and bulk grants."""
+
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from loyalty.domain.coupons import Coupon, Template
+from loyalty.domain.errors import NotFound
+from loyalty.domain.ledger import iso
+from loyalty.store.dynamo import ConditionFailed, Dynamo, Item, Transaction, TransactionCancelled, model_of
+from loyalty.store.keys import (
+    CHUNK_PREFIX,
+    CODE_SK,
+    COUPON_EXPIRE_JOB,
+    COUPON_PREFIX,
+    COUPON_REMIND_JOB,
+    GRANT_SK,
+    IDEMPOTENCY_SK,
+    PROFILE_SK,
+    STOCK_SK,
+    TEMPLATE_SK,
+    code_pk,
+    coupon_sk,
+    due_keys,
+    grant_pk,
+    idempotency_pk,
+    member_pk,
+    stock_pk,
+    template_pk,
+)
+
+ClaimOutcome = Literal["ok", "replay", "shard_empty", "limit", "no_member", "code_taken"]
+
+
+def stock_split(stock: int, shards: int) -> list[int]:
+    """Stock per shard: as even as whole coupons allow, summing to `stock`."""
+    base, extra = divmod(stock, shards)
+    return [base + (1 if n < extra else 0) for n in range(shards)]
+
+
+def create_template(db: Dynamo, shop_id: str, template: Template, shards: int, now: datetime) -> None:
+    tx = db.transaction()
+    tx.put(
+        {
+            "PK": template_pk(shop_id, template.template_id),
+            "SK": TEMPLATE_SK,
+            "type": "coupon_template",
+            **template.model_dump(mode="json"),
+            "stock_shards": shards,
+        },
+        condition="attribute_not_exists(PK)",
+    )
+    for shard, cap in enumerate(stock_split(template.stock, shards)):
+        tx.put(
+            {
+                "PK": stock_pk(shop_id, template.template_id, shard),
+                "SK": STOCK_SK,
+                "type": "coupon_stock",
+                "cap": cap,
+                "issued": 0,
+                "created_at": iso(now),
+            },
+            condition="attribute_not_exists(PK)",
+        )
+    db.commit(tx)
+
+
+def get_template(db: Dynamo, shop_id: str, template_id: str) -> tuple[Template, int] | None:
+    """The template and how many stock shards it has."""
+    item = db.get(template_pk(shop_id, template_id), TEMPLATE_SK, consistent=False)
+    return (model_of(Template, item), int(item["stock_shards"])) if item else None
+
+
+def issued(db: Dynamo, shop_id: str, template_id: str, shards: int) -> int:
+    return sum(int((db.get(stock_pk(shop_id, template_id, n), STOCK_SK) or {}).get("issued", 0)) for n in range(shards))
+
+
+def commit_claim(
+    db: Dynamo,
+    shop_id: str,
+    template: Template,
+    shard: int,
+    coupon: Coupon,
+    *,
+    key: str,
+    request: str,
+    response: dict[str, Any],
+    now: datetime,
+    due_shards: int,
+    remind_days: int,
+) -> ClaimOutcome:
+    """One claim in one transaction: the idempotency record, one coupon from the shard's stock (never past its
+    cap), the member's count for the template (never past the limit), the coupon and its code. Nothing is read
+    first; the conditions decide, so no concurrency can oversell or over-issue."""
+    member = member_pk(shop_id, coupon.member_id)
+    tx = db.transaction()
+    tx.put(
+        {
+            "PK": idempotency_pk(shop_id, "claim", key),
+            "SK": IDEMPOTENCY_SK,
+            "type": "idempotency",
+            "request_sha256": request,
+            "response": response,
+            "created_at": iso(now),
+        },
+        condition="attribute_not_exists(PK)",
+    )
+    tx.update(
+        {"PK": stock_pk(shop_id, template.template_id, shard), "SK": STOCK_SK},
+        "ADD issued :one",
+        values={":one": 1},
+        condition="issued < cap",
+    )
+    tx.update(
+        {"PK": member, "SK": f"CLAIMS#{template.template_id}"},
+        "ADD claimed :one SET #type = :type",
+        values={":one": 1, ":limit": template.per_member_limit, ":type": "coupon_claims"},
+        condition="attribute_not_exists(claimed) OR claimed < :limit",
+        names={"#type": "type"},
+    )
+    tx.put(coupon_item(shop_id, coupon, now=now, shards=due_shards, remind_days=remind_days))
+    tx.put(
+        {"PK": code_pk(shop_id, coupon.code), "SK": CODE_SK, "type": "coupon_code", "member_id": coupon.member_id},
+        condition="attribute_not_exists(PK)",
+    )
+    tx.check({"PK": member, "SK": PROFILE_SK}, "attribute_exists(PK)")
+    try:
+        db.commit(tx)
+    except TransactionCancelled as exc:
+        for index, outcome in enumerate(("replay", "shard_empty", "limit", "code_taken", "code_taken", "no_member")):
+            if exc.failed(index):
+                return outcome  # type: ignore[return-value]
+        raise
+    return "ok"
+
+
+def claim_record(db: Dynamo, shop_id: str, key: str) -> Item | None:
+    return db.get(idempotency_pk(shop_id, "claim", key), IDEMPOTENCY_SK)
+
+
+def coupon_item(shop_id: str, coupon: Coupon, *, now: datetime, shards: int, remind_days: int) -> Item:
+    """The coupon, filed in the due index: for its reminder `remind_days` ahead, else for its expiry."""
+    pk, sk = member_pk(shop_id, coupon.member_id), coupon_sk(coupon.code)
+    item: Item = {"PK": pk, "SK": sk, "type": "coupon", **coupon.model_dump(mode="json", exclude_none=True)}
+    if coupon.status == "available":
+        item["DuePK"], item["DueSK"] = coupon_due(pk, sk, coupon.expires_at, now=now, shards=shards, remind=remind_days)
+    return item
+
+
+def coupon_due(pk: str, sk: str, expires_at: datetime, *, now: datetime, shards: int, remind: int) -> tuple[str, str]:
+    remind_at = expires_at - timedelta(days=remind)
+    if remind and remind_at > now:
+        return due_keys(COUPON_REMIND_JOB, remind_at, pk, shards, sk)
+    return due_keys(COUPON_EXPIRE_JOB, max(expires_at, now), pk, shards, sk)
+
+
+def get_coupon(db: Dynamo, shop_id: str, member_id: str, code: str) -> Coupon | None:
+    item = db.get(member_pk(shop_id, member_id), coupon_sk(code))
+    return model_of(Coupon, item) if item else None
+
+
+def find_coupon(db: Dynamo, shop_id: str, member_id: str, code: str) -> Coupon | None:
+    """The coupon with this code: the member's own (one read) or, failing that, whoever holds it, so a checkout
+    can say 'not this member's' rather than 'unknown'."""
+    own = get_coupon(db, shop_id, member_id, code)
+    if own is not None:
+        return own
+    owner = db.get(code_pk(shop_id, code), CODE_SK, consistent=False)
+    return get_coupon(db, shop_id, str(owner["member_id"]), code) if owner else None
+
+
+def member_coupons(db: Dynamo, shop_id: str, member_id: str) -> list[Coupon]:
+    return [model_of(Coupon, item) for item in db.query_all(member_pk(shop_id, member_id), COUPON_PREFIX)]
+
+
+# ---------------------------------------------------------------------------- inside an order's transaction
+
+
+def add_use(tx: Transaction, shop_id: str, member_id: str, code: str, order_id: str, at: datetime) -> int:
+    """Mark a coupon used by an order; only an available coupon can be (two orders racing: one wins)."""
+    return tx.update(
+        {"PK": member_pk(shop_id, member_id), "SK": coupon_sk(code)},
+        "SET #status = :used, order_id = :order, used_at = :at REMOVE DuePK, DueSK",
+        values={":used": "used", ":order": order_id, ":at": iso(at), ":available": "available"},
+        condition="#status = :available",
+        names={"#status": "status"},
+    )
+
+
+def add_return(
+    tx: Transaction,
+    shop_id: str,
+    member_id: str,
+    code: str,
+    order_id: str,
+    expires_at: datetime,
+    *,
+    now: datetime,
+    shards: int,
+) -> None:
+    """Give a coupon back from a cancelled (or refunded) order: available again until its own expiry, or expired
+    if that has passed meanwhile."""
+    pk, sk = member_pk(shop_id, member_id), coupon_sk(code)
+    values: dict[str, Any] = {":used": "used", ":order": order_id}
+    if expires_at > now:
+        due_pk_, due_sk_ = coupon_due(pk, sk, expires_at, now=now, shards=shards, remind=0)
+        expression = "SET #status = :status, DuePK = :due_pk, DueSK = :due_sk REMOVE order_id, used_at"
+        values |= {":status": "available", ":due_pk": due_pk_, ":due_sk": due_sk_}
+    else:
+        expression = "SET #status = :status REMOVE order_id, used_at"
+        values[":status"] = "expired"
+    tx.update(
+        {"PK": pk, "SK": sk},
+        expression,
+        values=values,
+        condition="#status = :used AND order_id = :order",
+        names={"#status": "status"},
+    )
+
+
+# ---------------------------------------------------------------------------- the expiry run
+
+
+def refile_for_expiry(db: Dynamo, pk: str, sk: str, expires_at: datetime, *, now: datetime, shards: int) -> bool:
+    """After the reminder: file the coupon under its expiry. True only the first time (then publish)."""
+    due_pk_, due_sk_ = due_keys(COUPON_EXPIRE_JOB, max(expires_at, now), pk, shards, sk)
+    try:
+        db.update(
+            pk,
+            sk,
+            "SET reminded_at = :now, DuePK = :due_pk, DueSK = :due_sk",
+            values={":now": iso(now), ":due_pk": due_pk_, ":due_sk": due_sk_, ":available": "available"},
+            condition="#status = :available AND attribute_not_exists(reminded_at)",
+            names={"#status": "status"},
+        )
+        return True
+    except ConditionFailed:
+        return False
+
+
+def unremind(db: Dynamo, pk: str, sk: str, due: tuple[str, str]) -> None:
+    """Put a reminder back after its event could not be published."""
+    db.update(
+        pk, sk, "SET DuePK = :due_pk, DueSK = :due_sk REMOVE reminded_at", values={":due_pk": due[0], ":due_sk": due[1]}
+    )
+
+
+def expire(db: Dynamo, pk: str, sk: str, now: datetime) -> bool:
+    """An unused coupon past its expiry becomes expired and leaves the index. False if it was used or is not due."""
+    try:
+        db.update(
+            pk,
+            sk,
+            "SET #status = :expired, expired_at = :now REMOVE DuePK, DueSK",
+            values={":expired": "expired", ":now": iso(now), ":available": "available"},
+            condition="#status = :available AND expires_at <= :now",
+            names={"#status": "status"},
+        )
+        return True
+    except ConditionFailed:
+        return False
+
+
+# ---------------------------------------------------------------------------- bulk grants
+
+
+def create_grant(db: Dynamo, shop_id: str, grant: Item) -> Item | None:
+    """Record a bulk grant; returns the existing record instead if this grant id exists (a replay)."""
+    try:
+        db.put(
+            {"PK": grant_pk(shop_id, grant["grant_id"]), "SK": GRANT_SK, "type": "coupon_grant", **grant},
+            condition="attribute_not_exists(PK)",
+        )
+    except ConditionFailed as exc:
+        return exc.item or db.get(grant_pk(shop_id, grant["grant_id"]), GRANT_SK)
+    return None
+
+
+def record_chunk(
+    db: Dynamo, shop_id: str, grant_id: str, chunk: int, granted: list[str], refused: dict[str, str], now: datetime
+) -> None:
+    """A batch's outcome and the grant's totals, once: a redelivered batch finds its record and adds nothing."""
+    pk = grant_pk(shop_id, grant_id)
+    tx = db.transaction()
+    tx.put(
+        {"PK": pk, "SK": f"{CHUNK_PREFIX}{chunk:06d}", "granted": granted, "refused": refused, "at": iso(now)},
+        condition="attribute_not_exists(SK)",
+    )
+    tx.update(
+        {"PK": pk, "SK": GRANT_SK},
+        "ADD granted :g, refused :r, chunks_done :one SET updated_at = :now",
+        values={":g": len(granted), ":r": len(refused), ":one": 1, ":now": iso(now)},
+        condition="attribute_exists(PK)",
+    )
+    try:
+        db.commit(tx)
+    except TransactionCancelled as exc:
+        if exc.failed(1):
+            raise NotFound(f"grant {grant_id} not found", field="grant_id") from exc
+        if not exc.failed(0):
+            raise
+
+
+def get_grant(db: Dynamo, shop_id: str, grant_id: str) -> tuple[Item, dict[str, str]] | None:
+    """The grant's record and every member it could not grant to, with why."""
+    pk = grant_pk(shop_id, grant_id)
+    grant = db.get(pk, GRANT_SK)
+    if grant is None:
+        return None
+    refused: dict[str, str] = {}
+    for chunk in db.query_all(pk, CHUNK_PREFIX):
+        refused |= chunk.get("refused", {})
+    return grant, refused
