@@ -157,3 +157,19 @@ def fresh_shop(program: Program, members: list[str]) -> Iterator[tuple[Loyalty, 
         yield service, shop_id
     finally:
         client.delete_table(TableName=name)
+
+
+def capture_events(stack: Stack) -> str:
+    """A rule on the bus that sends every loyalty event to a queue the test reads."""
+    sqs, events = boto3.client("sqs"), boto3.client("events")
+    url = sqs.create_queue(QueueName=f"{stack.buses['LoyaltyEventBus']}-capture")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    bus = stack.buses["LoyaltyEventBus"]
+    events.put_rule(Name="capture", EventBusName=bus, EventPattern=json.dumps({"source": ["loyalty"]}))
+    events.put_targets(Rule="capture", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
+    return url
+
+
+def captured(url: str) -> list[dict[str, Any]]:
+    messages = boto3.client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    return [json.loads(m["Body"]) for m in messages]

@@ -3,13 +3,15 @@
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 import pytest
 
 from infra.local.resources import table_definition
-from loyalty.domain.errors import InsufficientPoints, Retryable
+from loyalty.domain.coupons import NotApplicable, TemplateRequest
+from loyalty.domain.errors import Conflict, InsufficientPoints, Retryable
 from loyalty.domain.members import Profile
 from loyalty.service.loyalty import Loyalty
 from loyalty.store.dynamo import Dynamo
@@ -91,3 +93,73 @@ def test_concurrent_orders_and_redemptions_for_one_member_all_add_up(service: Lo
         outcomes = Counter(pool.map(work, range(24)))
     assert outcomes == {"earned": 12, "spent": 12}
     assert check_invariants(service, shop_id, "m1")["available"] == 500 + 12 * 10 - 12 * 30
+
+
+# ---------------------------------------------------------------------------- coupons
+
+
+def coupon_shop(service: Loyalty, members: int, **template: Any) -> tuple[str, str]:
+    shop_id = service.create_shop("Flash sale")["shop_id"]
+    for n in range(members):
+        service.enrol(shop_id, Profile(member_id=f"m{n}"))
+    shards = template.pop("stock_shards", None)
+    fields = {"name": "10 off", "kind": "amount_off", "amount": "10.00", "valid_days_after_claim": 7} | template
+    created = service.create_template(shop_id, TemplateRequest.model_validate(fields), stock_shards=shards)
+    return shop_id, created.template_id
+
+
+def claim_outcome(service: Loyalty, shop_id: str, member: str, template_id: str, key: str) -> str:
+    try:
+        with_retries(lambda: fresh(service).claim(shop_id, member, template_id, key=key))
+    except Conflict as exc:
+        return exc.code
+    return "issued"
+
+
+@pytest.mark.parametrize("stock_shards", [1, 4])
+def test_500_concurrent_claims_on_a_stock_of_100_issue_exactly_100(service: Loyalty, stock_shards: int) -> None:
+    shop_id, template_id = coupon_shop(service, 125, stock=100, per_member_limit=4, stock_shards=stock_shards)
+
+    def claim(n: int) -> str:
+        return claim_outcome(service, shop_id, f"m{n % 125}", template_id, key=f"k{n}")
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        outcomes = Counter(pool.map(claim, range(500)))
+    assert outcomes == {"issued": 100, "out_of_stock": 400}
+    held = sum(len(service.coupons(shop_id, f"m{n}")) for n in range(125))
+    assert held == 100 and service.template_view(shop_id, template_id)["left"] == 0
+
+
+def test_20_concurrent_claims_by_one_member_with_a_limit_of_1_issue_1(service: Loyalty) -> None:
+    shop_id, template_id = coupon_shop(service, 1, stock=100, per_member_limit=1)
+
+    def claim(n: int) -> str:
+        return claim_outcome(service, shop_id, "m0", template_id, key=f"k{n}")
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        outcomes = Counter(pool.map(claim, range(20)))
+    assert outcomes == {"issued": 1, "limit_reached": 19}
+    assert len(service.coupons(shop_id, "m0")) == 1
+    assert service.template_view(shop_id, template_id)["issued"] == 1
+
+
+def test_one_coupon_in_two_concurrent_paid_orders_is_used_once(service: Loyalty) -> None:
+    shop_id, template_id = coupon_shop(service, 1, stock=10, per_member_limit=5)
+
+    def pay(order_id: str, code: str) -> str:
+        event = paid(order_id, member_id="m0", total="90.00", paid_at=datetime.now(UTC).isoformat())
+        event["data"]["lines"][0]["amount"] = "100.00"  # 100.00 of goods, 10.00 off: 90.00 paid, 90 points
+        event["data"]["coupon_codes"] = [code]
+        try:
+            return str(with_retries(lambda: fresh(service).apply_order_event(shop_id, event_model(event))))
+        except NotApplicable as exc:
+            return exc.reason
+
+    for race in range(3):  # three races, each for a fresh coupon
+        code = service.claim(shop_id, "m0", template_id, key=f"k{race}")["code"]
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            outcomes = Counter(pool.map(pay, [f"r{race}-o1", f"r{race}-o2"], [code, code]))
+        assert outcomes == {"applied": 1, "already_used": 1}
+        used = [c for c in service.coupons(shop_id, "m0") if c["code"] == code]
+        assert used[0]["status"] == "used" and used[0]["order_id"].startswith(f"r{race}-")
+    assert check_invariants(service, shop_id, "m0")["available"] == 3 * 90  # only the winners earned

@@ -1,17 +1,15 @@
 """Points lapse through the expire-points run and are announced through remind-expiring; all on moto."""
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 
 from infra.local import lambdas
 from infra.local.resources import Stack
 from loyalty.service.loyalty import Loyalty
 from tests.conftest import Api
-from tests.helpers import check_invariants, drain, paid, refunded, send
+from tests.helpers import capture_events, captured, check_invariants, drain, paid, refunded, send
 
 ZONE = "Asia/Shanghai"
 
@@ -123,22 +121,6 @@ def test_a_late_event_counts_at_its_own_time(stack: Stack, service: Loyalty, sho
     report = service.expire_points(datetime.now(UTC) + timedelta(seconds=1))
     assert report.applied == 1
     assert check_invariants(service, shop_id, "m1")["available"] == 0
-
-
-def capture_events(stack: Stack) -> str:
-    """A rule on the bus that sends every loyalty event to a queue the test reads."""
-    sqs, events = boto3.client("sqs"), boto3.client("events")
-    url = sqs.create_queue(QueueName=f"{stack.buses['LoyaltyEventBus']}-capture")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    bus = stack.buses["LoyaltyEventBus"]
-    events.put_rule(Name="capture", EventBusName=bus, EventPattern=json.dumps({"source": ["loyalty"]}))
-    events.put_targets(Rule="capture", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
-    return url
-
-
-def captured(url: str) -> list[dict[str, Any]]:
-    messages = boto3.client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-    return [json.loads(m["Body"]) for m in messages]
 
 
 def test_reminders_go_once_per_member_and_expiry_date(stack: Stack, service: Loyalty, shop_id: str) -> None:

@@ -95,7 +95,7 @@ class CouponService:
 
     # ------------------------------------------------------------------ templates
 
-    def create_template(self, shop_id: str, request: TemplateRequest) -> Template:
+    def create_template(self, shop_id: str, request: TemplateRequest, *, stock_shards: int | None = None) -> Template:
         program = self.program(shop_id)
         currency = program.currency
 
@@ -129,7 +129,7 @@ class CouponService:
             created_at=now,
         )
         # Stock is spread over shards so a popular coupon is not one hot item (~250 coupons per shard, at most 16).
-        shards = min(16, max(1, math.ceil(request.stock / 250)))
+        shards = stock_shards or min(16, max(1, math.ceil(request.stock / 250)))
         coupon_store.create_template(self.db, shop_id, template, shards, now)
         return template
 
@@ -141,9 +141,9 @@ class CouponService:
 
     def template_view(self, shop_id: str, template_id: str) -> dict[str, Any]:
         template, shards = self.template(shop_id, template_id)
-        issued = coupon_store.issued(self.db, shop_id, template_id, shards)
+        left = sum(coupon_store.stock_left(self.db, shop_id, template_id, shards).values())
         view = template.model_dump(mode="json")
-        return {**view, "issued": issued, "left": template.stock - issued}
+        return {**view, "issued": template.stock - left, "left": left}
 
     # ------------------------------------------------------------------ claims
 
@@ -158,8 +158,10 @@ class CouponService:
         if why:
             raise Conflict(why, field="template_id")
         valid_from, expires_at = template.window(now)
-        shards = list(range(stock_shards))
-        random.shuffle(shards)  # spread concurrent claims over the stock shards
+        # Only shards that still had stock when read (one BatchGetItem): a sold-out coupon answers 409 without a
+        # write, and a claim does not try shard after empty shard. Spread over them at random.
+        shards = [n for n, left in coupon_store.stock_left(self.db, shop_id, template_id, stock_shards).items() if left]
+        random.shuffle(shards)
         attempts = 0
         while shards:
             code = new_code()
@@ -216,6 +218,11 @@ class CouponService:
             attempts += 1
             if attempts > stock_shards + 3:  # code collisions are ~never; do not loop on them
                 break
+        # Sold out, unless this is a replay of a claim that succeeded before it sold out.
+        record = coupon_store.claim_record(self.db, shop_id, key)
+        if record is not None and record["request_sha256"] == request:
+            replayed: dict[str, Any] = record["response"]
+            return replayed
         raise Conflict("this coupon is out of stock", field="template_id", code="out_of_stock")
 
     def coupons(self, shop_id: str, member_id: str, status: str | None = None) -> list[dict[str, Any]]:

@@ -70,8 +70,12 @@ def get_template(db: Dynamo, shop_id: str, template_id: str) -> tuple[Template, 
     return (model_of(Template, item), int(item["stock_shards"])) if item else None
 
 
-def issued(db: Dynamo, shop_id: str, template_id: str, shards: int) -> int:
-    return sum(int((db.get(stock_pk(shop_id, template_id, n), STOCK_SK) or {}).get("issued", 0)) for n in range(shards))
+def stock_left(db: Dynamo, shop_id: str, template_id: str, shards: int) -> dict[int, int]:
+    """Coupons left per shard, in one read. `issued` only ever grows, so a shard read as empty is empty; one
+    read as not empty may have emptied since (the claim's condition decides)."""
+    keys = [(stock_pk(shop_id, template_id, n), STOCK_SK) for n in range(shards)]
+    items = db.get_many(keys)
+    return {n: int(items[key]["cap"]) - int(items[key]["issued"]) for n, key in enumerate(keys) if key in items}
 
 
 def commit_claim(
@@ -126,7 +130,8 @@ def commit_claim(
     try:
         db.commit(tx)
     except TransactionCancelled as exc:
-        for index, outcome in enumerate(("replay", "shard_empty", "limit", "code_taken", "code_taken", "no_member")):
+        # Several conditions may fail at once; answer with the most fundamental.
+        for index, outcome in ((0, "replay"), (5, "no_member"), (2, "limit"), (1, "shard_empty"), (4, "code_taken")):
             if exc.failed(index):
                 return outcome  # type: ignore[return-value]
         raise

@@ -173,6 +173,24 @@ class Dynamo:
         self.items_read += 1
         return deserialise(response["Item"])
 
+    def get_many(self, keys: list[tuple[str, str]], *, consistent: bool = False) -> dict[tuple[str, str], Item]:
+        """Up to 100 items in one BatchGetItem (retrying what DynamoDB leaves unprocessed), by (PK, SK)."""
+        found: dict[tuple[str, str], Item] = {}
+        request: dict[str, Any] = {
+            self.table_name: {
+                "Keys": [serialise({"PK": pk, "SK": sk}) for pk, sk in keys],
+                "ConsistentRead": consistent,
+            }
+        }
+        while request:
+            response = self._call(self.client.batch_get_item, RequestItems=request)
+            for raw in response.get("Responses", {}).get(self.table_name, []):
+                item = deserialise(raw)
+                found[(item["PK"], item["SK"])] = item
+                self.items_read += 1
+            request = response.get("UnprocessedKeys") or {}
+        return found
+
     def put(self, item: Item, condition: str | None = None, values: Item | None = None) -> None:
         params: dict[str, Any] = {"TableName": self.table_name, "Item": serialise(item)}
         if condition:

@@ -250,7 +250,7 @@ def add_returned_lot(tx: Transaction, shop_id: str, member_id: str, lot: Lot, *,
     """Points given back to a lot like the one they were spent from: created, or grown if an earlier partial
     refund made it already (and the member may have spent from it since)."""
     pk, sk = member_pk(shop_id, member_id), lot_sk(lot.lot_id)
-    sets = "#type = :type, earned_at = :earned, #source = :source, reference = :ref"
+    sets = "#type = :type, earned_at = :earned, #source = :source, #reference = :ref"
     values: dict[str, Any] = {
         ":n": lot.remaining,
         ":type": "lot",
@@ -266,7 +266,7 @@ def add_returned_lot(tx: Transaction, shop_id: str, member_id: str, lot: Lot, *,
         {"PK": pk, "SK": sk},
         f"ADD remaining :n, granted :n SET {sets}",
         values=values,
-        names={"#type": "type", "#source": "source"},
+        names={"#type": "type", "#source": "source", "#reference": "reference"},
     )
 
 
