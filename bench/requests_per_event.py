@@ -21,9 +21,12 @@ import boto3
 from moto import mock_aws
 
 from infra.local.resources import table_definition
+from loyalty.domain.coupons import TemplateRequest
+from loyalty.domain.errors import Conflict
 from loyalty.domain.members import Profile
 from loyalty.domain.orders import EVENT_TYPES
 from loyalty.domain.program import Program
+from loyalty.service.coupons import QuoteRequest
 from loyalty.service.loyalty import Loyalty
 from loyalty.store.dynamo import Dynamo
 
@@ -127,7 +130,73 @@ def requests_per_event() -> list[tuple[str, Counter[str]]]:
     upgrading = measure(service, lambda: service.apply_order_event(shop, paid("t1")))
     rows.append(("order.paid with tiers, upgrading the member", upgrading))
     rows.append(("order.paid with tiers", measure(service, lambda: service.apply_order_event(shop, paid("t2")))))
+    rows.extend(coupon_events(service, shop))
     return rows
+
+
+def coupon_events(service: Loyalty, shop: str) -> list[tuple[str, Counter[str]]]:
+    """Claims, the checkout quote, and orders that use coupons and points."""
+    service.set_program(shop, Program.model_validate({"points_offset": {"points_per_unit": 10}}))
+    service.program(shop)
+    fields = {"name": "10 off", "kind": "amount_off", "amount": "10.00", "per_member_limit": 100}
+    small = service.create_template(
+        shop, TemplateRequest.model_validate(fields | {"stock": 100, "valid_days_after_claim": 7})
+    )
+    large = service.create_template(
+        shop, TemplateRequest.model_validate(fields | {"stock": 4000, "valid_days_after_claim": 7})
+    )
+    sold = service.create_template(
+        shop, TemplateRequest.model_validate(fields | {"stock": 1, "valid_days_after_claim": 7})
+    )
+    service.claim(shop, "m1", sold.template_id, key="sold")
+    rows = []
+    codes = []
+    for name, template in (("coupon claim", small), ("coupon claim, stock in 16 shards", large)):
+        counts = measure(
+            service,
+            lambda t=template: codes.append(service.claim(shop, "m1", t.template_id, key=f"c-{t.template_id}")["code"]),
+        )
+        rows.append((name, counts))
+    rows.append(
+        (
+            "coupon claim replayed",
+            measure(service, lambda: service.claim(shop, "m1", small.template_id, key=f"c-{small.template_id}")),
+        )
+    )
+    rows.append(
+        (
+            "coupon claim, sold out (409)",
+            measure(service, lambda: _refused(lambda: service.claim(shop, "m1", sold.template_id, key="late"))),
+        )
+    )
+    cart = QuoteRequest.model_validate(
+        {"member_id": "m1", "lines": [{"sku": "tea", "amount": "100.00"}], "coupon_codes": [codes[0]], "points": 50}
+    )
+    rows.append(("checkout quote, one coupon and points", measure(service, lambda: service.quote(shop, cart))))
+    with_coupon = paid("c1")
+    with_coupon = with_coupon.model_copy(
+        update={"data": with_coupon.data.model_copy(update={"coupon_codes": [codes[0]]})}
+    )
+    rows.append(("order.paid with a coupon", measure(service, lambda: service.apply_order_event(shop, with_coupon))))
+    both = paid("c2")
+    both = both.model_copy(
+        update={"data": both.data.model_copy(update={"coupon_codes": [codes[1]], "points_used": 50})}
+    )
+    rows.append(
+        ("order.paid with a coupon and points", measure(service, lambda: service.apply_order_event(shop, both)))
+    )
+    rows.append(
+        ("order.cancelled giving both back", measure(service, lambda: service.apply_order_event(shop, cancelled("c2"))))
+    )
+    return rows
+
+
+def _refused(call: Any) -> None:
+    try:
+        call()
+    except Conflict:
+        return
+    raise AssertionError("expected a 409")
 
 
 def ours_against_raw() -> tuple[float, float, int]:
