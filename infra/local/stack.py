@@ -26,7 +26,7 @@ from infra.local.moto_server import AtomicMotoServer
 from infra.local.resources import Stack, create_stack, max_receive_count
 
 log = logging.getLogger("loyalty.local")
-WEBHOOK = re.compile(r"^/v1/shops/[^/]+/webhooks/orders$")
+WEBHOOK = re.compile(r"^/v1/shops/[^/]+/webhooks/[^/]+$")
 SCHEDULE = re.compile(r"^/_local/schedules/(?P<name>[a-z0-9-]+)$")
 
 

@@ -9,18 +9,21 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
-from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from loyalty.api import coupon_routes, errors
 from loyalty.api.auth import bearer, require_operator
 from loyalty.api.common import MemberId, ShopId, identifier, json_response
-from loyalty.domain.errors import InvalidInput
+from loyalty.domain.errors import InvalidInput, NotFound
+from loyalty.domain.integrations import IntegrationSettings, Platform
 from loyalty.domain.ledger import LedgerEntry, iso
 from loyalty.domain.members import Member, Profile, normalise_email, normalise_phone
 from loyalty.domain.program import Program
 from loyalty.service.loyalty import Loyalty
 from loyalty.store.queue import Queues
+
+PlatformName = Annotated[Platform, Path(description="shopify, woocommerce, stripe or youzan")]
 
 
 class CreateShop(BaseModel):
@@ -157,6 +160,25 @@ def build(service: Callable[[], Loyalty], queues: Callable[[], Queues]) -> APIGa
         return json_response(201, service().redeem(shop_id, member_id, key=key, points=body.points, reason=body.reason))
 
     coupon_routes.add(app, service, queues, shop_caller)
+
+    @app.put(
+        "/v1/shops/<shop_id>/integrations/<platform>",
+        summary="Connect a store platform (shopify, woocommerce, stripe, youzan); the secret is never returned",
+        tags=["integrations"],
+    )
+    def put_integration(
+        shop_id: ShopId, platform: PlatformName, body: Annotated[IntegrationSettings, Body()]
+    ) -> Response[str]:
+        shop_caller(shop_id)
+        return json_response(200, service().set_integration(shop_id, platform, body).view())
+
+    @app.get("/v1/shops/<shop_id>/integrations/<platform>", summary="A platform integration", tags=["integrations"])
+    def get_integration(shop_id: ShopId, platform: PlatformName) -> Response[str]:
+        shop_caller(shop_id)
+        found = service().integration(shop_id, platform)
+        if found is None:
+            raise NotFound(f"no {platform} integration", field="platform")
+        return json_response(200, found.view())
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi() -> Response[str]:

@@ -1,7 +1,12 @@
-"""POST /v1/shops/{shop_id}/webhooks/orders: verify, validate, enqueue, answer 202. Nothing else."""
+"""Webhooks: verify over the raw bytes, map to our order events, enqueue, answer as the sender expects. Nothing else.
+
+POST /v1/shops/{shop_id}/webhooks/orders           our own events, signed as Standard Webhooks (202)
+POST /v1/shops/{shop_id}/webhooks/{platform}       shopify, woocommerce, stripe, youzan, signed their way (200)
+"""
 
 import json
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -10,10 +15,13 @@ from pydantic import ValidationError
 
 from loyalty.api import errors
 from loyalty.api.common import json_response
+from loyalty.domain.integrations import PLATFORMS, Platform
 from loyalty.domain.orders import EVENT_TYPES
 from loyalty.service.loyalty import Loyalty
 from loyalty.store.queue import Queues
-from loyalty.webhooks import standard
+from loyalty.webhooks import standard, woocommerce, youzan
+from loyalty.webhooks.common import MappingError, SignatureError, lower
+from loyalty.webhooks.platforms import PLATFORMS as HANDLERS
 
 
 def build(service: Callable[[], Loyalty], queues: Callable[[], Queues]) -> APIGatewayRestResolver:
@@ -52,5 +60,47 @@ def build(service: Callable[[], Loyalty], queues: Callable[[], Queues]) -> APIGa
             {"shop_id": shop_id, "delivery_id": delivery_id, "event": order_event.model_dump(mode="json")}
         )
         return json_response(202, {"accepted": True, "delivery_id": delivery_id})
+
+    @app.post(
+        "/v1/shops/<shop_id>/webhooks/<platform>",
+        summary="Receive a shop platform's webhook (shopify, woocommerce, stripe, youzan), verified its own way",
+        tags=["webhooks"],
+    )
+    def platform_webhook(shop_id: Annotated[str, Path(max_length=64)], platform: str) -> Response[str]:
+        event = app.current_event
+        raw = event.decoded_body.encode() if event.decoded_body is not None else b""
+        headers = lower(event.headers or {})
+        if platform not in PLATFORMS:
+            return errors.error_response(
+                404, "not_found", f"platform must be one of {list(PLATFORMS)}", field="platform"
+            )
+        name: Platform = platform
+        if name == "woocommerce" and woocommerce.is_ping(headers, raw):
+            return json_response(200, {"accepted": False, "reason": "WooCommerce webhook created (ping)"})
+        integration = service().integration(shop_id, name) if service().shop(shop_id) else None
+        if integration is None:
+            return errors.error_response(401, "unauthenticated", f"unknown shop, or no {name} integration")
+        try:
+            HANDLERS[name].verify(integration, headers, raw, service().clock())
+        except SignatureError as exc:
+            return errors.error_response(401, "bad_signature", str(exc))
+        try:
+            body = json.loads(raw, parse_float=Decimal)  # exact: Shopify sends some amounts as JSON numbers
+        except ValueError:
+            return errors.error_response(400, "invalid", "body is not JSON", field="body")
+        if not isinstance(body, dict):
+            return errors.error_response(400, "invalid", "body is not a JSON object", field="body")
+        try:
+            delivery = service().platform_delivery(shop_id, integration, headers, body, queues())
+        except MappingError as exc:
+            return errors.error_response(400, "invalid", exc.message, field=exc.field)
+        answer: dict[str, object] = {"accepted": bool(delivery.events), "delivery_id": delivery.delivery_id}
+        if delivery.ignored:
+            answer["reason"] = delivery.ignored
+        else:
+            answer["events"] = [e["type"] for e in delivery.events]
+        if name == "youzan":  # Youzan retries unless the answer contains "success"
+            answer |= youzan.ANSWER
+        return json_response(200, answer)
 
     return app

@@ -10,7 +10,7 @@ Amounts are decimal strings in major units; they become integers once the progra
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from loyalty.domain.ledger import Draw
 
@@ -32,9 +32,25 @@ class OrderLine(_Model):
     amount: DecimalString = Field(description="what the buyer paid for this line, after discounts, in major units")
 
 
+MatchKind = Literal["customer_id", "email", "phone"]
+
+
+class Customer(_Model):
+    """The buyer as a shop platform names them, for orders that do not name our member: the consumer finds the
+    member by the shop's `match` rules, in order, and enrols one if the shop allows (`auto_enrol`)."""
+
+    platform: Annotated[str, Field(pattern=r"^[a-z]{2,20}$")]
+    customer_id: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^#\s]+$")] | None = None
+    email: Annotated[str, Field(max_length=254)] | None = None
+    phone: Annotated[str, Field(max_length=32)] | None = None
+    match: Annotated[list[MatchKind], Field(min_length=1, max_length=3)]
+    auto_enrol: bool = False
+
+
 class OrderPaidData(_Model):
     order_id: Identifier
-    member_id: Identifier
+    member_id: Identifier | None = Field(default=None, description="our member; or give `customer`")
+    customer: Customer | None = Field(default=None, description="the platform's buyer, when member_id is unknown")
     currency: Annotated[str, Field(pattern=r"^[A-Za-z]{3}$")]
     total: DecimalString = Field(description="the order total the refunds are measured against")
     lines: Annotated[list[OrderLine], Field(min_length=1, max_length=500)]
@@ -47,11 +63,21 @@ class OrderPaidData(_Model):
         default=0, description="points the order used as payment (the program's points_offset)"
     )
 
+    @model_validator(mode="after")
+    def _buyer(self) -> "OrderPaidData":
+        if self.member_id is None and self.customer is None:
+            raise ValueError("member_id: give member_id, or customer")
+        return self
+
 
 class OrderRefundedData(_Model):
     order_id: Identifier
     refund_id: Identifier
     amount: DecimalString
+    cumulative: bool = Field(
+        default=False,
+        description="amount is the order's total refunded so far (as Stripe reports it), not this refund's own",
+    )
 
 
 class OrderCancelledData(_Model):
@@ -126,4 +152,7 @@ class OrderState(BaseModel):
 
     @property
     def refunded(self) -> int:
-        return sum(self.refunds.values())
+        """What was refunded: the sum of the refunds, or the cumulative figure a platform reported, whichever is
+        more (Stripe reports both ways; either alone, or both, gives the same figure)."""
+        cumulative = self.refunds.get("~cumulative", 0)
+        return max(cumulative, sum(amount for key, amount in self.refunds.items() if key != "~cumulative"))

@@ -62,10 +62,19 @@ class Settlement(BaseModel):
         return self.entry is not None
 
 
-def is_duplicate(state: OrderState, event: OrderEvent) -> bool:
+# Where an order refunded cumulatively (a platform that reports "refunded so far") keeps that figure.
+CUMULATIVE = "~cumulative"
+
+
+def is_duplicate(state: OrderState, event: OrderEvent, currency: str = "CNY") -> bool:
+    """Whether the order already has this event's fact. A cumulative refund is new only if it raises the total."""
     if isinstance(event, OrderPaid):
         return state.paid
     if isinstance(event, OrderRefunded):
+        if event.data.cumulative:
+            return _amount(event.data.amount, state.currency or currency, "data.amount") <= state.refunds.get(
+                CUMULATIVE, 0
+            )
         return event.data.refund_id in state.refunds
     return state.cancelled
 
@@ -93,7 +102,11 @@ def settle(
             raise InvalidInput("paid_at is in the future", field="data.paid_at")
         _record_payment(order, event, program, _multiplier(program, member_tier), balance, coupons or {})
     elif isinstance(event, OrderRefunded):
-        order.refunds[event.data.refund_id] = _amount(event.data.amount, program.currency, "amount")
+        amount = _amount(event.data.amount, program.currency, "amount")
+        if event.data.cumulative:  # refunded so far: only ever rises, whatever order the events come in
+            order.refunds[CUMULATIVE] = max(amount, order.refunds.get(CUMULATIVE, 0))
+        else:
+            order.refunds[event.data.refund_id] = amount
         reference = event.data.refund_id
     elif isinstance(event, OrderCancelled):
         order.cancelled = True
@@ -266,6 +279,9 @@ def _record_payment(
     coupons: dict[str, Coupon],
 ) -> None:
     data = event.data
+    if data.member_id is None:  # the service resolves a platform's customer to a member before settling
+        raise InvalidInput("the order names no member", field="data.member_id")
+    member_id = data.member_id
     try:
         currency = normalise_currency(data.currency)
     except ValueError as exc:
@@ -285,7 +301,7 @@ def _record_payment(
                 lines,
                 codes,
                 coupons,
-                member_id=data.member_id,
+                member_id=member_id,
                 points=data.points_used,
                 available=balance.available,
                 offset=program.points_offset,
@@ -307,7 +323,7 @@ def _record_payment(
         order.points_used = priced.points_used
         order.points_offset = priced.points_offset
     order.paid = True
-    order.member_id = data.member_id
+    order.member_id = member_id
     order.currency = currency
     order.total = _amount(data.total, currency, "data.total")
     order.earned = points_for_lines(lines, program, tier_multiplier)

@@ -14,6 +14,7 @@ from typing import Any
 from loyalty.domain.coupons import Coupon, normalise_code
 from loyalty.domain.errors import Conflict, InvalidInput, NotFound, Retryable
 from loyalty.domain.expiry import expiring_soon
+from loyalty.domain.integrations import Integration
 from loyalty.domain.ledger import Balance, LedgerEntry, iso, spend
 from loyalty.domain.members import Member, Profile
 from loyalty.domain.orders import OrderEvent, OrderPaid, OrderState
@@ -22,6 +23,7 @@ from loyalty.domain.settle import is_duplicate, settle
 from loyalty.domain.tiers import MemberTier
 from loyalty.service.cache import TTLCache
 from loyalty.service.coupons import CouponService
+from loyalty.service.platforms import PlatformService
 from loyalty.service.runs import ScheduledRuns
 from loyalty.store import members as member_store
 from loyalty.store import orders as order_store
@@ -43,7 +45,7 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-class Loyalty(ScheduledRuns, CouponService):
+class Loyalty(ScheduledRuns, CouponService, PlatformService):
     def __init__(
         self,
         db: Dynamo | None = None,
@@ -58,6 +60,7 @@ class Loyalty(ScheduledRuns, CouponService):
         seconds = cache_seconds if cache_seconds is not None else float(os.environ.get("CONFIG_CACHE_SECONDS", "60"))
         self._shops: TTLCache[ShopRecord | None] = TTLCache(seconds)
         self._programs: TTLCache[Program | None] = TTLCache(seconds)
+        self._integrations: TTLCache[Integration | None] = TTLCache(seconds)
         self.clock = clock
 
     # ------------------------------------------------------------------ shops and credentials
@@ -190,6 +193,13 @@ class Loyalty(ScheduledRuns, CouponService):
         'duplicate'. Raises InvalidInput for events that can never apply, Retryable for ones that may later."""
         program = self.program(shop_id)
         order_id = event.data.order_id
+        payer = ""
+        if isinstance(event, OrderPaid):
+            if event.data.member_id is None:  # a platform's order: find (or enrol) the member it belongs to
+                assert event.data.customer is not None
+                resolved = self.member_for_customer(shop_id, event.data.customer)
+                event = event.model_copy(update={"data": event.data.model_copy(update={"member_id": resolved})})
+            payer = event.data.member_id or ""
         if isinstance(event, OrderPaid) and not event.data.points_used:
             # Fast path for a new order: one write, conditioned on the order not existing yet. Without tiers it
             # assumes a member without debt (the write checks); with tiers, earning and upgrades depend on the
@@ -197,7 +207,7 @@ class Loyalty(ScheduledRuns, CouponService):
             # (one read each); the write requires each still available. Spending points needs the lots: the
             # careful path.
             now = self.clock()
-            member = member_store.get_member(self.db, shop_id, event.data.member_id) if program.tiers else None
+            member = member_store.get_member(self.db, shop_id, payer) if program.tiers else None
             if member is not None or not program.tiers:
                 balance, tier = (member.balance, member.tier) if member else (Balance(), MemberTier())
                 coupons = self._order_coupons(shop_id, event)
@@ -223,7 +233,7 @@ class Loyalty(ScheduledRuns, CouponService):
                         remind_days=program.expiry_reminder_days,
                     )
                     if settlement.tier_change:
-                        self._announce(shop_id, event.data.member_id, settlement.tier_change)
+                        self._announce(shop_id, payer, settlement.tier_change)
                     return "applied"
                 except TransactionCancelled:
                     pass  # the order exists already, or the member is missing, in debt or changed: the careful path
@@ -231,9 +241,9 @@ class Loyalty(ScheduledRuns, CouponService):
             now = self.clock()
             previous = order_store.get_order(self.db, shop_id, order_id)
             state = previous or OrderState(order_id=order_id)
-            if is_duplicate(state, event):
+            if is_duplicate(state, event, program.currency):
                 return "duplicate"
-            member_id = state.member_id or (event.data.member_id if isinstance(event, OrderPaid) else None)
+            member_id = state.member_id or payer or None
             balance, lots, tier = Balance(), [], MemberTier()
             spends = isinstance(event, OrderPaid) and event.data.points_used > 0
             if member_id is not None:
@@ -269,7 +279,7 @@ class Loyalty(ScheduledRuns, CouponService):
         if not isinstance(event, OrderPaid) or not event.data.coupon_codes:
             return {}
         codes = [normalise_code(code) for code in event.data.coupon_codes]
-        return self.find_coupons(shop_id, event.data.member_id, codes)
+        return self.find_coupons(shop_id, event.data.member_id or "", codes)
 
 
 def _sha256(value: str) -> str:

@@ -19,6 +19,8 @@
 | claims counter  | SHOP#<shop>#MEMBER#<member>          | CLAIMS#<template>               |
 | coupon code     | SHOP#<shop>#CODE#<code>              | CODE                            |
 | bulk grant      | SHOP#<shop>#GRANT#<grant>            | GRANT, and CHUNK#<n> per batch  |
+| integration     | SHOP#<shop>                          | INTEGRATION#<platform>          |
+| delivery seen   | SHOP#<shop>#DELIVERY#<platform>#<sha256 of id> | DELIVERY (expires by TTL) |
 
 The run state (where a scheduled run resumes) is the only item that belongs to no shop: runs serve all
 shops, and it is written once per run.
@@ -65,6 +67,8 @@ GRANT_SK = "GRANT"
 COUPON_PREFIX = "COUPON#"
 CLAIMS_PREFIX = "CLAIMS#"
 CHUNK_PREFIX = "CHUNK#"
+INTEGRATION_PREFIX = "INTEGRATION#"
+DELIVERY_SK = "DELIVERY"
 
 
 def digest(value: str) -> str:
@@ -106,6 +110,10 @@ def code_pk(shop_id: str, code: str) -> str:
 
 def grant_pk(shop_id: str, grant_id: str) -> str:
     return f"SHOP#{shop_id}#GRANT#{grant_id}"
+
+
+def delivery_pk(shop_id: str, platform: str, delivery_id: str) -> str:
+    return f"SHOP#{shop_id}#DELIVERY#{platform}#{digest(delivery_id)}"
 
 
 def coupon_sk(code: str) -> str:
