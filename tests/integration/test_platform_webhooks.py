@@ -14,6 +14,8 @@ from urllib.parse import quote_plus
 
 import boto3
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from infra.local.resources import Stack
 from loyalty.service.loyalty import Loyalty
@@ -355,3 +357,59 @@ def test_every_platform_refuses_an_unsigned_delivery(api: Api, stack: Stack, pla
     store = Store(api, platform, "CNY")
     assert store.deliver(b'{"id": 1}', {"Content-Type": "application/json"})[0] == 401
     assert queued(stack) == 0
+
+
+# ---------------------------------------------------------------------------- never a 500
+
+JUNK = st.one_of(st.none(), st.just(""), st.just("x"), st.integers(-5, 5), st.just([]), st.just({}), st.just("-1.00"))
+
+
+def paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path to a value inside a JSON document."""
+    found = [prefix] if prefix else []
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            found += paths(inner, (*prefix, key))
+    elif isinstance(value, list):
+        for index, inner in enumerate(value[:3]):
+            found += paths(inner, (*prefix, index))
+    return found
+
+
+def replace(document: Any, path: tuple[Any, ...], new: Any) -> Any:
+    changed = copy.deepcopy(document)
+    target = changed
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = new
+    return changed
+
+
+FUZZED = {
+    "shopify": ("shopify_orders_paid", lambda data: shopify_headers(data, "orders/paid", f"f{time.time_ns()}")),
+    "woocommerce": ("woocommerce_order_updated_refunded", lambda data: woo_headers(data, f"f{time.time_ns()}")),
+    "stripe": ("stripe_checkout_session_completed", stripe_headers),
+    "youzan": ("youzan_trade_TradePaid.msg_decoded", youzan_headers),  # its msg, re-encoded below
+}
+
+
+@pytest.mark.parametrize("platform", sorted(FUZZED))
+def test_mangled_payloads_get_a_4xx_or_are_taken_never_a_500(api: Api, stack: Stack, platform: str) -> None:
+    store = Store(api, platform, "CNY" if platform == "youzan" else "USD")
+    name, headers = FUZZED[platform]
+    document = sample(name)
+    every = paths(document)
+    envelope = sample("youzan_trade_TradePaid")
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(where=st.sampled_from(every), junk=JUNK)
+    def deliver(where: tuple[Any, ...], junk: Any) -> None:
+        mangled = replace(document, where, junk)
+        if platform == "youzan":
+            mangled = envelope | {"msg_id": f"f{time.time_ns()}", "msg": quote_plus(json.dumps(mangled))}
+        data = raw(mangled)
+        status, answer = store.deliver(data, headers(data))
+        assert status in (200, 400), (where, junk, answer)
+
+    deliver()
+    drain(stack)  # whatever was taken, the consumer settles, retries or parks

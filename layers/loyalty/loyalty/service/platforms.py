@@ -57,7 +57,11 @@ class PlatformService:
         """Map a verified delivery to our order events and queue them, once per delivery id. Raises MappingError
         (400) for a payload we cannot read; never queues part of a delivery it refuses."""
         platform = integration.platform
-        delivery = PLATFORMS[platform].parse(integration, headers, body)
+        try:
+            delivery = PLATFORMS[platform].parse(integration, headers, body)
+        except (TypeError, ValueError, AttributeError, KeyError, ArithmeticError) as exc:
+            # A field of the wrong type somewhere we did not name: still the sender's mistake, still a 400.
+            raise MappingError(f"the {platform} payload is not shaped as documented ({exc})", "body") from exc
         if not delivery.events:
             return delivery
         if integration_store.seen(self.db, shop_id, platform, delivery.delivery_id):
