@@ -8,9 +8,13 @@ TransactWriteItems calls our path made for N paid orders, and prints the time ra
 parsing, rules and retries cost on top of the writes themselves.
 """
 
+import json
+import os
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from infra.local.offline import use_in_process_moto
@@ -23,14 +27,17 @@ from moto import mock_aws
 from infra.local.resources import table_definition
 from loyalty.domain.coupons import TemplateRequest
 from loyalty.domain.errors import Conflict
+from loyalty.domain.integrations import IntegrationSettings
 from loyalty.domain.members import Profile
 from loyalty.domain.orders import EVENT_TYPES
 from loyalty.domain.program import Program
 from loyalty.service.coupons import QuoteRequest
 from loyalty.service.loyalty import Loyalty
 from loyalty.store.dynamo import Dynamo
+from loyalty.store.queue import Queues
 
 N = 200
+SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "platforms"
 PAID_AT = (datetime.now(UTC) - timedelta(days=1)).isoformat()
 
 
@@ -131,6 +138,46 @@ def requests_per_event() -> list[tuple[str, Counter[str]]]:
     rows.append(("order.paid with tiers, upgrading the member", upgrading))
     rows.append(("order.paid with tiers", measure(service, lambda: service.apply_order_event(shop, paid("t2")))))
     rows.extend(coupon_events(service, shop))
+    rows.extend(platform_events())
+    return rows
+
+
+def platform_events() -> list[tuple[str, Counter[str]]]:
+    """A Shopify orders/paid delivery: what the webhook costs, then the consumer for a new and a known buyer."""
+    service = fresh_table("bench-platforms")
+    shop = service.create_shop("Bench", currency="USD")["shop_id"]
+    service.program(shop)
+    service.shop(shop)
+    integration = service.set_integration(shop, "shopify", IntegrationSettings(secret="bench-secret"))
+    service.integration(shop, "shopify")
+    os.environ["ORDERS_QUEUE_URL"] = boto3.client("sqs").create_queue(QueueName="bench-orders")["QueueUrl"]
+    order = json.loads((SAMPLES / "shopify_orders_paid.json").read_text(), parse_float=Decimal)
+    queues = Queues()
+    rows = []
+
+    def deliver(delivery: str, order_id: int) -> None:
+        headers = {"x-shopify-topic": "orders/paid", "x-shopify-webhook-id": delivery}
+        service.platform_delivery(shop, integration, headers, order | {"id": order_id}, queues)
+
+    rows.append(("Shopify orders/paid webhook (config cached)", measure(service, lambda: deliver("d1", 1))))
+    rows.append(("Shopify orders/paid webhook, delivery replayed", measure(service, lambda: deliver("d1", 1))))
+    deliver("d2", 2)
+    events = [
+        json.loads(m["Body"])["event"]
+        for m in boto3.client("sqs").receive_message(QueueUrl=os.environ["ORDERS_QUEUE_URL"], MaxNumberOfMessages=10)[
+            "Messages"
+        ]
+    ]
+    first, second = (EVENT_TYPES["order.paid"].model_validate(e) for e in events)
+    rows.append(
+        (
+            "order.paid from Shopify, buyer enrolled on the way",
+            measure(service, lambda: service.apply_order_event(shop, first)),
+        )
+    )
+    rows.append(
+        ("order.paid from Shopify, buyer known", measure(service, lambda: service.apply_order_event(shop, second)))
+    )
     return rows
 
 
@@ -238,10 +285,10 @@ def main() -> None:
     with mock_aws():
         rows = requests_per_event()
         print("DynamoDB requests per business event (moto, in process)")
-        print(f"{'event':42} {'requests':>8}  by operation")
+        print(f"{'event':52} {'requests':>8}  by operation")
         for name, counts in rows:
             detail = ", ".join(f"{op} {n}" for op, n in sorted(counts.items()))
-            print(f"{name:42} {sum(counts.values()):>8}  {detail}")
+            print(f"{name:52} {sum(counts.values()):>8}  {detail}")
         ours, raw, calls = ours_against_raw()
         print(f"\n{N} paid orders: our path made {calls} TransactWriteItems ({calls / N:.2f} per order)")
         print(f"time ours / raw replay of the same calls: {ours / raw:.2f}  ({ours:.2f}s / {raw:.2f}s)")
