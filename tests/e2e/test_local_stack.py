@@ -1,5 +1,8 @@
 """`make run`'s contract, over HTTP: the local stack started as its own process, as a newcomer would start it."""
 
+import base64
+import hashlib
+import hmac
 import json
 import os
 import socket
@@ -219,3 +222,48 @@ def test_an_existing_endpoint_is_used_when_given(moto_server: str, tmp_path: Pat
         assert "AWS endpoint " + moto_server in (tmp_path / "stack.log").read_text()
     finally:
         stop(process)
+
+
+def test_coupons_grants_and_a_shopify_order_end_to_end(base: str) -> None:
+    """The coupon-grant queue and the platform webhook route work in the local stack as on AWS."""
+    status, shop = call(base, "POST", "/v1/shops", {"name": "E2E Shopify", "currency": "USD"}, key=OPERATOR_KEY)
+    sid, key = shop["shop_id"], shop["api_key"]
+    assert (
+        call(base, "PUT", f"/v1/shops/{sid}/integrations/shopify", {"secret": "e2e-shopify-secret"}, key=key)[0] == 200
+    )
+    order = {
+        "id": 9001,
+        "currency": "USD",
+        "processed_at": datetime.now(UTC).isoformat(),
+        "customer": {"id": 77, "email": "buyer@example.com"},
+        "line_items": [{"id": 1, "sku": "TEA-1", "price": "25.00", "quantity": 2, "discount_allocations": []}],
+    }
+    body = json.dumps(order).encode()
+    signature = base64.b64encode(hmac.new(b"e2e-shopify-secret", body, hashlib.sha256).digest()).decode()
+    headers = {"X-Shopify-Hmac-Sha256": signature, "X-Shopify-Topic": "orders/paid", "X-Shopify-Webhook-Id": "e2e-1"}
+    status, answer = call(base, "POST", f"/v1/shops/{sid}/webhooks/shopify", raw=body, headers=headers)
+    assert (status, answer["events"]) == (200, ["order.paid"])
+
+    def points() -> int:
+        found = call(base, "GET", f"/v1/shops/{sid}/members/shopify-77", key=key)
+        return int(found[1]["points"]["available"]) if found[0] == 200 else -1
+
+    assert eventually(lambda: points() == 50), points()  # enrolled from the order, 2 x 25.00
+    template = {"name": "5 off", "kind": "amount_off", "amount": "5.00", "stock": 10, "valid_days_after_claim": 30}
+    status, created = call(base, "POST", f"/v1/shops/{sid}/coupon-templates", template, key=key)
+    assert status == 201
+    grants = f"/v1/shops/{sid}/coupon-templates/{created['template_id']}/grants"
+    status, grant = call(
+        base, "POST", grants, {"member_ids": ["shopify-77"]}, key=key, headers={"Idempotency-Key": "g"}
+    )
+    assert status == 202
+    report = f"/v1/shops/{sid}/coupon-grants/{grant['grant_id']}"
+    assert eventually(lambda: call(base, "GET", report, key=key)[1]["status"] == "done")
+    coupons = call(base, "GET", f"/v1/shops/{sid}/members/shopify-77/coupons", key=key)[1]["items"]
+    cart = {
+        "member_id": "shopify-77",
+        "lines": [{"sku": "TEA-1", "amount": "25.00"}],
+        "coupon_codes": [coupons[0]["code"]],
+    }
+    status, quote = call(base, "POST", f"/v1/shops/{sid}/checkout/quote", cart, key=key)
+    assert (status, quote["payable"]) == (200, "20.00")

@@ -413,3 +413,44 @@ def test_mangled_payloads_get_a_4xx_or_are_taken_never_a_500(api: Api, stack: St
 
     deliver()
     drain(stack)  # whatever was taken, the consumer settles, retries or parks
+
+
+WRONG = "a-secret-that-is-not-the-shops"
+EVERY_SAMPLE = [
+    ("shopify", "shopify_orders_paid", lambda data, secret: shopify_headers(data, "orders/paid", "s1", secret)),
+    ("shopify", "shopify_refunds_create", lambda data, secret: shopify_headers(data, "refunds/create", "s2", secret)),
+    ("woocommerce", "woocommerce_order_updated_paid", lambda data, secret: woo_headers(data, "w1", secret)),
+    ("woocommerce", "woocommerce_order_updated_refunded", lambda data, secret: woo_headers(data, "w2", secret)),
+    ("stripe", "stripe_checkout_session_completed", lambda data, secret: stripe_headers(data, secret)),
+    ("youzan", "youzan_trade_TradePaid", lambda data, secret: youzan_headers(data, secret)),
+]
+
+
+@pytest.mark.parametrize(("platform", "name", "headers"), EVERY_SAMPLE, ids=[name for _, name, _ in EVERY_SAMPLE])
+def test_every_sample_is_taken_signed_right_and_refused_signed_wrong(
+    api: Api, stack: Stack, platform: str, name: str, headers: Any
+) -> None:
+    store = Store(api, platform, "CNY" if platform == "youzan" else "USD")
+    data = (SAMPLES / f"{name}.json").read_bytes().rstrip(b"\n")
+    assert store.deliver(data, headers(data, WRONG))[0] == 401
+    assert queued(stack) == 0
+    right = YOUZAN_SECRET if platform == "youzan" else SECRET
+    status, answer = store.deliver(data, headers(data, right))
+    assert status == 200 and answer["accepted"] is True, answer
+    assert queued(stack) == len(answer["events"])
+
+
+def test_the_stripe_refund_sample_is_taken_as_a_refund_event(api: Api, stack: Stack, service: Loyalty) -> None:
+    """The official refund object names a charge but no payment intent: recorded against the charge, waiting."""
+    store = Store(api, "stripe", "USD")
+    event = {
+        "id": "evt_r",
+        "type": "refund.created",
+        "data": {"object": sample("stripe_refund_object_official_fixture")},
+    }
+    data = raw(event)
+    assert store.deliver(data, stripe_headers(data, WRONG))[0] == 401
+    status, answer = store.deliver(data, stripe_headers(data))
+    assert (status, answer["events"]) == (200, ["order.refunded"])
+    drain(stack)
+    assert dead_letters(stack) == []

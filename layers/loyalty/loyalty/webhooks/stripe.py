@@ -127,8 +127,10 @@ def _paid(integration: Integration, event: dict[str, Any], session: dict[str, An
 
 
 def _order(obj: dict[str, Any]) -> str:
-    """The payment intent links a session to its charge and refunds; a session without one is its own order."""
-    order = obj.get("payment_intent") or (obj.get("id") if str(obj.get("id", "")).startswith("cs_") else None)
+    """The payment intent links a session to its charge and refunds. Without one (the legacy Charges API) a refund
+    names its charge, a charge is itself, and a session is its own order."""
+    own = str(obj.get("id", ""))
+    order = obj.get("payment_intent") or obj.get("charge") or (own if own.startswith(("ch_", "cs_")) else None)
     if not order:
         raise MappingError("payment_intent is missing", "data.object.payment_intent")
     return str(order)
