@@ -31,6 +31,7 @@ from loyalty.domain.members import Member
 from loyalty.domain.money import format_amount, parse_amount
 from loyalty.domain.orders import MAX_CODES, Identifier, OrderLine
 from loyalty.domain.program import Program
+from loyalty.service.cache import TTLCache
 from loyalty.service.runs import RunReport
 from loyalty.store import coupons as coupon_store
 from loyalty.store.dynamo import Dynamo, Item
@@ -73,6 +74,7 @@ class CouponService:
     events: Events
     shards: int
     clock: Callable[[], datetime]
+    _templates: TTLCache[tuple[Template, int] | None]
 
     def program(self, shop_id: str) -> Program:
         raise NotImplementedError
@@ -134,7 +136,10 @@ class CouponService:
         return template
 
     def template(self, shop_id: str, template_id: str) -> tuple[Template, int]:
-        found = coupon_store.get_template(self.db, shop_id, template_id)
+        """Templates never change once made (their stock is kept apart), so containers cache them."""
+        found = self._templates.get(
+            f"{shop_id}|{template_id}", lambda: coupon_store.get_template(self.db, shop_id, template_id)
+        )
         if found is None:
             raise NotFound(f"coupon template {template_id} not found", field="template_id")
         return found

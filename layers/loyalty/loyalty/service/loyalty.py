@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from loyalty.domain.coupons import Coupon, normalise_code
+from loyalty.domain.coupons import Coupon, Template, normalise_code
 from loyalty.domain.errors import Conflict, InvalidInput, NotFound, Retryable
 from loyalty.domain.expiry import expiring_soon
 from loyalty.domain.integrations import Integration
@@ -61,6 +61,7 @@ class Loyalty(ScheduledRuns, CouponService, PlatformService):
         self._shops: TTLCache[ShopRecord | None] = TTLCache(seconds)
         self._programs: TTLCache[Program | None] = TTLCache(seconds)
         self._integrations: TTLCache[Integration | None] = TTLCache(seconds)
+        self._templates: TTLCache[tuple[Template, int] | None] = TTLCache(max(seconds, 3600))
         self.clock = clock
 
     # ------------------------------------------------------------------ shops and credentials

@@ -46,7 +46,9 @@ def parse(integration: Integration, headers: Mapping[str, str], body: dict[str, 
         raise MappingError("msg is not URL-encoded JSON", "msg") from exc
     if not isinstance(message, dict):
         raise MappingError("msg is not an object", "msg")
-    if kind in PAID:
+    if kind in PAID and not message.get("full_order_info"):
+        delivery.ignored = f"{kind} without the order's detail: trade_TradePaid carries it"
+    elif kind in PAID:
         paid = _paid(integration, body, message)
         if paid is None:
             delivery.ignored = "no buyer id or phone: no member to credit"
