@@ -241,7 +241,8 @@ def quote(
         spend = sum(lines[i].amount for i in scope)
         if spend < terms.min_spend:
             raise NotApplicable(
-                f"{code}: needs {terms.min_spend} in scope, the cart has {spend} (minor units)",
+                f"{code}: needs {_major(terms.min_spend, exponent)} of goods in its scope, the cart has "
+                f"{_major(spend, exponent)}",
                 field=field,
                 reason="below_minimum",
             )
@@ -290,6 +291,11 @@ def _inapplicable(coupon: Coupon | None, member_id: str, at: datetime) -> Reason
     if coupon.valid_from is not None and at < coupon.valid_from:
         return "not_yet_valid"
     return None
+
+
+def _major(minor: int, exponent: int) -> str:
+    whole, frac = divmod(minor, 10**exponent)
+    return f"{whole}.{frac:0{exponent}d}" if exponent else str(whole)
 
 
 def _discount(terms: Terms, base: int) -> int:
