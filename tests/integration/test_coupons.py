@@ -130,7 +130,7 @@ def test_claims_for_unknown_members_and_templates(tea: Shop) -> None:
 
 
 def test_quote_breakdown_and_refusals(tea: Shop) -> None:
-    tea.program(points_offset={"points_per_unit": 20, "max_share": 0.5})
+    tea.program(points_offset={"points_per_unit": 20, "max_share": 0.5}, coupons_per_order=2)
     full_reduction = tea.claim(tea.template(), "a")[1]["code"]
     percent = tea.claim(
         tea.template(kind="percent_off", amount=None, percent=10, min_spend="0", max_discount="5.00"), "b"

@@ -28,7 +28,7 @@ def coupon(code: str, terms: Terms, member: str = "m1", **extra: object) -> Coup
     fields: dict[str, object] = {
         "coupon_id": f"cpn_{code}",
         "code": code,
-        "template_id": "tpl_1",
+        "template_id": f"tpl_{code}",
         "member_id": member,
         "terms": terms,
         "claimed_at": NOW - timedelta(days=1),
@@ -127,6 +127,30 @@ def test_unknown_and_repeated_codes() -> None:
     with pytest.raises(NotApplicable) as twice:
         price([line(1000)], [once, once])
     assert (twice.value.reason, twice.value.field) == ("duplicate_code", "coupon_codes[1]")
+
+
+def test_one_coupon_of_a_kind_and_the_programs_count_per_order() -> None:
+    first = coupon("A", Terms(kind="amount_off", amount=100))
+    twin = coupon("B", Terms(kind="amount_off", amount=100), template_id="tpl_A")
+    with pytest.raises(NotApplicable) as same:
+        price([line(10000)], [first, twin])
+    assert (same.value.reason, same.value.field) == ("same_template", "coupon_codes[1]")
+    other = coupon("C", Terms(kind="percent_off", percent=Decimal(5)))
+    with pytest.raises(NotApplicable) as many:
+        quote(
+            [line(10000)],
+            ["A", "C"],
+            {"A": first, "C": other},
+            member_id="m1",
+            points=0,
+            available=0,
+            offset=None,
+            combine=True,
+            exponent=2,
+            at=NOW,
+            max_coupons=1,
+        )
+    assert (many.value.reason, many.value.field) == ("too_many_coupons", "coupon_codes[1]")
 
 
 def test_points_pay_at_the_programs_rate_up_to_its_share() -> None:

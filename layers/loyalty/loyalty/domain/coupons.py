@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from loyalty.domain.errors import DomainError
-from loyalty.domain.orders import DecimalString, Identifier
+from loyalty.domain.orders import MAX_CODES, DecimalString, Identifier
 
 Kind = Literal["amount_off", "percent_off"]
 Status = Literal["available", "used", "expired"]
@@ -28,6 +28,8 @@ Reason = Literal[
     "below_minimum",
     "out_of_scope",
     "duplicate_code",
+    "same_template",
+    "too_many_coupons",
 ]
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I: codes are read aloud and typed
 
@@ -215,6 +217,7 @@ def quote(
     combine: bool,
     exponent: int,
     at: datetime,
+    max_coupons: int = MAX_CODES,
 ) -> Quote:
     """Apply coupons in the order given, each to what its scope still has to pay, then points.
 
@@ -224,6 +227,13 @@ def quote(
     """
     if codes and points and not combine:
         raise NotApplicable("points and coupons do not combine in this program", field="points", reason="no_combine")
+    if len(codes) > max_coupons:
+        raise NotApplicable(
+            f"this program takes at most {max_coupons} coupon(s) per order",
+            field=f"coupon_codes[{max_coupons}]",
+            reason="too_many_coupons",
+        )
+    templates: set[str] = set()
     remaining = [line.amount for line in lines]
     discounts: list[Discount] = []
     for index, code in enumerate(codes):
@@ -234,6 +244,9 @@ def quote(
         why = _inapplicable(coupon, member_id, at)
         if why or coupon is None:
             raise NotApplicable(f"{code}: {why}", field=field, reason=why or "unknown_code")
+        if coupon.template_id in templates:
+            raise NotApplicable(f"{code}: one coupon of a kind per order", field=field, reason="same_template")
+        templates.add(coupon.template_id)
         terms = coupon.terms
         scope = [i for i, line in enumerate(lines) if terms.in_scope(line.sku, line.category)]
         if not scope:

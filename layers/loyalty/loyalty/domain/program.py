@@ -64,6 +64,9 @@ class Program(BaseModel):
         "major unit, for at most half of what is left to pay; absent: points cannot pay",
     )
     combine_points_and_coupons: bool = Field(default=True, description="whether one order may use both")
+    coupons_per_order: int = Field(
+        default=1, ge=1, le=5, description="how many coupons one order may use (never two of one template)"
+    )
     coupon_reminder_days: int = Field(
         default=3, ge=0, le=90, description="days before an unused coupon expires that coupon.expiring is published"
     )

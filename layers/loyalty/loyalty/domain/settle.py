@@ -306,6 +306,7 @@ def _record_payment(
                 available=balance.available,
                 offset=program.points_offset,
                 combine=program.combine_points_and_coupons,
+                max_coupons=program.coupons_per_order,
                 exponent=program.exponent,
                 at=data.paid_at,
             )

@@ -331,6 +331,7 @@ class CouponService:
             available=member.balance.available,
             offset=program.points_offset,
             combine=program.combine_points_and_coupons,
+            max_coupons=program.coupons_per_order,
             exponent=program.exponent,
             at=self.clock(),
         )
