@@ -85,8 +85,7 @@ class PlatformService:
                     "event": event.model_dump(mode="json"),
                 }
             )
-        for envelope in envelopes:
-            queues.enqueue_order_event(envelope)
+        queues.enqueue_order_events(envelopes)
         integration_store.remember(self.db, shop_id, platform, delivery.delivery_id, self.clock())
         return delivery
 

@@ -28,16 +28,22 @@ class Queues:
         )
         return response["MessageId"]
 
+    def enqueue_order_events(self, envelopes: list[dict[str, Any]]) -> None:
+        """Several events of one delivery (a WooCommerce order with its refunds), in as few requests as SQS allows."""
+        self._send_all(os.environ["ORDERS_QUEUE_URL"], envelopes)
+
     def enqueue_grant_batches(self, batches: list[dict[str, Any]]) -> None:
-        url = os.environ["COUPON_GRANTS_QUEUE_URL"]
-        for start in range(0, len(batches), 10):  # SendMessageBatch takes ten at a time
+        self._send_all(os.environ["COUPON_GRANTS_QUEUE_URL"], batches)
+
+    def _send_all(self, url: str, bodies: list[dict[str, Any]]) -> None:
+        for start in range(0, len(bodies), 10):  # SendMessageBatch takes ten at a time
             entries = [
-                {"Id": str(n), "MessageBody": json.dumps(batch, separators=(",", ":"))}
-                for n, batch in enumerate(batches[start : start + 10])
+                {"Id": str(n), "MessageBody": json.dumps(body, separators=(",", ":"))}
+                for n, body in enumerate(bodies[start : start + 10])
             ]
             response = self.client.send_message_batch(QueueUrl=url, Entries=entries)  # type: ignore[arg-type]
-            if response.get("Failed"):
-                raise RuntimeError(f"could not queue {len(response['Failed'])} grant batches")
+            if response.get("Failed"):  # the caller answers 5xx (webhooks) or is retried (grants): nothing is lost
+                raise RuntimeError(f"SQS refused {len(response['Failed'])} of {len(entries)} messages")
 
     def park(self, body: str, *, reason: str, code: str, message_id: str, dlq_env: str = "ORDERS_DLQ_URL") -> None:
         """Move a message that can never succeed to the dead-letter queue, saying why."""
