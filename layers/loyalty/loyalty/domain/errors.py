@@ -1,5 +1,7 @@
 """Domain errors. The HTTP edge maps each to a status; the order consumer decides retry or park."""
 
+from pydantic import ValidationError
+
 
 class DomainError(Exception):
     """Base class. `code` is stable and machine readable; the message is for people."""
@@ -38,3 +40,9 @@ class Retryable(DomainError):
     """Nothing is wrong with the request; trying again later may succeed (contention, throttling)."""
 
     code = "retry"
+
+
+def first_problem(exc: "ValidationError") -> tuple[str, str]:
+    """(where, what) of a validation error's first problem, e.g. ('event.data.total', 'String should match ...')."""
+    first = exc.errors()[0]
+    return ".".join(str(part) for part in first["loc"]), first["msg"]

@@ -3,8 +3,6 @@
 Loyalty inherits these; what they use of it is declared on the class.
 """
 
-import hashlib
-import json
 import math
 import random
 import secrets
@@ -32,11 +30,12 @@ from loyalty.domain.money import format_amount, parse_amount
 from loyalty.domain.orders import MAX_CODES, Identifier, OrderLine
 from loyalty.domain.program import Program
 from loyalty.service.cache import TTLCache
+from loyalty.service.idempotency import fingerprint, replay
 from loyalty.service.runs import RunReport
 from loyalty.store import coupons as coupon_store
 from loyalty.store.dynamo import Dynamo, Item
 from loyalty.store.events import Events
-from loyalty.store.keys import COUPON_EXPIRE_JOB, COUPON_REMIND_JOB
+from loyalty.store.keys import COUPON_EXPIRE_JOB, COUPON_REMIND_JOB, digest
 from loyalty.store.queue import Queues
 
 logger = Logger(child=True)
@@ -155,7 +154,7 @@ class CouponService:
     def claim(self, shop_id: str, member_id: str, template_id: str, *, key: str) -> dict[str, Any]:
         """Issue one coupon of the template to the member: 201 once per key, the same answer on a replay, 409
         when the stock is gone or the member has their limit. Conditions decide, never a read."""
-        request = _sha256(json.dumps({"member_id": member_id, "template_id": template_id}, sort_keys=True))
+        request = fingerprint({"member_id": member_id, "template_id": template_id})
         template, stock_shards = self.template(shop_id, template_id)
         program = self.program(shop_id)
         now = self.clock()
@@ -206,10 +205,7 @@ class CouponService:
                 record = coupon_store.claim_record(self.db, shop_id, key)
                 if record is None:
                     continue
-                if record["request_sha256"] != request:
-                    raise Conflict("this Idempotency-Key was used for a different request", field="Idempotency-Key")
-                stored: dict[str, Any] = record["response"]
-                return stored
+                return replay(record, request)
             if outcome == "limit":
                 raise Conflict(
                     f"member {member_id} has claimed this coupon {template.per_member_limit} time(s), the limit",
@@ -226,8 +222,7 @@ class CouponService:
         # Sold out, unless this is a replay of a claim that succeeded before it sold out.
         record = coupon_store.claim_record(self.db, shop_id, key)
         if record is not None and record["request_sha256"] == request:
-            replayed: dict[str, Any] = record["response"]
-            return replayed
+            return replay(record, request)
         raise Conflict("this coupon is out of stock", field="template_id", code="out_of_stock")
 
     def coupons(self, shop_id: str, member_id: str, status: str | None = None) -> list[dict[str, Any]]:
@@ -249,8 +244,8 @@ class CouponService:
         """Record a bulk grant and queue it in batches; (created, view). The key makes the request idempotent."""
         self.template(shop_id, template_id)
         unique = list(dict.fromkeys(member_ids))
-        request = _sha256(json.dumps({"template_id": template_id, "member_ids": unique}))
-        grant_id = "grt_" + _sha256(f"{shop_id}|{key}")[:16]
+        request = fingerprint({"template_id": template_id, "member_ids": unique})
+        grant_id = "grt_" + digest(f"{shop_id}|{key}")[:16]
         chunks = [unique[i : i + GRANT_CHUNK] for i in range(0, len(unique), GRANT_CHUNK)]
         now = self.clock()
         existing = coupon_store.create_grant(
@@ -269,8 +264,7 @@ class CouponService:
             },
         )
         if existing is not None:
-            if existing.get("request_sha256") != request:
-                raise Conflict("this Idempotency-Key was used for a different request", field="Idempotency-Key")
+            replay(existing, request)  # the same key for another grant is a 409
             return False, self.grant_report(shop_id, grant_id)
         # Queued after the record exists; a crash between the two leaves a grant that never finishes, which the
         # report shows (chunks_done < chunks) and a retry with the same key does not repair: documented limit.
@@ -442,7 +436,3 @@ def priced_lines(lines: list[OrderLine], currency: str) -> list[PricedLine]:
             raise InvalidInput(str(exc), field=f"lines[{index}].amount") from exc
         out.append(PricedLine(sku=line.sku, category=line.category, amount=amount))
     return out
-
-
-def _sha256(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()

@@ -5,7 +5,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
-from loyalty.domain.errors import DomainError, Retryable
+from loyalty.domain.errors import DomainError, Retryable, first_problem
 from loyalty.domain.orders import OrderEnvelope
 from loyalty.service.coupons import GrantBatch
 from loyalty.service.loyalty import Loyalty
@@ -19,9 +19,8 @@ def handle_record(record: SQSRecord, service: Loyalty, queues: Queues, *, max_re
     try:
         envelope = OrderEnvelope.model_validate_json(record.body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        return _park(record, queues, "invalid", f"{where}: {first['msg']}")
+        where, what = first_problem(exc)
+        return _park(record, queues, "invalid", f"{where}: {what}")
     event = envelope.event
     context = {"shop_id": envelope.shop_id, "event_type": event.type, "order_id": event.data.order_id}
     try:
@@ -43,9 +42,8 @@ def handle_grant_batch(record: SQSRecord, service: Loyalty, queues: Queues, *, m
     try:
         batch = GrantBatch.model_validate_json(record.body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        _park(record, queues, "invalid", f"{where}: {first['msg']}", dlq_env="COUPON_GRANTS_DLQ_URL")
+        where, what = first_problem(exc)
+        _park(record, queues, "invalid", f"{where}: {what}", dlq_env="COUPON_GRANTS_DLQ_URL")
         return {"parked": 1}
     try:
         outcome = service.apply_grant_batch(batch)

@@ -2,7 +2,6 @@
 
 import base64
 import binascii
-import hashlib
 import hmac
 import json
 import os
@@ -12,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from loyalty.domain.coupons import Coupon, Template, normalise_code
-from loyalty.domain.errors import Conflict, InvalidInput, NotFound, Retryable
+from loyalty.domain.errors import InvalidInput, NotFound, Retryable
 from loyalty.domain.expiry import expiring_soon
 from loyalty.domain.integrations import Integration
 from loyalty.domain.ledger import Balance, LedgerEntry, iso, spend
@@ -23,6 +22,7 @@ from loyalty.domain.settle import is_duplicate, settle
 from loyalty.domain.tiers import MemberTier
 from loyalty.service.cache import TTLCache
 from loyalty.service.coupons import CouponService
+from loyalty.service.idempotency import fingerprint, replay
 from loyalty.service.platforms import PlatformService
 from loyalty.service.runs import ScheduledRuns
 from loyalty.store import members as member_store
@@ -32,6 +32,7 @@ from loyalty.store.dynamo import Dynamo, Item, TransactionCancelled
 from loyalty.store.events import Events
 from loyalty.store.keys import (
     IDEMPOTENCY_SK,
+    digest,
     idempotency_pk,
     member_pk,
 )
@@ -71,7 +72,7 @@ class Loyalty(ScheduledRuns, CouponService, PlatformService):
         api_key = f"{shop_id}.{secrets.token_urlsafe(32)}"
         webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
         program = Program(currency=currency) if currency else Program()
-        record = ShopRecord(shop_id, name, _sha256(api_key), webhook_secret)
+        record = ShopRecord(shop_id, name, digest(api_key), webhook_secret)
         shop_store.create_shop(self.db, record, program, self.clock())
         return {"shop_id": shop_id, "api_key": api_key, "webhook_secret": webhook_secret}
 
@@ -82,7 +83,7 @@ class Loyalty(ScheduledRuns, CouponService, PlatformService):
         """Raises PermissionError('unauthenticated'|'forbidden'). A key only ever opens its own shop."""
         key_shop = api_key.split(".", 1)[0]
         record = self.shop(key_shop) if key_shop.startswith("shp_") else None
-        if record is None or not hmac.compare_digest(record.api_key_sha256, _sha256(api_key)):
+        if record is None or not hmac.compare_digest(record.api_key_sha256, digest(api_key)):
             raise PermissionError("unauthenticated")
         if key_shop != shop_id:
             raise PermissionError("forbidden")
@@ -130,12 +131,12 @@ class Loyalty(ScheduledRuns, CouponService, PlatformService):
 
     def redeem(self, shop_id: str, member_id: str, *, key: str, points: int, reason: str) -> dict[str, Any]:
         """Spend available points, oldest-expiring lots first. The same key answers as its first success did."""
-        request = _sha256(json.dumps({"member_id": member_id, "points": points, "reason": reason}, sort_keys=True))
+        request = fingerprint({"member_id": member_id, "points": points, "reason": reason})
         record_pk = idempotency_pk(shop_id, "redemption", key)
         for _ in range(MAX_ATTEMPTS):
             stored = self.db.get(record_pk, IDEMPOTENCY_SK)
             if stored is not None:
-                return _replay(stored, request)
+                return replay(stored, request)
             now = self.clock()
             member = self.member(shop_id, member_id)
             lots = member_store.lots(self.db, shop_id, member_id)
@@ -281,17 +282,6 @@ class Loyalty(ScheduledRuns, CouponService, PlatformService):
             return {}
         codes = [normalise_code(code) for code in event.data.coupon_codes]
         return self.find_coupons(shop_id, event.data.member_id or "", codes)
-
-
-def _sha256(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
-
-
-def _replay(stored: Item, request: str) -> dict[str, Any]:
-    if not hmac.compare_digest(str(stored["request_sha256"]), request):
-        raise Conflict("this Idempotency-Key was used for a different request", field="Idempotency-Key")
-    response: dict[str, Any] = stored["response"]
-    return response
 
 
 def _encode_cursor(key: Item) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from pydantic import ValidationError
 
-from loyalty.domain.errors import Conflict, InvalidInput, NotFound, Retryable
+from loyalty.domain.errors import Conflict, InvalidInput, NotFound, Retryable, first_problem
 from loyalty.domain.integrations import Integration, IntegrationSettings, Platform
 from loyalty.domain.members import Member, Profile
 from loyalty.domain.orders import EVENT_TYPES, Customer
@@ -73,11 +73,8 @@ class PlatformService:
             try:
                 event = EVENT_TYPES[raw["type"]].model_validate(raw)
             except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(part) for part in first["loc"])
-                raise MappingError(
-                    f"{platform} payload maps to an invalid event: {where}: {first['msg']}", where
-                ) from exc
+                where, what = first_problem(exc)
+                raise MappingError(f"{platform} payload maps to an invalid event: {where}: {what}", where) from exc
             envelopes.append(
                 {
                     "shop_id": shop_id,
