@@ -151,6 +151,7 @@ def _points_as_payment(
         )
     else:
         target = 0
+    target = max(target, state.points_returned)  # what was given back stays given back, whatever the policy now
     order.points_returned = target
     spent = order.points_used if isinstance(event, OrderPaid) else 0
     given_back = target - state.points_returned
