@@ -41,7 +41,7 @@ def build(service: Callable[[], Loyalty], queues: Callable[[], Queues]) -> APIGa
             return errors.error_response(401, "unauthenticated", "unknown shop or bad signature")
         try:
             delivery_id = standard.verify(shop.webhook_secret, event.headers, raw, service().clock())
-        except standard.SignatureError as exc:
+        except SignatureError as exc:
             return errors.error_response(401, "bad_signature", str(exc))
         try:
             payload = json.loads(raw)

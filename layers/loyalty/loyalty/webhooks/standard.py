@@ -12,11 +12,9 @@ import hmac
 from collections.abc import Mapping
 from datetime import datetime
 
+from loyalty.webhooks.common import SignatureError
+
 TOLERANCE_SECONDS = 300
-
-
-class SignatureError(Exception):
-    """The delivery is not provably from the shop's platform: answer 401 and enqueue nothing."""
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
