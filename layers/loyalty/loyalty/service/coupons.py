@@ -1,4 +1,4 @@
-"""Coupon use cases: templates, claims and grants, the checkout quote, and the coupon expiry run.
+"""Coupon use cases: templates, claims and grants, and the checkout quote (their expiry run is in runs.py).
 
 Loyalty inherits these; what they use of it is declared on the class.
 """
@@ -31,11 +31,9 @@ from loyalty.domain.orders import MAX_CODES, Identifier, OrderLine
 from loyalty.domain.program import Program
 from loyalty.service.cache import TTLCache
 from loyalty.service.idempotency import fingerprint, replay
-from loyalty.service.runs import RunReport
 from loyalty.store import coupons as coupon_store
-from loyalty.store.dynamo import Dynamo, Item
-from loyalty.store.events import Events
-from loyalty.store.keys import COUPON_EXPIRE_JOB, COUPON_REMIND_JOB, digest
+from loyalty.store.dynamo import Dynamo
+from loyalty.store.keys import digest
 from loyalty.store.queue import Queues
 
 logger = Logger(child=True)
@@ -70,7 +68,6 @@ class GrantBatch(BaseModel):
 
 class CouponService:
     db: Dynamo
-    events: Events
     shards: int
     clock: Callable[[], datetime]
     _templates: TTLCache[tuple[Template, int] | None]
@@ -79,19 +76,6 @@ class CouponService:
         raise NotImplementedError
 
     def member(self, shop_id: str, member_id: str) -> Member:
-        raise NotImplementedError
-
-    def _run(
-        self,
-        job: str,
-        index_job: str,
-        time: datetime,
-        should_stop: Callable[[], bool],
-        handle: Callable[[Item], bool],
-        *,
-        inclusive: bool = False,
-        lookback_days: int = 7,
-    ) -> RunReport:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ templates
@@ -351,55 +335,6 @@ class CouponService:
             if coupon is not None:
                 found[code] = coupon
         return found
-
-    # ------------------------------------------------------------------ the expiry run
-
-    def expire_coupons(self, time: datetime, *, should_stop: Callable[[], bool] = lambda: False) -> RunReport:
-        """Publish coupon.expiring for unused coupons coupon_reminder_days ahead, then expire unused coupons past
-        their expiry. Both through the due index; each coupon is handled by one conditional update."""
-        reminded = self._run(
-            "remind-coupons",
-            COUPON_REMIND_JOB,
-            time,
-            should_stop,
-            lambda item: self._remind_coupon(item, time),
-            inclusive=True,
-        )
-        if not reminded.complete:
-            return reminded
-        report = self._run(
-            "expire-coupons",
-            COUPON_EXPIRE_JOB,
-            time,
-            should_stop,
-            lambda item: coupon_store.expire(self.db, item["PK"], item["SK"], time),
-            inclusive=True,
-        )
-        report.published = reminded.applied
-        return report
-
-    def _remind_coupon(self, item: Item, time: datetime) -> bool:
-        pk, sk = item["PK"], item["SK"]
-        expires_at = datetime.fromisoformat(str(item["expires_at"]).replace("Z", "+00:00"))
-        if not coupon_store.refile_for_expiry(self.db, pk, sk, expires_at, now=time, shards=self.shards):
-            return False
-        _, shop_id, _, member_id = pk.split("#", 3)
-        try:
-            self.events.publish(
-                "coupon.expiring",
-                {
-                    "shop_id": shop_id,
-                    "member_id": member_id,
-                    "code": sk.removeprefix("COUPON#"),
-                    "coupon_id": item.get("coupon_id"),
-                    "template_id": item.get("template_id"),
-                    "expires_at": iso(expires_at),
-                },
-            )
-        except Exception:
-            coupon_store.unremind(self.db, pk, sk, (item["DuePK"], item["DueSK"]))
-            raise
-        return True
 
 
 def coupon_view(coupon: Coupon, status: str, currency: str) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """The scheduled runs: each finds its due work through the sparse DueIndex and settles it item by item.
 
-Nightly, in this order (template.yaml): activate-pending, expire-points, remind-expiring, review-tiers.
+Nightly, in this order (template.yaml): activate-pending, expire-points, remind-expiring, review-tiers,
+expire-coupons.
 """
 
 from collections.abc import Callable
@@ -15,12 +16,15 @@ from loyalty.domain.ledger import iso
 from loyalty.domain.program import Program
 from loyalty.domain.settle import activate
 from loyalty.domain.tiers import TierChange, review, window_total
+from loyalty.store import coupons as coupon_store
 from loyalty.store import members as member_store
 from loyalty.store import orders as order_store
 from loyalty.store.dynamo import Dynamo, Item, TransactionCancelled
 from loyalty.store.events import Events
 from loyalty.store.keys import (
     ACTIVATE_JOB,
+    COUPON_EXPIRE_JOB,
+    COUPON_REMIND_JOB,
     EXPIRE_JOB,
     PUBLISH_JOB,
     REMIND_JOB,
@@ -290,6 +294,55 @@ class ScheduledRuns:
             )
         except Exception:
             member_store.unmark_reminded(self.db, pk, sk, (due_pk_, due_sk))
+            raise
+        return True
+
+    # ------------------------------------------------------------------ the expiry run
+
+    def expire_coupons(self, time: datetime, *, should_stop: Callable[[], bool] = lambda: False) -> RunReport:
+        """Publish coupon.expiring for unused coupons coupon_reminder_days ahead, then expire unused coupons past
+        their expiry. Both through the due index; each coupon is handled by one conditional update."""
+        reminded = self._run(
+            "remind-coupons",
+            COUPON_REMIND_JOB,
+            time,
+            should_stop,
+            lambda item: self._remind_coupon(item, time),
+            inclusive=True,
+        )
+        if not reminded.complete:
+            return reminded
+        report = self._run(
+            "expire-coupons",
+            COUPON_EXPIRE_JOB,
+            time,
+            should_stop,
+            lambda item: coupon_store.expire(self.db, item["PK"], item["SK"], time),
+            inclusive=True,
+        )
+        report.published = reminded.applied
+        return report
+
+    def _remind_coupon(self, item: Item, time: datetime) -> bool:
+        pk, sk = item["PK"], item["SK"]
+        expires_at = datetime.fromisoformat(str(item["expires_at"]).replace("Z", "+00:00"))
+        if not coupon_store.refile_for_expiry(self.db, pk, sk, expires_at, now=time, shards=self.shards):
+            return False
+        shop_id, member_id = _member_of(pk)
+        try:
+            self.events.publish(
+                "coupon.expiring",
+                {
+                    "shop_id": shop_id,
+                    "member_id": member_id,
+                    "code": sk.removeprefix("COUPON#"),
+                    "coupon_id": item.get("coupon_id"),
+                    "template_id": item.get("template_id"),
+                    "expires_at": iso(expires_at),
+                },
+            )
+        except Exception:
+            member_store.unmark_reminded(self.db, pk, sk, (item["DuePK"], item["DueSK"]))
             raise
         return True
 

@@ -242,13 +242,6 @@ def refile_for_expiry(db: Dynamo, pk: str, sk: str, expires_at: datetime, *, now
         return False
 
 
-def unremind(db: Dynamo, pk: str, sk: str, due: tuple[str, str]) -> None:
-    """Put a reminder back after its event could not be published."""
-    db.update(
-        pk, sk, "SET DuePK = :due_pk, DueSK = :due_sk REMOVE reminded_at", values={":due_pk": due[0], ":due_sk": due[1]}
-    )
-
-
 def expire(db: Dynamo, pk: str, sk: str, now: datetime) -> bool:
     """An unused coupon past its expiry becomes expired and leaves the index. False if it was used or is not due."""
     try:

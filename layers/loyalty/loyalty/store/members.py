@@ -380,7 +380,7 @@ def mark_reminded(db: Dynamo, pk: str, sk: str, now: datetime) -> bool:
 
 
 def unmark_reminded(db: Dynamo, pk: str, sk: str, due: tuple[str, str]) -> None:
-    """Put a reminder back on the index after its event could not be published."""
+    """Put a reminder (of points or of a coupon) back on the index after its event could not be published."""
     db.update(
         pk, sk, "SET DuePK = :due_pk, DueSK = :due_sk REMOVE reminded_at", values={":due_pk": due[0], ":due_sk": due[1]}
     )
