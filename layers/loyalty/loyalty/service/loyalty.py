@@ -25,17 +25,13 @@ from loyalty.service.coupons import CouponService
 from loyalty.service.idempotency import fingerprint, replay
 from loyalty.service.platforms import PlatformService
 from loyalty.service.runs import ScheduledRuns
+from loyalty.store import idempotency as idempotency_store
 from loyalty.store import members as member_store
 from loyalty.store import orders as order_store
 from loyalty.store import shops as shop_store
 from loyalty.store.dynamo import Dynamo, Item, TransactionCancelled
 from loyalty.store.events import Events
-from loyalty.store.keys import (
-    IDEMPOTENCY_SK,
-    digest,
-    idempotency_pk,
-    member_pk,
-)
+from loyalty.store.keys import digest, member_pk
 from loyalty.store.shops import ShopRecord
 
 # Attempts at an optimistic write before giving the event back to the queue (or a 503 to the caller).
@@ -132,9 +128,8 @@ class Loyalty(ScheduledRuns, CouponService, PlatformService):
     def redeem(self, shop_id: str, member_id: str, *, key: str, points: int, reason: str) -> dict[str, Any]:
         """Spend available points, oldest-expiring lots first. The same key answers as its first success did."""
         request = fingerprint({"member_id": member_id, "points": points, "reason": reason})
-        record_pk = idempotency_pk(shop_id, "redemption", key)
         for _ in range(MAX_ATTEMPTS):
-            stored = self.db.get(record_pk, IDEMPOTENCY_SK)
+            stored = idempotency_store.get_record(self.db, shop_id, "redemption", key)
             if stored is not None:
                 return replay(stored, request)
             now = self.clock()
@@ -156,17 +151,7 @@ class Loyalty(ScheduledRuns, CouponService, PlatformService):
                 "at": iso(now),
             }
             tx = self.db.transaction()
-            tx.put(
-                {
-                    "PK": record_pk,
-                    "SK": IDEMPOTENCY_SK,
-                    "type": "idempotency",
-                    "request_sha256": request,
-                    "response": response,
-                    "created_at": iso(now),
-                },
-                condition="attribute_not_exists(PK)",
-            )
+            idempotency_store.add_record(tx, shop_id, "redemption", key, request=request, response=response, now=now)
             member_store.add_balance_change(
                 tx,
                 shop_id,

@@ -6,6 +6,7 @@ from typing import Any, Literal
 from loyalty.domain.coupons import Coupon, Template
 from loyalty.domain.errors import NotFound
 from loyalty.domain.ledger import iso
+from loyalty.store import idempotency
 from loyalty.store.dynamo import ConditionFailed, Dynamo, Item, Transaction, TransactionCancelled, model_of
 from loyalty.store.keys import (
     CHUNK_PREFIX,
@@ -14,7 +15,6 @@ from loyalty.store.keys import (
     COUPON_PREFIX,
     COUPON_REMIND_JOB,
     GRANT_SK,
-    IDEMPOTENCY_SK,
     PROFILE_SK,
     STOCK_SK,
     TEMPLATE_SK,
@@ -22,7 +22,6 @@ from loyalty.store.keys import (
     coupon_sk,
     due_keys,
     grant_pk,
-    idempotency_pk,
     member_pk,
     stock_pk,
     template_pk,
@@ -97,17 +96,7 @@ def commit_claim(
     first; the conditions decide, so no concurrency can oversell or over-issue."""
     member = member_pk(shop_id, coupon.member_id)
     tx = db.transaction()
-    tx.put(
-        {
-            "PK": idempotency_pk(shop_id, "claim", key),
-            "SK": IDEMPOTENCY_SK,
-            "type": "idempotency",
-            "request_sha256": request,
-            "response": response,
-            "created_at": iso(now),
-        },
-        condition="attribute_not_exists(PK)",
-    )
+    idempotency.add_record(tx, shop_id, "claim", key, request=request, response=response, now=now)
     tx.update(
         {"PK": stock_pk(shop_id, template.template_id, shard), "SK": STOCK_SK},
         "ADD issued :one",
@@ -139,7 +128,7 @@ def commit_claim(
 
 
 def claim_record(db: Dynamo, shop_id: str, key: str) -> Item | None:
-    return db.get(idempotency_pk(shop_id, "claim", key), IDEMPOTENCY_SK)
+    return idempotency.get_record(db, shop_id, "claim", key)
 
 
 def coupon_item(shop_id: str, coupon: Coupon, *, now: datetime, shards: int, remind_days: int) -> Item:
