@@ -13,8 +13,9 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from loyalty.domain.errors import DomainError
-from loyalty.domain.orders import MAX_CODES, DecimalString, Identifier
+from loyalty.domain.errors import DomainError, InvalidInput
+from loyalty.domain.money import parse_amount
+from loyalty.domain.orders import MAX_CODES, DecimalString, Identifier, OrderLine
 
 Kind = Literal["amount_off", "percent_off"]
 Status = Literal["available", "used", "expired"]
@@ -175,6 +176,18 @@ class PricedLine(BaseModel):
     sku: str
     category: str
     amount: int  # minor units, what the line costs before our coupons and points
+
+
+def priced_lines(lines: list[OrderLine], currency: str, where: str = "lines") -> list[PricedLine]:
+    """Order or cart lines with their amounts in exact minor units; a bad amount names its line."""
+    out = []
+    for index, line in enumerate(lines):
+        try:
+            amount = parse_amount(line.amount, currency)
+        except ValueError as exc:
+            raise InvalidInput(str(exc), field=f"{where}[{index}].amount") from exc
+        out.append(PricedLine(sku=line.sku, category=line.category, amount=amount))
+    return out
 
 
 class PointsOffset(BaseModel):

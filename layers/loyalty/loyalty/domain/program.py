@@ -1,5 +1,6 @@
 """A shop's loyalty program: how purchases earn points and how refunds take them back."""
 
+from datetime import datetime
 from decimal import Decimal
 from itertools import pairwise
 from typing import Annotated, Literal
@@ -7,7 +8,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from loyalty.domain.coupons import PointsOffset
+from loyalty.domain import coupons as coupons_rules
+from loyalty.domain.coupons import Coupon, PointsOffset, PricedLine, Quote
 from loyalty.domain.expiry import ExpiryRule
 from loyalty.domain.money import currency_exponent, normalise_currency
 from loyalty.domain.tiers import Tier
@@ -125,6 +127,32 @@ class Program(BaseModel):
 
     def expiry_rule(self, source: Source) -> ExpiryRule:
         return self.expiry.get(source, ExpiryRule())
+
+    def price(
+        self,
+        lines: list[PricedLine],
+        codes: list[str],
+        coupons: dict[str, Coupon],
+        *,
+        member_id: str,
+        points: int,
+        available: int,
+        at: datetime,
+    ) -> Quote:
+        """A cart priced under this program's checkout rules: points as cash, combining, coupons per order."""
+        return coupons_rules.quote(
+            lines,
+            codes,
+            coupons,
+            member_id=member_id,
+            points=points,
+            available=available,
+            offset=self.points_offset,
+            combine=self.combine_points_and_coupons,
+            max_coupons=self.coupons_per_order,
+            exponent=self.exponent,
+            at=at,
+        )
 
     def multiplier(self, category: str) -> Decimal:
         return self.category_multipliers.get(category, Decimal(1))

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from loyalty.domain.coupons import Coupon, NotApplicable, PricedLine, normalise_code, quote
+from loyalty.domain.coupons import Coupon, NotApplicable, normalise_code, priced_lines
 from loyalty.domain.earning import kept_after_refunds, points_for_lines
 from loyalty.domain.errors import InsufficientPoints, InvalidInput, Retryable
 from loyalty.domain.expiry import expires_at
@@ -289,26 +289,17 @@ def _record_payment(
         raise InvalidInput(str(exc), field="data.currency") from exc
     if currency != program.currency:
         raise InvalidInput(f"order currency {currency} is not the program's {program.currency}", field="data.currency")
-    lines = [
-        PricedLine(
-            sku=line.sku, category=line.category, amount=_amount(line.amount, currency, f"data.lines[{i}].amount")
-        )
-        for i, line in enumerate(data.lines)
-    ]
+    lines = priced_lines(list(data.lines), currency, "data.lines")
     if data.coupon_codes or data.points_used:
         codes = [normalise_code(code) for code in data.coupon_codes]
         try:
-            priced = quote(
+            priced = program.price(
                 lines,
                 codes,
                 coupons,
                 member_id=member_id,
                 points=data.points_used,
                 available=balance.available,
-                offset=program.points_offset,
-                combine=program.combine_points_and_coupons,
-                max_coupons=program.coupons_per_order,
-                exponent=program.exponent,
                 at=data.paid_at,
             )
         except NotApplicable as exc:

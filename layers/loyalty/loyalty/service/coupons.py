@@ -15,13 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from loyalty.domain.coupons import (
     Coupon,
-    PricedLine,
     Template,
     TemplateRequest,
     Terms,
     new_code,
     normalise_code,
-    quote,
+    priced_lines,
 )
 from loyalty.domain.errors import Conflict, InvalidInput, NotFound
 from loyalty.domain.ledger import iso
@@ -300,17 +299,13 @@ class CouponService:
         lines = priced_lines(request.lines, program.currency)
         codes = [normalise_code(code) for code in request.coupon_codes]
         found = self.find_coupons(shop_id, request.member_id, codes)
-        result = quote(
+        result = program.price(
             lines,
             codes,
             found,
             member_id=request.member_id,
             points=request.points,
             available=member.balance.available,
-            offset=program.points_offset,
-            combine=program.combine_points_and_coupons,
-            max_coupons=program.coupons_per_order,
-            exponent=program.exponent,
             at=self.clock(),
         )
         money = program.currency
@@ -360,14 +355,3 @@ def coupon_view(coupon: Coupon, status: str, currency: str) -> dict[str, Any]:
     if coupon.order_id:
         view["order_id"] = coupon.order_id
     return view
-
-
-def priced_lines(lines: list[OrderLine], currency: str) -> list[PricedLine]:
-    out = []
-    for index, line in enumerate(lines):
-        try:
-            amount = parse_amount(line.amount, currency)
-        except ValueError as exc:
-            raise InvalidInput(str(exc), field=f"lines[{index}].amount") from exc
-        out.append(PricedLine(sku=line.sku, category=line.category, amount=amount))
-    return out
