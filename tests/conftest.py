@@ -15,8 +15,15 @@ import pytest
 from infra.local.offline import use_in_process_moto
 
 use_in_process_moto(
-    POWERTOOLS_METRICS_NAMESPACE="LoyaltyTest", POWERTOOLS_SERVICE_NAME="loyalty-test", POWERTOOLS_LOG_LEVEL="WARNING"
+    POWERTOOLS_METRICS_NAMESPACE="LoyaltyTest",
+    POWERTOOLS_SERVICE_NAME="loyalty-test",
+    POWERTOOLS_LOG_LEVEL="WARNING",
+    DUE_SHARDS="4",  # see the stack fixture
 )
+
+from infra.local import strict
+
+strict.install()  # IAM per function and AWS's limits, on every client made from here on
 
 from moto import mock_aws
 
@@ -60,7 +67,11 @@ def moto_server(aws: None) -> Iterator[str]:
 def stack(aws: None) -> Iterator[Stack]:
     """Empty table and queues for this test, and the functions' environment pointing at them."""
     created = create_stack(prefix=f"t{uuid.uuid4().hex[:8]}-")
+    strict.configure(created)
     os.environ.update(created.env())
+    # The due index's shards only spread load across partitions (template default 32). Tests simulate runs
+    # hundreds of days ahead, each visiting every day-shard on moto (whose index queries scan the table): few.
+    os.environ["DUE_SHARDS"] = "4"
     os.environ["OPERATOR_KEY_SHA256"] = hashlib.sha256(OPERATOR_KEY.encode()).hexdigest()
     os.environ["MAX_RECEIVES"] = str(max_receive_count())
     runtime.service.cache_clear()
@@ -123,3 +134,11 @@ def shop(api: Api) -> dict[str, str]:
     status, body = api.call("POST", "/v1/shops", key=OPERATOR_KEY, body={"name": "Tea House"})
     assert status == 201, body
     return dict(body)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """`make iam-report`: what each function was granted and what the tests saw it do."""
+    report = os.environ.get("LOYALTY_IAM_REPORT")
+    if report:
+        with open(report, "w") as handle:
+            handle.write(strict.report_json())

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
+from infra.local import strict
 from infra.local.resources import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,7 +77,8 @@ def handler(function: Function) -> Any:
         assert spec and spec.loader
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
-        spec.loader.exec_module(module)
+        with strict.acting_as(function.logical_id):  # a cold start runs as the function too
+            spec.loader.exec_module(module)
         _loaded[path] = module
     return getattr(module, function.attribute)
 
@@ -99,7 +101,9 @@ class Context:
 
 
 def invoke(function: Function, event: dict[str, Any]) -> Any:
-    return handler(function)(event, Context(function))
+    """Run the function's handler as that function: its IAM policy and its environment (see strict.py)."""
+    with strict.acting_as(function.logical_id):
+        return handler(function)(event, Context(function))
 
 
 def api_event(
@@ -110,14 +114,15 @@ def api_event(
     body: str | bytes | None = None,
     resource: str = "/{proxy+}",
 ) -> dict[str, Any]:
-    """An API Gateway REST (v1) proxy event."""
+    """An API Gateway REST (v1) proxy event. The path is percent-decoded, as API Gateway decodes it."""
     parts = urlsplit(url)
+    path = unquote(parts.path)
     query = parse_qs(parts.query, keep_blank_values=True)
     text = body.decode() if isinstance(body, bytes) else body
     headers = dict(headers or {})
     return {
         "resource": resource,
-        "path": parts.path,
+        "path": path,
         "httpMethod": method.upper(),
         "headers": headers,
         "multiValueHeaders": {k: [v] for k, v in headers.items()},
@@ -128,7 +133,7 @@ def api_event(
         "requestContext": {
             "resourcePath": resource,
             "httpMethod": method.upper(),
-            "path": parts.path,
+            "path": path,
             "stage": "local",
             "requestId": str(uuid.uuid4()),
             "identity": {"sourceIp": "127.0.0.1"},

@@ -66,12 +66,20 @@ class Stack:
     buses: dict[str, str] = field(default_factory=dict)  # logical id -> event bus name
 
     def env(self) -> dict[str, str]:
-        """The environment variables template.yaml gives the functions: every `!Ref <queue>` becomes its URL."""
-        found = {"TABLE_NAME": self.tables["LoyaltyTable"], "EVENT_BUS_NAME": self.buses["LoyaltyEventBus"]}
-        for props in resources_of("AWS::Serverless::Function").values():
+        """The environment variables template.yaml gives the functions (Globals and each function's own), with
+        every `!Ref` resolved: a queue to its URL, a table or bus to its name, a parameter to its default.
+        Literal values (Powertools' settings) and variables with no local value (the operator key's hash) are
+        left to the caller."""
+        template = load_template()
+        refs: dict[str, str] = {**self.tables, **self.queues, **self.buses}
+        refs |= {name: str(p["Default"]) for name, p in template.get("Parameters", {}).items() if "Default" in p}
+        found: dict[str, str] = {}
+        sources = [template.get("Globals", {}).get("Function", {})]
+        sources += list(resources_of("AWS::Serverless::Function", template).values())
+        for props in sources:
             for name, value in props.get("Environment", {}).get("Variables", {}).items():
-                if isinstance(value, dict) and value.get("Ref") in self.queues:
-                    found[name] = self.queues[value["Ref"]]
+                if isinstance(value, dict) and value.get("Ref") in refs:
+                    found[name] = refs[value["Ref"]]
         return found
 
 
@@ -94,6 +102,8 @@ def create_stack(prefix: str = "") -> Stack:
     for logical_id in ordered:
         props = queues[logical_id]
         attributes: dict[Any, str] = {"VisibilityTimeout": str(props.get("VisibilityTimeout", 30))}
+        if "MaximumMessageSize" in props:
+            attributes["MaximumMessageSize"] = str(props["MaximumMessageSize"])
         redrive = props.get("RedrivePolicy")
         if redrive:
             target = redrive["deadLetterTargetArn"]["GetAtt"].split(".")[0]
