@@ -20,7 +20,7 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 MAX_RECEIVES = int(os.environ.get("MAX_RECEIVES", "5"))
 
 
-@tracer.capture_method
+@tracer.capture_method(capture_response=False, capture_error=False)
 def record_handler(record: SQSRecord) -> dict[str, int]:
     outcome = intake.handle_grant_batch(record, runtime.service(), runtime.queues(), max_receives=MAX_RECEIVES)
     metrics.add_metric(name="CouponsGranted", unit=MetricUnit.Count, value=outcome.get("granted", 0))
@@ -28,7 +28,7 @@ def record_handler(record: SQSRecord) -> dict[str, int]:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)  # keys and contacts stay out of traces
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -22,7 +22,7 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 MAX_RECEIVES = int(os.environ.get("MAX_RECEIVES", "5"))
 
 
-@tracer.capture_method
+@tracer.capture_method(capture_response=False, capture_error=False)
 def record_handler(record: SQSRecord) -> str:
     outcome = intake.handle_record(record, runtime.service(), runtime.queues(), max_receives=MAX_RECEIVES)
     metrics.add_metric(name=f"OrderEvents_{outcome}", unit=MetricUnit.Count, value=1)
@@ -30,7 +30,7 @@ def record_handler(record: SQSRecord) -> str:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)  # keys and contacts stay out of traces
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

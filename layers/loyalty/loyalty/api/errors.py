@@ -2,6 +2,7 @@
 client mistake."""
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
@@ -9,10 +10,11 @@ from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
 from loyalty.domain.coupons import NotApplicable
-from loyalty.domain.errors import Conflict, DomainError, InvalidInput, NotFound, Retryable
+from loyalty.domain.errors import Conflict, DomainError, InvalidInput, NotFound, Retryable, TooLarge
 
 _STATUS: list[tuple[type[DomainError], int]] = [
     (NotApplicable, 422),
+    (TooLarge, 413),
     (InvalidInput, 400),
     (NotFound, 404),
     (Conflict, 409),
@@ -36,11 +38,27 @@ def field_name(location: tuple[Any, ...] | list[Any]) -> str:
     return name or "body"
 
 
-def install(app: ApiGatewayResolver) -> None:
-    """Map validation, credential and domain errors to their 4xx answers."""
+def install(app: ApiGatewayResolver, authenticate: Callable[[], None] | None = None) -> None:
+    """Map validation, credential and domain errors to their 4xx answers. `authenticate` checks the caller's
+    credentials for the route asked for (raising PermissionError): a request that fails validation is answered
+    401/403 rather than 400 unless its caller may use the route, so strangers do not learn the schema."""
+
+    def stranger() -> Response[str] | None:
+        if authenticate is None:
+            return None
+        try:
+            authenticate()
+        except PermissionError as exc:
+            return denied(exc)
+        except DomainError as exc:  # e.g. the shop's store is unreachable
+            return domain(exc)
+        return None
 
     @app.exception_handler(RequestValidationError)
     def _invalid(exc: RequestValidationError) -> Response[str]:
+        refused = stranger()
+        if refused is not None:
+            return refused
         fields = [
             {
                 # A body that is not JSON at all is reported against the body, not a character position.
@@ -54,18 +72,27 @@ def install(app: ApiGatewayResolver) -> None:
             400, "invalid", f"{first['field']}: {first['message']}", field=first["field"], fields=fields
         )
 
+    @app.exception_handler(RecursionError)
+    def _too_deep(exc: RecursionError) -> Response[str]:
+        # json.loads and validation recurse per level of nesting: a body nested thousands deep is refused.
+        return stranger() or error_response(400, "invalid", "body: nested too deeply", field="body")
+
     @app.not_found
     def _no_route(exc: Exception) -> Response[str]:
         return error_response(404, "not_found", "no such route")
 
-    @app.exception_handler(PermissionError)
-    def _denied(exc: PermissionError) -> Response[str]:
+    def denied(exc: PermissionError) -> Response[str]:
         if str(exc) == "forbidden":
             return error_response(403, "forbidden", "these credentials do not open this shop")
         return error_response(401, "unauthenticated", "missing or invalid credentials")
 
-    @app.exception_handler(DomainError)
-    def _domain(exc: DomainError) -> Response[str]:
+    def domain(exc: DomainError) -> Response[str]:
         status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 400)
         reason = exc.reason if isinstance(exc, NotApplicable) else None
-        return error_response(status, exc.code, exc.message, field=exc.field, reason=reason)
+        response = error_response(status, exc.code, exc.message, field=exc.field, reason=reason)
+        if status == 503:
+            response.headers["Retry-After"] = "5"
+        return response
+
+    app.exception_handler(PermissionError)(denied)
+    app.exception_handler(DomainError)(domain)

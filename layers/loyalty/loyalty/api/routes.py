@@ -1,6 +1,7 @@
 """Operator, merchant and member routes. Each parses, calls the service, shapes the answer."""
 
 import json
+import re
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
@@ -23,6 +24,7 @@ from loyalty.domain.program import Program
 from loyalty.service.loyalty import Loyalty
 from loyalty.store.queue import Queues
 
+SHOP_PATH = re.compile(r"^/v1/shops/(?P<shop_id>[^/]+)(/|$)")
 PlatformName = Annotated[Platform, Path(description="shopify, woocommerce, stripe or youzan")]
 
 
@@ -73,7 +75,17 @@ def build(service: Callable[[], Loyalty], queues: Callable[[], Queues]) -> APIGa
     app = APIGatewayRestResolver(
         enable_validation=True, json_body_deserializer=partial(json.loads, parse_float=Decimal)
     )
-    errors.install(app)
+
+    def authenticate() -> None:
+        """The credentials the requested route needs: the operator's for /v1/shops, else the shop's own key."""
+        path = app.current_event.path
+        shop = SHOP_PATH.match(path)
+        if shop:
+            service().authenticate(bearer(app), shop["shop_id"])
+        elif path.rstrip("/") == "/v1/shops":
+            require_operator(app)
+
+    errors.install(app, authenticate)
 
     def view(shop_id: str, member: Member) -> dict[str, Any]:
         base = service().program(shop_id).tiers[:1]

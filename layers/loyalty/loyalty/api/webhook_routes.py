@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from loyalty.api import errors
 from loyalty.api.common import json_response
 from loyalty.domain.integrations import PLATFORMS, Platform
-from loyalty.domain.orders import EVENT_TYPES
+from loyalty.domain.orders import EVENT_TYPES, OrderEnvelope
 from loyalty.service.loyalty import Loyalty
 from loyalty.store.queue import Queues
 from loyalty.webhooks import standard, woocommerce, youzan
@@ -26,7 +26,7 @@ from loyalty.webhooks.platforms import PLATFORMS as HANDLERS
 
 def build(service: Callable[[], Loyalty], queues: Callable[[], Queues]) -> APIGatewayRestResolver:
     app = APIGatewayRestResolver(enable_validation=True)
-    errors.install(app)
+    errors.install(app)  # the signature is the credential, checked in each route before the body is read
 
     @app.post(
         "/v1/shops/<shop_id>/webhooks/orders",
@@ -51,14 +51,13 @@ def build(service: Callable[[], Loyalty], queues: Callable[[], Queues]) -> APIGa
         if kind is None:
             return errors.error_response(400, "invalid", f"type must be one of {sorted(EVENT_TYPES)}", field="type")
         try:
-            order_event = kind.model_validate(payload)
+            envelope = OrderEnvelope.queued(shop_id, delivery_id, kind.model_validate(payload))
         except ValidationError as exc:
             first = exc.errors()[0]
-            field = errors.field_name(first["loc"])
+            loc = tuple(first["loc"])
+            field = "webhook-id" if loc[:1] == ("delivery_id",) else errors.field_name(loc)
             return errors.error_response(400, "invalid", f"{field}: {first['msg']}", field=field)
-        queues().enqueue_order_event(
-            {"shop_id": shop_id, "delivery_id": delivery_id, "event": order_event.model_dump(mode="json")}
-        )
+        queues().enqueue_order_event(envelope)
         return json_response(202, {"accepted": True, "delivery_id": delivery_id})
 
     @app.post(

@@ -11,9 +11,10 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from loyalty.domain.errors import DomainError, InvalidInput
+from loyalty.domain.ledger import BusinessTime
 from loyalty.domain.money import parse_amount
 from loyalty.domain.orders import MAX_CODES, DecimalString, Identifier, OrderLine
 
@@ -82,8 +83,8 @@ class TemplateRequest(BaseModel):
     skus: Annotated[list[Identifier], Field(max_length=500)] = []
     stock: Annotated[int, Field(ge=1, le=10_000_000)]
     per_member_limit: Annotated[int, Field(ge=1, le=1000)] = 1
-    valid_from: AwareDatetime | None = None
-    valid_until: AwareDatetime | None = None
+    valid_from: BusinessTime | None = None
+    valid_until: BusinessTime | None = None
     valid_days_after_claim: Annotated[int, Field(ge=1, le=3650)] | None = None
 
     @model_validator(mode="after")

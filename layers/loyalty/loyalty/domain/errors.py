@@ -36,8 +36,14 @@ class InsufficientPoints(Conflict):
     code = "insufficient_points"
 
 
+class TooLarge(DomainError):
+    """The request, or what it would store or queue, is over a limit of AWS's (413, or parked)."""
+
+    code = "too_large"
+
+
 class Retryable(DomainError):
-    """Nothing is wrong with the request; trying again later may succeed (contention, throttling)."""
+    """Nothing is wrong with the request; trying again later may succeed (contention, throttling, an outage)."""
 
     code = "retry"
 

@@ -8,9 +8,9 @@ before they form a lot. Points are spent and clawed back oldest-expiring lot fir
 """
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from loyalty.domain.errors import InsufficientPoints
 
@@ -20,6 +20,21 @@ NEVER = "~never"  # sorts after every ISO date, so lots that never expire are sp
 def iso(instant: datetime) -> str:
     """Fixed-width UTC ISO-8601 with microseconds: sorts as text in time order."""
     return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# Instants we are sent (an order's paid_at, a coupon's window) are business times. One far outside these bounds is a
+# sender's mistake, and date arithmetic on it (expiry a year ahead, a tier window a year back) would overflow.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _business_range(value: datetime) -> datetime:
+    if not EARLIEST <= value < LATEST:
+        raise ValueError(f"must be from {EARLIEST.year} to {LATEST.year - 1}")
+    return value
+
+
+BusinessTime = Annotated[AwareDatetime, AfterValidator(_business_range)]
 
 
 class Balance(BaseModel):

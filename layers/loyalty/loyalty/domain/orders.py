@@ -8,11 +8,11 @@ Amounts are decimal strings in major units; they become integers once the progra
 """
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from loyalty.domain.ledger import Draw
+from loyalty.domain.ledger import BusinessTime, Draw
 
 # Identifiers end up inside DynamoDB keys, so they are bounded and free of our '#' separator.
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^#\s]+$")]
@@ -54,7 +54,7 @@ class OrderPaidData(_Model):
     currency: Annotated[str, Field(pattern=r"^[A-Za-z]{3}$")]
     total: DecimalString = Field(description="the order total the refunds are measured against")
     lines: Annotated[list[OrderLine], Field(min_length=1, max_length=500)]
-    paid_at: AwareDatetime
+    paid_at: BusinessTime
     coupon_codes: Annotated[list[CouponCode], Field(max_length=MAX_CODES)] = Field(
         default_factory=list,
         description="our coupons the order used; with them, line amounts are before these coupons and points",
@@ -108,11 +108,22 @@ EVENT_TYPES: dict[str, type[OrderPaid | OrderRefunded | OrderCancelled]] = {
 
 
 class OrderEnvelope(_Model):
-    """What travels on the queue: the shop it belongs to, the delivery id, and the event."""
+    """What travels on the queue: the shop it belongs to, the delivery id, and the event.
+
+    The webhooks build it with `queued()` before they answer, so what they accept is what the consumer can read:
+    nothing is answered 202 and then parked for its shape."""
 
     shop_id: Identifier
     delivery_id: Annotated[str, Field(min_length=1, max_length=256)]
     event: OrderEvent
+
+    @classmethod
+    def queued(
+        cls, shop_id: str, delivery_id: str, event: "OrderPaid | OrderRefunded | OrderCancelled"
+    ) -> dict[str, Any]:
+        """The message body for an event, checked as the consumer will check it (raises ValidationError)."""
+        envelope = cls.model_validate({"shop_id": shop_id, "delivery_id": delivery_id, "event": event})
+        return envelope.model_dump(mode="json")
 
 
 class OrderState(BaseModel):

@@ -5,6 +5,7 @@ import binascii
 import hmac
 import json
 import os
+import re
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -36,6 +37,9 @@ from loyalty.store.shops import ShopRecord
 
 # Attempts at an optimistic write before giving the event back to the queue (or a 503 to the caller).
 MAX_ATTEMPTS = 8
+
+
+SHOP_ID = re.compile(r"shp_[0-9a-f]{16}")  # what create_shop makes
 
 
 def now_utc() -> datetime:
@@ -73,12 +77,16 @@ class Loyalty(ScheduledRuns, CouponService, PlatformService):
         return {"shop_id": shop_id, "api_key": api_key, "webhook_secret": webhook_secret}
 
     def shop(self, shop_id: str) -> ShopRecord | None:
-        return self._shops.get(shop_id, lambda: shop_store.get_shop(self.db, shop_id))
+        """The shop, or None. Ids not of our shape cost no read, and an unknown id is remembered as unknown for
+        the cache's time, so strangers repeating a made-up shop id do not reach the table."""
+        if not SHOP_ID.fullmatch(shop_id):
+            return None
+        return self._shops.get(shop_id, lambda: shop_store.get_shop(self.db, shop_id), remember_missing=True)
 
     def authenticate(self, api_key: str, shop_id: str) -> None:
         """Raises PermissionError('unauthenticated'|'forbidden'). A key only ever opens its own shop."""
         key_shop = api_key.split(".", 1)[0]
-        record = self.shop(key_shop) if key_shop.startswith("shp_") else None
+        record = self.shop(key_shop)
         if record is None or not hmac.compare_digest(record.api_key_sha256, digest(api_key)):
             raise PermissionError("unauthenticated")
         if key_shop != shop_id:

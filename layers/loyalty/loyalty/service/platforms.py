@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from loyalty.domain.errors import Conflict, InvalidInput, NotFound, Retryable, first_problem
 from loyalty.domain.integrations import Integration, IntegrationSettings, Platform
 from loyalty.domain.members import Member, Profile
-from loyalty.domain.orders import EVENT_TYPES, Customer
+from loyalty.domain.orders import EVENT_TYPES, Customer, OrderEnvelope
 from loyalty.service.cache import TTLCache
 from loyalty.store import integrations as integration_store
 from loyalty.store import members as member_store
@@ -72,16 +72,10 @@ class PlatformService:
         for n, raw in enumerate(delivery.events):
             try:
                 event = EVENT_TYPES[raw["type"]].model_validate(raw)
+                envelopes.append(OrderEnvelope.queued(shop_id, f"{platform}:{delivery.delivery_id}:{n}", event))
             except ValidationError as exc:
                 where, what = first_problem(exc)
                 raise MappingError(f"{platform} payload maps to an invalid event: {where}: {what}", where) from exc
-            envelopes.append(
-                {
-                    "shop_id": shop_id,
-                    "delivery_id": f"{platform}:{delivery.delivery_id}:{n}",
-                    "event": event.model_dump(mode="json"),
-                }
-            )
         queues.enqueue_order_events(envelopes)
         integration_store.remember(self.db, shop_id, platform, delivery.delivery_id, self.clock())
         return delivery

@@ -7,13 +7,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from loyalty.domain.errors import Conflict, Retryable
+from loyalty.store import aws
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -23,17 +22,6 @@ M = TypeVar("M", bound=BaseModel)
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
-
-# Errors that say "not now" rather than "no": worth another attempt.
-_RETRYABLE = {
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "InternalServerError",
-    "ServiceUnavailable",
-    "TransactionConflictException",
-    "TransactionInProgressException",
-}
 
 
 class ConditionFailed(Conflict):
@@ -153,7 +141,7 @@ class Dynamo:
     @property
     def client(self) -> "DynamoDBClient":
         if self._client is None:
-            client = boto3.client("dynamodb", config=Config(retries={"mode": "standard", "max_attempts": 4}))
+            client = aws.client("dynamodb")
             client.meta.events.register("before-call.dynamodb", self._count)
             self._client = client
         return self._client
@@ -281,6 +269,8 @@ class Dynamo:
             return
         try:
             self.client.transact_write_items(TransactItems=tx.actions)  # type: ignore[arg-type]
+        except aws.TRANSPORT_ERRORS as exc:
+            raise Retryable(f"dynamodb is unreachable ({type(exc).__name__})") from exc
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "TransactionCanceledException":
                 reasons = exc.response.get("CancellationReasons", [])
@@ -293,6 +283,8 @@ class Dynamo:
     def _call(self, method: Any, **params: Any) -> Any:
         try:
             return method(**params)
+        except aws.TRANSPORT_ERRORS as exc:
+            raise Retryable(f"dynamodb is unreachable ({type(exc).__name__})") from exc
         except ClientError as exc:
             raise _translate(exc) from exc
 
@@ -302,6 +294,4 @@ def _translate(exc: ClientError) -> Exception:
     if code == "ConditionalCheckFailedException":
         item: Any = exc.response.get("Item")
         return ConditionFailed("condition failed", deserialise(item) if item else None)
-    if code in _RETRYABLE:
-        return Retryable(f"DynamoDB is busy ({code})")
-    return exc
+    return aws.translate("dynamodb", exc)

@@ -4,9 +4,8 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-import boto3
-
 from loyalty.domain.errors import Retryable
+from loyalty.store import aws
 
 if TYPE_CHECKING:
     from mypy_boto3_events.client import EventBridgeClient
@@ -21,11 +20,13 @@ class Events:
     @property
     def client(self) -> "EventBridgeClient":
         if self._client is None:
-            self._client = boto3.client("events")
+            self._client = aws.client("events")
         return self._client
 
     def publish(self, detail_type: str, detail: dict[str, Any]) -> None:
-        response = self.client.put_events(
+        response = aws.call(
+            "events",
+            self.client.put_events,
             Entries=[
                 {
                     "EventBusName": os.environ.get("EVENT_BUS_NAME", "default"),
@@ -33,7 +34,7 @@ class Events:
                     "DetailType": detail_type,
                     "Detail": json.dumps(detail, separators=(",", ":")),
                 }
-            ]
+            ],
         )
         if response.get("FailedEntryCount"):
             raise Retryable(f"EventBridge refused {detail_type}: {response['Entries'][0].get('ErrorCode')}")
