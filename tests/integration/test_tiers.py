@@ -202,3 +202,18 @@ def test_tier_changes_are_published(api: Api, stack: Stack, shop: dict[str, str]
         ("m1", None, "gold", "upgrade")
     ]
     assert review(NOW)["published"] == 0  # the outbox is empty: it was published at once
+
+
+def test_a_review_already_overdue_when_filed_is_still_found(
+    api: Api, stack: Stack, service: Loyalty, shop: dict[str, str], sid: str
+) -> None:
+    """A late order whose tier validity ended before it arrived: its review is due in the past. It is filed
+    under today, the earliest day a run still visits, not under its due day, which no run will visit again."""
+    short = program(tier_valid_days=30)
+    assert api.call("PUT", f"/v1/shops/{sid}/program", key=shop["api_key"], body=short)[0] == 200
+    assert review(NOW)["applied"] == 0  # a run has been: the next starts from today
+    buy(stack, sid, "late", "1200.00", days_ago(40))  # silver, review due 10 days ago
+    assert member(api, shop)["tier_review_at"] < NOW.isoformat()
+    report = review(NOW + timedelta(minutes=1))
+    assert report["applied"] == 1
+    assert member(api, shop)["tier_review_at"] > NOW.isoformat()  # reviewed (kept: 1,200 in the window)

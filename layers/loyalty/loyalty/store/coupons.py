@@ -143,8 +143,8 @@ def coupon_item(shop_id: str, coupon: Coupon, *, now: datetime, shards: int, rem
 def coupon_due(pk: str, sk: str, expires_at: datetime, *, now: datetime, shards: int, remind: int) -> tuple[str, str]:
     remind_at = expires_at - timedelta(days=remind)
     if remind and remind_at > now:
-        return due_keys(COUPON_REMIND_JOB, remind_at, pk, shards, sk)
-    return due_keys(COUPON_EXPIRE_JOB, max(expires_at, now), pk, shards, sk)
+        return due_keys(COUPON_REMIND_JOB, remind_at, pk, shards, sk, now=now)
+    return due_keys(COUPON_EXPIRE_JOB, expires_at, pk, shards, sk, now=now)
 
 
 def get_coupon(db: Dynamo, shop_id: str, member_id: str, code: str) -> Coupon | None:
@@ -216,7 +216,7 @@ def add_return(
 
 def refile_for_expiry(db: Dynamo, pk: str, sk: str, expires_at: datetime, *, now: datetime, shards: int) -> bool:
     """After the reminder: file the coupon under its expiry. True only the first time (then publish)."""
-    due_pk_, due_sk_ = due_keys(COUPON_EXPIRE_JOB, max(expires_at, now), pk, shards, sk)
+    due_pk_, due_sk_ = due_keys(COUPON_EXPIRE_JOB, expires_at, pk, shards, sk, now=now)
     try:
         db.update(
             pk,

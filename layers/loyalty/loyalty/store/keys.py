@@ -136,13 +136,16 @@ def due_pk(job: str, day: str, shard: int) -> str:
     return f"DUE#{job}#{day}#{shard}"
 
 
-def due_keys(job: str, at: datetime, pk: str, shards: int, sk: str = "") -> tuple[str, str]:
-    """(DuePK, DueSK) for an item due at `at`: the day (UTC) is split into `shards` partitions by item key.
+def due_keys(job: str, at: datetime, pk: str, shards: int, sk: str = "", *, now: datetime) -> tuple[str, str]:
+    """(DuePK, DueSK) for an item due at `at`, written at `now`: filed under the day (UTC) of the later of the
+    two, split into `shards` partitions by item key. Runs visit days from where the last one stopped, never
+    before today: work due before the day it is filed (a late event, a review already overdue) is filed today,
+    so it is found however late it was filed.
 
     DueSK starts with the due instant, so a run asks for everything due up to its own time."""
     shard = zlib.crc32(f"{pk}|{sk}".encode()) % shards
     stamp = iso(at)
-    return due_pk(job, stamp[:10], shard), f"{stamp}#{pk}#{sk}"
+    return due_pk(job, iso(max(at, now))[:10], shard), f"{stamp}#{pk}#{sk}"
 
 
 def tier_decision_sk(change: "TierChange") -> str:

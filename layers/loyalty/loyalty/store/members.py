@@ -151,7 +151,7 @@ def add_balance_change(
         condition += " AND available >= :least"
         values[":least"] = at_least
     if tier is not None:
-        tier.apply(member_pk(shop_id, member_id), sets, removes, values, names)
+        tier.apply(member_pk(shop_id, member_id), sets, removes, values, names, now=now)
         if tier.expect_rev is not None:
             condition += " AND rev = :rev"
             values[":rev"] = tier.expect_rev
@@ -178,7 +178,14 @@ class TierUpdate:
     shards: int
 
     def apply(
-        self, pk: str, sets: list[str], removes: list[str], values: dict[str, Any], names: dict[str, str]
+        self,
+        pk: str,
+        sets: list[str],
+        removes: list[str],
+        values: dict[str, Any],
+        names: dict[str, str],
+        *,
+        now: datetime,
     ) -> None:
         sets.append("rev = if_not_exists(rev, :zero) + :one")
         values |= {":zero": 0, ":one": 1}
@@ -198,17 +205,19 @@ class TierUpdate:
             removes.extend(["tier_review_at", "DuePK", "DueSK"])
         else:
             sets.extend(["tier_review_at = :review", "DuePK = :due_pk", "DueSK = :due_sk"])
-            due_pk_, due_sk_ = due_keys(REVIEW_JOB, change.review_at, pk, self.shards, PROFILE_SK)
+            due_pk_, due_sk_ = due_keys(REVIEW_JOB, change.review_at, pk, self.shards, PROFILE_SK, now=now)
             values |= {":review": iso(change.review_at), ":due_pk": due_pk_, ":due_sk": due_sk_}
 
 
-def add_tier_decision(tx: Transaction, shop_id: str, member_id: str, change: TierChange, shards: int) -> None:
+def add_tier_decision(
+    tx: Transaction, shop_id: str, member_id: str, change: TierChange, shards: int, *, now: datetime
+) -> None:
     """Record a tier decision. One that moved the tier is also listed for publishing as tier.changed (an outbox:
     published right after the commit, and by the review run for any the first attempt missed)."""
     pk, sk = member_pk(shop_id, member_id), tier_decision_sk(change)
     item: Item = {"PK": pk, "SK": sk, "type": "tier_decision", **change.model_dump(mode="json")}
     if change.moved:
-        item["DuePK"], item["DueSK"] = due_keys(PUBLISH_JOB, change.at, pk, shards, sk)
+        item["DuePK"], item["DueSK"] = due_keys(PUBLISH_JOB, change.at, pk, shards, sk, now=now)
     tx.put(item)
 
 
@@ -231,12 +240,12 @@ def add_lot(
     item: Item = {"PK": pk, "SK": sk, "type": "lot", **lot.model_dump(mode="json", exclude={"lot_id"})}
     if lot.expires_at is not None:
         # A lot that is already past its expiry (a very late event) is due at once, in today's partition.
-        item["DuePK"], item["DueSK"] = due_keys(EXPIRE_JOB, max(lot.expires_at, now), pk, shards, sk)
+        item["DuePK"], item["DueSK"] = due_keys(EXPIRE_JOB, lot.expires_at, pk, shards, sk, now=now)
     tx.put(item, condition="attribute_not_exists(SK)")
     if lot.expires_at is not None and remind_days > 0:
-        remind_at = max(lot.expires_at - timedelta(days=remind_days), now)
+        remind_at = lot.expires_at - timedelta(days=remind_days)
         reminder = remind_sk(lot.expires_at)
-        due_pk_, due_sk_ = due_keys(REMIND_JOB, remind_at, pk, shards, reminder)
+        due_pk_, due_sk_ = due_keys(REMIND_JOB, remind_at, pk, shards, reminder, now=now)
         # Re-listing a reminder that was already sent is harmless: the run sends each one once (reminded_at).
         tx.update(
             {"PK": pk, "SK": reminder},
@@ -260,7 +269,7 @@ def add_returned_lot(tx: Transaction, shop_id: str, member_id: str, lot: Lot, *,
     }
     if lot.expires_at is not None:
         sets += ", expires_at = :expires, DuePK = :due_pk, DueSK = :due_sk"
-        due_pk_, due_sk_ = due_keys(EXPIRE_JOB, max(lot.expires_at, now), pk, shards, sk)
+        due_pk_, due_sk_ = due_keys(EXPIRE_JOB, lot.expires_at, pk, shards, sk, now=now)
         values |= {":expires": iso(lot.expires_at), ":due_pk": due_pk_, ":due_sk": due_sk_}
     tx.update(
         {"PK": pk, "SK": sk},

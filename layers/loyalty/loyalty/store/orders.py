@@ -70,7 +70,7 @@ def commit_settlement(
             tier=tier,
         )
         if settlement.tier_change:
-            members.add_tier_decision(tx, shop_id, order.member_id, settlement.tier_change, shards)
+            members.add_tier_decision(tx, shop_id, order.member_id, settlement.tier_change, shards, now=now)
         if settlement.new_lot:
             members.add_lot(
                 tx, shop_id, order.member_id, settlement.new_lot, now=now, shards=shards, remind_days=remind_days
@@ -102,7 +102,7 @@ def _put_order(
     }
     due = settlement.due_at
     if due is not None:
-        item["DuePK"], item["DueSK"] = due_keys(ACTIVATE_JOB, due, pk, shards)
+        item["DuePK"], item["DueSK"] = due_keys(ACTIVATE_JOB, due, pk, shards, now=now)
     if previous is None:
         tx.put(item, condition="attribute_not_exists(PK)")
     else:
