@@ -9,7 +9,7 @@ SAM_VENV := .venv-sam
 SAM_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12 2>/dev/null))
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test lint typecheck unit build validate bench bench-expiry bench-memory openapi clean
+.PHONY: run test lint typecheck unit build validate deploy bench bench-cost bench-expiry bench-memory iam-report openapi clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/cfn-lint template.yaml
+	@mkdir -p .aws-sam
+	$(BIN)/python -m infra.sam_transform > .aws-sam/transformed.json  # what CloudFormation gets after SAM
+	$(BIN)/cfn-lint .aws-sam/transformed.json
 
 # Each function's app.py is its own top-level module in Lambda, so mypy checks them one at a time.
 typecheck: $(BIN)/.installed
@@ -38,10 +41,17 @@ unit: $(BIN)/.installed
 bench: $(BIN)/.installed ## DynamoDB requests per business event, our path against the raw calls (~1 min)
 	$(BIN)/python -m bench.requests_per_event
 
+bench-cost: $(BIN)/.installed ## dollars per million order events on AWS, from the requests and item sizes observed (~1 min)
+	$(BIN)/python -m bench.cost
+
+iam-report: $(BIN)/.installed ## per function: the actions template.yaml grants and those the tests saw it make (~8 min)
+	LOYALTY_IAM_REPORT=.iam-report.json $(BIN)/pytest -q tests/integration tests/unit
+	$(BIN)/python -m infra.local.strict .iam-report.json
+
 bench-memory: $(BIN)/.installed ## resident memory of the local stack as orders flow through it (~2 min)
 	$(BIN)/python -m bench.local_memory
 
-bench-expiry: $(BIN)/.installed ## items the expiry run reads against lots due, 10,000 and 100,000 members (~7 min)
+bench-expiry: $(BIN)/.installed ## expiry: reads against lots due at 10,000 and 100,000 members, lots/s per worker, a year-end night (~7 min)
 	$(BIN)/python -m bench.expiry_reads
 
 openapi: $(BIN)/.installed ## write the OpenAPI spec to openapi.json
@@ -55,6 +65,11 @@ $(SAM_VENV)/.installed:
 
 validate: $(SAM_VENV)/.installed
 	$(SAM_VENV)/bin/sam validate --lint --region us-east-1
+
+deploy: build ## sam deploy --config-env $${STAGE:-dev} (OPERATOR_KEY_SHA256 must be set; see the README)
+	@test -n "$$OPERATOR_KEY_SHA256" || { echo "set OPERATOR_KEY_SHA256 (printf %s \"\$$KEY\" | sha256sum)"; exit 1; }
+	$(SAM_VENV)/bin/sam deploy --config-env $${STAGE:-dev} \
+		--parameter-overrides Stage=$${STAGE:-dev} OperatorKeySha256=$$OPERATOR_KEY_SHA256 $${ALARM_TOPIC_ARN:+AlarmTopicArn=$$ALARM_TOPIC_ARN}
 
 build: validate ## sam build (needs python3.12 on PATH for the python3.12 runtime)
 	@test -n "$(SAM_PYTHON)" || { echo "sam build needs python3.12 on PATH"; exit 1; }

@@ -5,6 +5,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -15,6 +16,7 @@ from loyalty.domain.members import Profile
 from loyalty.domain.orders import EVENT_TYPES, OrderCancelled, OrderPaid, OrderRefunded
 from loyalty.domain.program import Program
 from loyalty.service.loyalty import Loyalty
+from loyalty.service.runs import RunReport, ShardWork
 from loyalty.store import members as member_store
 from loyalty.store.dynamo import Dynamo
 from loyalty.store.keys import ORDER_SK
@@ -100,6 +102,30 @@ def drain(stack: Stack, *, rounds: int = 20, function_id: str = "OrdersFunction"
             else:
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
     return responses
+
+
+def run_expiry(stack: Stack, when: datetime) -> dict[str, Any]:
+    """The expiry run as on AWS: ExpirePointsFunction queues one message per day-shard, ExpirePointsShardFunction
+    expires each. Returns the day-shards dispatched, the worker invocations, and the lots due, applied and skipped
+    added up over the workers."""
+    reports: list[RunReport] = []
+    original = Loyalty.expire_shard
+
+    def recording(self: Loyalty, work: ShardWork, **kwargs: Any) -> RunReport:
+        report = original(self, work, **kwargs)
+        reports.append(report)
+        return report
+
+    event = lambdas.schedule_event(when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    dispatched = dict(lambdas.invoke(lambdas.functions()["ExpirePointsFunction"], event))
+    Loyalty.expire_shard = recording  # type: ignore[method-assign,assignment]
+    try:
+        for response in drain(stack, rounds=1000, function_id="ExpirePointsShardFunction"):
+            assert response == {"batchItemFailures": []}, response
+    finally:
+        Loyalty.expire_shard = original  # type: ignore[method-assign]
+    totals = {name: sum(getattr(report, name) for report in reports) for name in ("due", "applied", "skipped")}
+    return {"day_shards": dispatched["due"], "workers": len(reports), "complete": dispatched["complete"], **totals}
 
 
 def dead_letters(stack: Stack, queue: str = "OrdersDeadLetterQueue") -> list[Any]:

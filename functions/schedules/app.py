@@ -1,51 +1,97 @@
 """EventBridge schedules. Each run takes "now" from the event's `time`, so a run can be replayed exactly.
 
 Nightly, in this order: activate_pending, expire_points, remind_expiring, review_tiers, expire_coupons
-(see template.yaml).
+(see template.yaml). expire_points only dispatches: one message per day-shard on the runs queue, each expired by
+expire_points_shard, in parallel.
 """
 
+import os
 from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from loyalty import runtime
+from loyalty.service.intake import handle_shard_work
 from loyalty.service.loyalty import Loyalty
 from loyalty.service.runs import RunReport
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-# Stop early enough to record progress; the next run resumes where this one stopped.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+# Stop early enough to record progress; the next run (or the continuation message) resumes where this one stopped.
 MARGIN_MS = 15_000
+MAX_RECEIVES = int(os.environ.get("MAX_RECEIVES", "5"))
 
 Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
+
+
+def report_metrics(report: RunReport, metric: str) -> None:
+    metrics.add_metric(name=metric, unit=MetricUnit.Count, value=report.applied)
+    # A run that stopped for time is resumed by the next run; the metric (and its alarm) makes it visible.
+    metrics.add_metric(name="RunIncomplete", unit=MetricUnit.Count, value=0 if report.complete else 1)
+    logger.info("scheduled run", extra={"report": report.view()})
 
 
 def scheduled(run: Callable[[Loyalty], Callable[..., RunReport]], metric: str) -> Handler:
     """A Lambda handler for one run of the service, with logging, tracing, metrics and the event parsed."""
 
     @logger.inject_lambda_context
-    @tracer.capture_lambda_handler
+    @tracer.capture_lambda_handler(capture_response=False, capture_error=False)  # keys and contacts stay out of traces
     @metrics.log_metrics
     @event_parser(model=EventBridgeModel)
     def handler(event: EventBridgeModel, context: LambdaContext) -> dict[str, Any]:
         report = run(runtime.service())(
             event.time, should_stop=lambda: context.get_remaining_time_in_millis() < MARGIN_MS
         )
-        metrics.add_metric(name=metric, unit=MetricUnit.Count, value=report.applied)
-        logger.info("scheduled run", extra={"report": report.__dict__})
-        return report.__dict__
+        report_metrics(report, metric)
+        return report.view()
 
-    return handler
+    wrapped: Handler = handler  # Powertools' decorators are untyped
+    return wrapped
 
 
 activate_pending = scheduled(lambda service: service.activate_pending, "PendingActivated")
-expire_points = scheduled(lambda service: service.expire_points, "LotsExpired")
 remind_expiring = scheduled(lambda service: service.remind_expiring, "ExpiryRemindersPublished")
 review_tiers = scheduled(lambda service: service.review_tiers, "TiersReviewed")
 expire_coupons = scheduled(lambda service: service.expire_coupons, "CouponsExpired")
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
+@metrics.log_metrics
+@event_parser(model=EventBridgeModel)
+def expire_points(event: EventBridgeModel, context: LambdaContext) -> dict[str, Any]:
+    """Dispatch the expiry run: one message per day-shard for expire_points_shard."""
+    report = runtime.service().dispatch_expiry(event.time, runtime.queues())
+    metrics.add_metric(name="ExpiryShardsDispatched", unit=MetricUnit.Count, value=report.due)
+    logger.info("expiry dispatched", extra={"report": report.view()})
+    return report.view()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
+@metrics.log_metrics
+def expire_points_shard(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    """SQS -> one day-shard of the expiry run each; one that runs short of time queues its own continuation."""
+
+    def record_handler(record: SQSRecord) -> dict[str, Any]:
+        report = handle_shard_work(
+            record,
+            runtime.service(),
+            runtime.queues(),
+            max_receives=MAX_RECEIVES,
+            should_stop=lambda: context.get_remaining_time_in_millis() < MARGIN_MS,
+        )
+        report_metrics(report, "LotsExpired")
+        return report.view()
+
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -21,11 +21,15 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from infra.local import lambdas
+from botocore.exceptions import ClientError
+
+from infra.local import lambdas, strict
 from infra.local.moto_server import AtomicMotoServer
 from infra.local.resources import Stack, create_stack, max_receive_count
 
 log = logging.getLogger("loyalty.local")
+# What an AWS endpoint that restarted (and lost its state) answers: the stack's resources are made again.
+MISSING = {"ResourceNotFoundException", "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
 WEBHOOK = re.compile(r"^/v1/shops/[^/]+/webhooks/[^/]+$")
 SCHEDULE = re.compile(r"^/_local/schedules/(?P<name>[a-z0-9-]+)$")
 
@@ -94,13 +98,29 @@ class LocalStack:
             return self.run_schedule_http(schedule["name"], body)
         function = self.functions["WebhooksFunction" if WEBHOOK.match(path) else "ApiFunction"]
         event = lambdas.api_event(method, url, headers=headers, body=body or None)
-        response = lambdas.invoke(function, event)
+        try:
+            response = lambdas.invoke(function, event)
+        except ClientError as exc:
+            if not self.recreate_if_missing(exc):
+                raise
+            response = lambdas.invoke(function, event)
         if self.moto and method != "GET":
             self.moto.release_copies()
         out_headers = dict(response.get("headers") or {})
         for name, values in (response.get("multiValueHeaders") or {}).items():
             out_headers[name] = ", ".join(values)
         return int(response["statusCode"]), out_headers, (response.get("body") or "").encode()
+
+    def recreate_if_missing(self, exc: Exception) -> bool:
+        """After the AWS endpoint restarted empty, make the stack's tables and queues again (the data is gone, as
+        it would be; the stack answers again instead of failing until restarted itself)."""
+        if not isinstance(exc, ClientError) or exc.response.get("Error", {}).get("Code") not in MISSING:
+            return False
+        log.warning("the AWS endpoint lost the stack's resources (restarted?): creating them again")
+        self.stack = create_stack()
+        strict.configure(self.stack)
+        os.environ.update(self.stack.env())
+        return True
 
     def run_schedule_http(self, name: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
         headers = {"Content-Type": "application/json"}
@@ -170,9 +190,10 @@ class LocalStack:
                     self.stop.wait(0.2)
                 elif self.moto:
                     self.moto.release_copies()
-            except Exception:
-                log.exception("queue poll failed; trying again")
-                time.sleep(1)
+            except Exception as exc:
+                if not self.recreate_if_missing(exc):
+                    log.exception("queue poll failed; trying again")
+                    time.sleep(1)
 
     def schedule_forever(self) -> None:
         interval = float(os.environ.get("LOYALTY_SCHEDULE_SECONDS", "300"))
@@ -218,9 +239,11 @@ def serve(local: LocalStack, port: int) -> ThreadingHTTPServer:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    strict.install()  # before any boto3 client: IAM per function and AWS's limits
     moto_server = configure_aws()
     operator_key = os.environ.get("LOYALTY_OPERATOR_KEY") or "op_" + secrets.token_urlsafe(24)
     stack = create_stack()
+    strict.configure(stack)
     configure_functions(stack, operator_key)
     local = LocalStack(stack, moto=moto_server)
     port = int(os.environ.get("PORT", "3000"))

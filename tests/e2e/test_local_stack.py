@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -267,3 +268,82 @@ def test_coupons_grants_and_a_shopify_order_end_to_end(base: str) -> None:
     }
     status, quote = call(base, "POST", f"/v1/shops/{sid}/checkout/quote", cart, key=key)
     assert (status, quote["payable"]) == (200, "20.00")
+
+
+def test_the_stack_recovers_when_its_aws_endpoint_restarts(tmp_path: Path) -> None:
+    """An external moto that restarts empty: 503 while it is down, then the stack makes its resources again."""
+    from infra.local.moto_server import AtomicMotoServer
+
+    port = free_port()
+    moto = AtomicMotoServer(port=port)
+    moto.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    process, url = start_stack({"AWS_ENDPOINT_URL": endpoint}, tmp_path / "stack.log")
+    try:
+        assert call(url, "POST", "/v1/shops", {"name": "Before"}, key=OPERATOR_KEY)[0] == 201
+        moto.stop()
+        assert call(url, "POST", "/v1/shops", {"name": "Down"}, key=OPERATOR_KEY)[0] == 503
+        moto = AtomicMotoServer(port=port)
+        moto.start()
+        status, shop = call(url, "POST", "/v1/shops", {"name": "After"}, key=OPERATOR_KEY)
+        assert status == 201, shop
+        sid, key = shop["shop_id"], shop["api_key"]
+        assert call(url, "POST", f"/v1/shops/{sid}/members", {"member_id": "m1"}, key=key)[0] == 201
+        order = {
+            "type": "order.paid",
+            "data": {
+                "order_id": "R1",
+                "member_id": "m1",
+                "currency": "CNY",
+                "total": "10.00",
+                "paid_at": datetime.now(UTC).isoformat(),
+                "lines": [{"sku": "tea", "amount": "10.00"}],
+            },
+        }
+        assert webhook(url, shop, order, "after-1") == 202  # the queues are back too
+
+        def available() -> int:
+            return int(call(url, "GET", f"/v1/shops/{sid}/members/m1", key=key)[1]["points"]["available"])
+
+        assert eventually(lambda: available() == 10), available()
+    finally:
+        stop(process)
+        moto.stop()
+
+
+def test_paths_are_percent_decoded_as_api_gateway_decodes_them(base: str) -> None:
+    status, shop = call(base, "POST", "/v1/shops", {"name": "Decoding"}, key=OPERATOR_KEY)
+    sid, key = shop["shop_id"], shop["api_key"]
+    assert call(base, "POST", f"/v1/shops/{sid}/members", {"member_id": "王小明"}, key=key)[0] == 201
+    status, member = call(base, "GET", f"/v1/shops/{sid}/members/{urllib.parse.quote('王小明')}", key=key)
+    assert (status, member["member_id"]) == (200, "王小明")
+
+
+def test_points_expire_through_the_fanned_out_run(base: str) -> None:
+    """expire-points queues one message per day-shard; the stack's consumer runs the shard workers."""
+    status, shop = call(base, "POST", "/v1/shops", {"name": "Expiry", "currency": "CNY"}, key=OPERATOR_KEY)
+    sid, key = shop["shop_id"], shop["api_key"]
+    program = {"expiry": {"purchase": {"policy": "days", "days": 1}}}
+    assert call(base, "PUT", f"/v1/shops/{sid}/program", program, key=key)[0] == 200, program
+    assert call(base, "POST", f"/v1/shops/{sid}/members", {"member_id": "m1"}, key=key)[0] == 201
+    order = {
+        "type": "order.paid",
+        "data": {
+            "order_id": "X1",
+            "member_id": "m1",
+            "currency": "CNY",
+            "total": "30.00",
+            "paid_at": datetime.now(UTC).isoformat(),
+            "lines": [{"sku": "tea", "amount": "30.00"}],
+        },
+    }
+    assert webhook(base, shop, order, "exp-1") == 202
+
+    def available() -> int:
+        return int(call(base, "GET", f"/v1/shops/{sid}/members/m1", key=key)[1]["points"]["available"])
+
+    assert eventually(lambda: available() == 30), available()
+    when = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    status, report = call(base, "POST", "/_local/schedules/expire-points", {"time": when})
+    assert status == 200 and report["due"] >= 32  # day-shards dispatched (32 shards by default)
+    assert eventually(lambda: available() == 0, timeout=60), available()

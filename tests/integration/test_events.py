@@ -68,7 +68,6 @@ def test_coupon_grant_sample_for_an_unknown_shop_is_parked(stack: Stack) -> None
     ("function", "name"),
     [
         ("ActivatePendingFunction", "activate_pending"),
-        ("ExpirePointsFunction", "expire_points"),
         ("RemindExpiringFunction", "remind_expiring"),
         ("ReviewTiersFunction", "review_tiers"),
         ("ExpireCouponsFunction", "expire_coupons"),
@@ -78,3 +77,15 @@ def test_schedule_samples(stack: Stack, function: str, name: str) -> None:
     event = sample(f"schedule_{name}.json")
     report = lambdas.invoke(lambdas.functions()[function], event)
     assert report["time"].startswith(event["time"][:19]) and report["complete"] is True
+
+
+def test_expiry_dispatch_sample_queues_every_day_shard_and_a_worker_expires_one(stack: Stack) -> None:
+    event = sample("schedule_expire_points.json")
+    report = lambdas.invoke(lambdas.functions()["ExpirePointsFunction"], event)
+    assert report["time"].startswith(event["time"][:19]) and report["complete"] is True
+    shards = int(os.environ.get("DUE_SHARDS", "32"))
+    assert report["due"] == len(report["days"]) * shards  # one message per day-shard
+    worker = lambdas.invoke(
+        lambdas.functions()["ExpirePointsShardFunction"], sample("runs_expire_shard_sqs_batch.json")
+    )
+    assert worker == {"batchItemFailures": []}

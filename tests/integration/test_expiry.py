@@ -1,5 +1,6 @@
 """Points lapse through the expire-points run and are announced through remind-expiring; all on moto."""
 
+import inspect
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -9,7 +10,7 @@ from infra.local import lambdas
 from infra.local.resources import Stack
 from loyalty.service.loyalty import Loyalty
 from tests.conftest import Api
-from tests.helpers import capture_events, captured, check_invariants, drain, paid, refunded, send
+from tests.helpers import capture_events, captured, check_invariants, drain, paid, refunded, run_expiry, send
 
 ZONE = "Asia/Shanghai"
 
@@ -50,12 +51,12 @@ def test_points_lapse_at_the_end_of_next_year_local_time(
         {"points": 150, "expires_at": "2026-12-31T15:59:59.000000Z"},
         {"points": 20, "expires_at": "2027-12-31T15:59:59.000000Z"},
     ]
-    assert run("ExpirePointsFunction", at("2026-12-31T23:59:59+08:00"))["applied"] == 0  # still valid
-    report = run("ExpirePointsFunction", at("2027-01-01T00:00:01+08:00"))
+    assert run_expiry(stack, at("2026-12-31T23:59:59+08:00"))["applied"] == 0  # still valid
+    report = run_expiry(stack, at("2027-01-01T00:00:01+08:00"))
     assert (report["due"], report["applied"]) == (2, 2)
     assert check_invariants(service, shop_id, "m1")["available"] == 20
-    assert run("ExpirePointsFunction", at("2027-01-01T00:00:01+08:00"))["applied"] == 0  # re-run: nothing twice
-    assert run("ExpirePointsFunction", at("2028-01-01T00:00:01+08:00"))["applied"] == 1
+    assert run_expiry(stack, at("2027-01-01T00:00:01+08:00"))["applied"] == 0  # re-run: nothing twice
+    assert run_expiry(stack, at("2028-01-01T00:00:01+08:00"))["applied"] == 1
     assert check_invariants(service, shop_id, "m1")["available"] == 0
     entries = api.call("GET", f"/v1/shops/{shop_id}/members/m1/ledger", key=shop["api_key"])[1]["items"]
     lapsed = [(e["reference"], e["points"]) for e in entries if e["reason"] == "points.expired"]
@@ -75,9 +76,9 @@ def test_spent_points_do_not_lapse_and_spending_takes_the_soonest_first(
         headers={"Idempotency-Key": "spend-1"},
     )
     assert status == 201  # 100 from the lot lapsing end of 2026, then 30 from the next
-    report = run("ExpirePointsFunction", at("2027-01-01T00:00:01+08:00"))
+    report = run_expiry(stack, at("2027-01-01T00:00:01+08:00"))
     assert (report["due"], report["applied"]) == (0, 0)  # the emptied lot left the index when it was spent
-    assert run("ExpirePointsFunction", at("2028-01-01T00:00:01+08:00"))["applied"] == 1
+    assert run_expiry(stack, at("2028-01-01T00:00:01+08:00"))["applied"] == 1
     assert check_invariants(service, shop_id, "m1") == {"available": 0, "pending": 0, "debt": 0}
 
 
@@ -93,7 +94,7 @@ def test_a_refund_after_part_of_the_orders_points_lapsed_takes_nothing_twice(
         body={"points": 40, "reason": "gift"},
         headers={"Idempotency-Key": "spend-1"},
     )
-    run("ExpirePointsFunction", at("2027-01-02T00:00:00+08:00"))  # o1's remaining 60 lapse
+    run_expiry(stack, at("2027-01-02T00:00:00+08:00"))  # o1's remaining 60 lapse
     assert service.member(shop_id, "m1").balance.available == 100
     send(stack, shop_id, refunded("o1", "r1", "100.00"))  # o1 refunded in full
     drain(stack)
@@ -176,3 +177,23 @@ def test_a_first_run_far_ahead_of_today_still_finds_what_is_due(stack: Stack, se
     report = service.expire_points(datetime.now(UTC) + timedelta(days=400))
     assert report.applied == 1
     assert check_invariants(service, shop_id, "m1")["available"] == 0
+
+
+def test_a_shard_worker_short_of_time_queues_where_it_stopped_and_the_rest_follows(
+    stack: Stack, service: Loyalty, shop_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(3):
+        earn(stack, shop_id, f"o{n}", "2025-06-01T10:00:00+08:00", "10.00")
+    worker = inspect.getmodule(lambdas.handler(lambdas.functions()["ExpirePointsShardFunction"]))
+    monkeypatch.setattr(worker, "MARGIN_MS", 10**9)  # every worker finds its time up after one lot
+    report = run_expiry(stack, at("2027-01-01T00:00:01+08:00"))
+    assert (report["due"], report["applied"]) == (3, 3)
+    assert report["workers"] == report["day_shards"] + 3  # each lot's worker queued one continuation
+    assert check_invariants(service, shop_id, "m1")["available"] == 0
+
+
+def test_the_dispatch_is_one_message_per_day_shard_and_resumes_from_today(stack: Stack, service: Loyalty) -> None:
+    first = run_expiry(stack, datetime.now(UTC))
+    assert first["day_shards"] == 8 * service.shards  # a first run looks back a week, today included
+    again = run_expiry(stack, datetime.now(UTC))
+    assert again["day_shards"] == service.shards  # then from today

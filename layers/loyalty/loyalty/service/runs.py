@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from aws_lambda_powertools import Logger
+from pydantic import BaseModel, ConfigDict, Field
 
 from loyalty.domain.errors import Retryable
 from loyalty.domain.expiry import lapse
@@ -34,11 +35,24 @@ from loyalty.store.keys import (
     member_pk,
     tier_decision_sk,
 )
+from loyalty.store.queue import Queues
 
 logger = Logger(child=True)
 
 # Attempts at an optimistic write before giving up on an item for this run (the next run retries it).
 MAX_ATTEMPTS = 8
+
+
+class ShardWork(BaseModel):
+    """One day-shard of a run's due work: a message on the runs queue, for one worker."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    job: str = Field(pattern=r"^[a-z-]{1,40}$")  # the run it is part of; workers exist for expire-points
+    time: str  # the run's "now", ISO-8601 UTC
+    day: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
+    shard: int = Field(ge=0, le=1023)
+    start: dict[str, str] | None = None  # the last item handled, when a worker stopped for time
 
 
 @dataclass
@@ -53,6 +67,10 @@ class RunReport:
     complete: bool = True
     days: list[str] = field(default_factory=list)
     published: int = 0  # events published by the run (tier.changed from the outbox)
+    resume: ShardWork | None = None  # a fanned-out worker's continuation, when it stopped for time
+
+    def view(self) -> dict[str, object]:
+        return {k: v.model_dump() if isinstance(v, BaseModel) else v for k, v in self.__dict__.items()}
 
 
 class ScheduledRuns:
@@ -125,43 +143,92 @@ class ScheduledRuns:
         handle: Callable[[Item], bool],
         *,
         inclusive: bool = False,
-        lookback_days: int = 7,
     ) -> RunReport:
         """Find due work through the sparse DueIndex, day by day and shard by shard, from where the last complete
         run left off up to `time`, and handle each item in its own conditional transaction. Re-running, or
         resuming a run that stopped half way, changes nothing twice: handled items have left the index."""
         report = RunReport(job=job, time=iso(time))
-        state_key = (f"SCHEDULE#{job}", "STATE")
-        saved = self.db.get(*state_key)
+        for day in self._days_due(job, time):
+            report.days.append(day)
+            for shard in range(self.shards):
+                work = ShardWork(job=job, time=iso(time), day=day, shard=shard)
+                if self._visit(index_job, work, handle, should_stop, report, inclusive=inclusive) is not None:
+                    report.complete = False
+                    return report
+        self._save_progress(job, time)
+        return report
+
+    def _days_due(self, job: str, time: datetime, lookback_days: int = 7) -> list[str]:
+        """The days whose partitions a run at `time` visits: from where the last complete run left off."""
+        saved = self.db.get(*_state_key(job))
         # Items are filed under their due day, or the day they were written if that is later: never before today.
         # So a first run looks back from the earlier of its own time and today (a simulated run may be far ahead).
         today = min(time.date(), self.clock().date())
         first = date.fromisoformat(saved["resume_from"]) if saved else today - timedelta(days=lookback_days)
         first = min(first, time.date())
-        # DueSK starts with the due instant: everything due before `time` (or at it, when inclusive).
-        until = iso(time) + ("~" if inclusive else "")
-        day = first
-        while day <= time.date():
-            report.days.append(day.isoformat())
-            for shard in range(self.shards):
-                start: Item | None = None
-                while True:
-                    items, start = self.db.query_due(due_pk(index_job, day.isoformat(), shard), until, start=start)
-                    for item in items:
-                        report.due += 1
-                        if handle(item):
-                            report.applied += 1
-                        else:
-                            report.skipped += 1
-                        if should_stop():
-                            report.complete = False
-                            return report
-                    if start is None:
-                        break
-            day += timedelta(days=1)
+        return [(first + timedelta(days=n)).isoformat() for n in range((time.date() - first).days + 1)]
+
+    def _save_progress(self, job: str, time: datetime) -> None:
         # Today may still gain due items; resume from it (never from a simulated future) next time.
         resume = min(time.date(), self.clock().date())
-        self.db.put({"PK": state_key[0], "SK": state_key[1], "resume_from": resume.isoformat(), "last_run": iso(time)})
+        pk, sk = _state_key(job)
+        self.db.put({"PK": pk, "SK": sk, "resume_from": resume.isoformat(), "last_run": iso(time)})
+
+    def _visit(
+        self,
+        index_job: str,
+        work: "ShardWork",
+        handle: Callable[[Item], bool],
+        should_stop: Callable[[], bool],
+        report: RunReport,
+        *,
+        inclusive: bool,
+    ) -> Item | None:
+        """Handle what one day-shard holds due up to the run's time. Returns None when it is done, else the key of
+        the last item handled: where a run that must stop for time resumes."""
+        # DueSK starts with the due instant: everything due before `time` (or at it, when inclusive).
+        until = work.time + ("~" if inclusive else "")
+        start = work.start
+        while True:
+            items, start = self.db.query_due(due_pk(index_job, work.day, work.shard), until, start=start)
+            for item in items:
+                report.due += 1
+                if handle(item):
+                    report.applied += 1
+                else:
+                    report.skipped += 1
+                if should_stop():
+                    return {name: item[name] for name in ("PK", "SK", "DuePK", "DueSK")}
+            if start is None:
+                return None
+
+    # ------------------------------------------------------------------ the expiry run, fanned out
+
+    def dispatch_expiry(self, time: datetime, queues: Queues) -> RunReport:
+        """Queue the expiry run's day-shards, one message each, for parallel workers (expire_shard): a year-end
+        night holds a year's lots, and its wall time is then items / (shards x items per second per worker).
+        The next run starts from today: the queue holds the work (and its DLQ what never succeeds)."""
+        report = RunReport(job="expire-points", time=iso(time), days=self._days_due("expire-points", time))
+        works = [
+            ShardWork(job="expire-points", time=iso(time), day=day, shard=shard).model_dump(exclude_none=True)
+            for day in report.days
+            for shard in range(self.shards)
+        ]
+        queues.enqueue_shard_work(works)
+        report.due = len(works)  # day-shards dispatched
+        self._save_progress("expire-points", time)
+        return report
+
+    def expire_shard(self, work: "ShardWork", *, should_stop: Callable[[], bool] = lambda: False) -> RunReport:
+        """Expire one day-shard's due lots; `report.resume` says where to go on when it stopped for time."""
+        time = datetime.fromisoformat(work.time.replace("Z", "+00:00"))
+        report = RunReport(job=work.job, time=work.time, days=[work.day])
+        stopped = self._visit(
+            EXPIRE_JOB, work, lambda item: self._expire_lot(item, time), should_stop, report, inclusive=False
+        )
+        if stopped is not None:
+            report.complete = False
+            report.resume = work.model_copy(update={"start": stopped})
         return report
 
     def _activate_order(self, shop_id: str, order_id: str, time: datetime) -> bool:
@@ -224,7 +291,7 @@ class ScheduledRuns:
                     day=None, delta=0, change=change, expect_rev=state.rev, shards=self.shards
                 ),
             )
-            member_store.add_tier_decision(tx, shop_id, member_id, change, self.shards)
+            member_store.add_tier_decision(tx, shop_id, member_id, change, self.shards, now=time)
             try:
                 self.db.commit(tx)
             except TransactionCancelled:
@@ -345,6 +412,10 @@ class ScheduledRuns:
             member_store.unmark_reminded(self.db, pk, sk, (item["DuePK"], item["DueSK"]))
             raise
         return True
+
+
+def _state_key(job: str) -> tuple[str, str]:
+    return f"SCHEDULE#{job}", "STATE"
 
 
 def _order_of(pk: str) -> tuple[str, str]:
