@@ -270,6 +270,13 @@ def test_coupons_grants_and_a_shopify_order_end_to_end(base: str) -> None:
     assert (status, quote["payable"]) == (200, "20.00")
 
 
+def paid_now(order_id: str, total: str, member_id: str = "m1") -> dict[str, Any]:
+    """An order.paid of one line, paid now."""
+    line = {"sku": "tea", "amount": total}
+    data = {"order_id": order_id, "member_id": member_id, "currency": "CNY", "total": total, "lines": [line]}
+    return {"type": "order.paid", "data": {**data, "paid_at": datetime.now(UTC).isoformat()}}
+
+
 def test_the_stack_recovers_when_its_aws_endpoint_restarts(tmp_path: Path) -> None:
     """An external moto that restarts empty: 503 while it is down, then the stack makes its resources again."""
     from infra.local.moto_server import AtomicMotoServer
@@ -289,17 +296,7 @@ def test_the_stack_recovers_when_its_aws_endpoint_restarts(tmp_path: Path) -> No
         assert status == 201, shop
         sid, key = shop["shop_id"], shop["api_key"]
         assert call(url, "POST", f"/v1/shops/{sid}/members", {"member_id": "m1"}, key=key)[0] == 201
-        order = {
-            "type": "order.paid",
-            "data": {
-                "order_id": "R1",
-                "member_id": "m1",
-                "currency": "CNY",
-                "total": "10.00",
-                "paid_at": datetime.now(UTC).isoformat(),
-                "lines": [{"sku": "tea", "amount": "10.00"}],
-            },
-        }
+        order = paid_now("R1", "10.00")
         assert webhook(url, shop, order, "after-1") == 202  # the queues are back too
 
         def available() -> int:
@@ -326,17 +323,7 @@ def test_points_expire_through_the_fanned_out_run(base: str) -> None:
     program = {"expiry": {"purchase": {"policy": "days", "days": 1}}}
     assert call(base, "PUT", f"/v1/shops/{sid}/program", program, key=key)[0] == 200, program
     assert call(base, "POST", f"/v1/shops/{sid}/members", {"member_id": "m1"}, key=key)[0] == 201
-    order = {
-        "type": "order.paid",
-        "data": {
-            "order_id": "X1",
-            "member_id": "m1",
-            "currency": "CNY",
-            "total": "30.00",
-            "paid_at": datetime.now(UTC).isoformat(),
-            "lines": [{"sku": "tea", "amount": "30.00"}],
-        },
-    }
+    order = paid_now("X1", "30.00")
     assert webhook(base, shop, order, "exp-1") == 202
 
     def available() -> int:
