@@ -7,14 +7,11 @@ expire years later. Then runs expire-points and prints the items it read (index 
 against the lots due, for N = 10,000 and N = 100,000. A run that scanned, or read per member, would grow ten times;
 ours reads one index entry per lot due, so the ratio stays near 1 at both sizes.
 
-On moto, one process. moto deep-copies the whole table on every transaction item so that it can roll back; at
-100,000 members that makes the run take hours, not what DynamoDB would do. This benchmark, and only it, keeps
-moto's rollback copy for items but not whole tables; it asserts afterwards that every balance still adds up.
+On moto, one process, with the local stack's patch (infra/local/moto_patches.py): a transaction backs up the
+items it touches, not whole tables, so the run's time does not grow with the table.
 """
 
-import copy
 import time
-import types
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,15 +22,14 @@ use_in_process_moto()
 import boto3
 from boto3.dynamodb.types import TypeSerializer
 from moto import mock_aws
-from moto.dynamodb import models as dynamodb_models
-from moto.dynamodb.models.table import Table
 
+from infra.local import moto_patches
 from infra.local.resources import table_definition
 from loyalty.domain.ledger import Lot, iso
 from loyalty.domain.program import Program
 from loyalty.service.loyalty import Loyalty
 from loyalty.service.runs import ShardWork
-from loyalty.store.dynamo import Dynamo, TransactionCancelled
+from loyalty.store.dynamo import Dynamo
 from loyalty.store.keys import EXPIRE_JOB, ORDER_SK, PROFILE_SK, due_keys, lot_sk, member_pk, order_pk
 
 RUN_AT = datetime(2027, 1, 1, 0, 0, 1, tzinfo=UTC)
@@ -41,13 +37,6 @@ DUE_AT = datetime(2026, 12, 31, 15, 59, 59, tzinfo=UTC)
 LATER = datetime(2029, 12, 31, 15, 59, 59, tzinfo=UTC)
 SHARDS = 32  # template.yaml's DueShards default
 serializer = TypeSerializer()
-
-
-def _no_table_copies() -> None:
-    def deepcopy(value: Any, memo: Any = None) -> Any:
-        return value if isinstance(value, Table) else copy.deepcopy(value, memo)
-
-    setattr(dynamodb_models, "copy", types.SimpleNamespace(deepcopy=deepcopy, copy=copy.copy))  # noqa: B010
 
 
 def fill(table: str, shop_id: str, members: int, due_every: int) -> int:
@@ -121,15 +110,6 @@ def measure(members: int) -> dict[str, Any]:
     shop_id = service.create_shop("Bench")["shop_id"]
     service.set_program(shop_id, Program(timezone="Asia/Shanghai"))
     due = fill(name, shop_id, members, due_every=100)
-    commit = service.db.commit
-
-    def commit_or_fail(tx: Any) -> None:
-        try:
-            commit(tx)
-        except TransactionCancelled as exc:  # without moto's rollback copy, a refused write would leave debris
-            raise SystemExit(f"a transaction was refused; the figures would be wrong: {exc}") from exc
-
-    service.db.commit = commit_or_fail  # type: ignore[method-assign]
     service.db.requests.clear()
     service.db.items_read = 0
     # The run as on AWS: one worker per day-shard (ExpirePointsShardFunction), here one after another.
@@ -167,7 +147,7 @@ def measure(members: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    _no_table_copies()
+    moto_patches.apply()
     with mock_aws():
         rows = [measure(10_000), measure(100_000)]
     print("expire-points: items read against lots due (moto, in process)")

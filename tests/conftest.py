@@ -27,6 +27,10 @@ strict.install()  # IAM per function and AWS's limits, on every client made from
 
 from moto import mock_aws
 
+from infra.local import moto_patches
+
+moto_patches.apply()  # as the local stack does: a transaction's rollback copies its items, not whole tables
+
 from infra.local import lambdas
 from infra.local.resources import Stack, create_stack, max_receive_count
 from loyalty import runtime

@@ -17,10 +17,13 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import make_server
 
+from infra.local import moto_patches
+
 
 class AtomicMotoServer(ThreadedMotoServer):
     def __init__(self, ip_address: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__(ip_address=ip_address, port=port, verbose=False)
+        moto_patches.apply()  # transactions back up the items they touch, not whole tables
         self._lock = threading.Lock()
 
     def _server_entry(self) -> None:

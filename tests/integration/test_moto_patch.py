@@ -1,0 +1,127 @@
+"""The local stack's patch to moto (infra/local/moto_patches.py): a refused transaction leaves every item it touched
+as it was, whatever the action and wherever it failed, indexes included; a taken one applies every action."""
+
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from infra.local import moto_patches
+from infra.local.resources import Stack
+
+
+@pytest.fixture
+def table(stack: Stack) -> str:
+    moto_patches.apply()
+    return stack.tables["LoyaltyTable"]
+
+
+def client() -> Any:
+    return boto3.client("dynamodb")
+
+
+def s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def items(table: str) -> dict[tuple[str, str], dict[str, Any]]:
+    found = boto3.client("dynamodb").scan(TableName=table)["Items"]
+    return {(item["PK"]["S"], item["SK"]["S"]): item for item in found}
+
+
+def due(table: str, due_pk: str) -> list[str]:
+    response = boto3.client("dynamodb").query(
+        TableName=table,
+        IndexName="DueIndex",
+        KeyConditionExpression="DuePK = :p",
+        ExpressionAttributeValues={":p": s(due_pk)},
+    )
+    return [item["PK"]["S"] for item in response["Items"]]
+
+
+def seed(table: str) -> dict[tuple[str, str], dict[str, Any]]:
+    client = boto3.client("dynamodb")
+    client.put_item(
+        TableName=table,
+        Item={"PK": s("A"), "SK": s("x"), "n": {"N": "1"}, "tags": {"L": [s("t")]}, "DuePK": s("d1"), "DueSK": s("1")},
+    )
+    client.put_item(TableName=table, Item={"PK": s("B"), "SK": s("x"), "n": {"N": "5"}})
+    return items(table)
+
+
+def actions(fail: str) -> list[dict[str, Any]]:
+    """Update A (and move it in the index), put C, delete B, check D; `fail` names the action whose condition fails."""
+    return [
+        {
+            "Update": {
+                "Key": {"PK": s("A"), "SK": s("x")},
+                "UpdateExpression": "SET n = n + :one, tags = list_append(tags, :more), DuePK = :d2 REMOVE DueSK",
+                "ExpressionAttributeValues": {
+                    ":one": {"N": "1"},
+                    ":more": {"L": [s("u")]},
+                    ":d2": s("d2"),
+                    **({":never": {"N": "99"}} if fail == "update" else {}),
+                },
+                **({"ConditionExpression": "n = :never"} if fail == "update" else {}),
+            }
+        },
+        {
+            "Put": {
+                "Item": {"PK": s("C"), "SK": s("x"), "DuePK": s("d2"), "DueSK": s("2")},
+                **({"ConditionExpression": "attribute_exists(PK)"} if fail == "put" else {}),
+            }
+        },
+        {
+            "Delete": {
+                "Key": {"PK": s("B"), "SK": s("x")},
+                **({"ConditionExpression": "attribute_not_exists(PK)"} if fail == "delete" else {}),
+            }
+        },
+        {
+            "ConditionCheck": {
+                "Key": {"PK": s("D"), "SK": s("x")},
+                "ConditionExpression": "attribute_exists(PK)" if fail == "check" else "attribute_not_exists(PK)",
+            }
+        },
+    ]
+
+
+@pytest.mark.parametrize("fail", ["update", "put", "delete", "check"])
+def test_a_refused_transaction_leaves_every_item_and_index_entry_as_it_was(table: str, fail: str) -> None:
+    before = seed(table)
+    transaction = [{kind: {"TableName": table, **action} for kind, action in a.items()} for a in actions(fail)]
+    with pytest.raises(ClientError) as refused:
+        client().transact_write_items(TransactItems=transaction)
+    assert refused.value.response["Error"]["Code"] == "TransactionCanceledException"
+    assert items(table) == before
+    assert (due(table, "d1"), due(table, "d2")) == (["A"], [])
+
+
+def test_two_actions_on_one_item_are_refused_and_nothing_is_written(table: str) -> None:
+    before = seed(table)
+    transaction = [
+        {"Put": {"TableName": table, "Item": {"PK": s("C"), "SK": s("x")}}},
+        {
+            "Update": {
+                "TableName": table,
+                "Key": {"PK": s("A"), "SK": s("x")},
+                "UpdateExpression": "SET n = :z",
+                "ExpressionAttributeValues": {":z": {"N": "0"}},
+            }
+        },
+        {"Delete": {"TableName": table, "Key": {"PK": s("A"), "SK": s("x")}}},
+    ]
+    with pytest.raises(ClientError):
+        client().transact_write_items(TransactItems=transaction)
+    assert items(table) == before
+
+
+def test_a_taken_transaction_applies_every_action(table: str) -> None:
+    seed(table)
+    transaction = [{kind: {"TableName": table, **action} for kind, action in a.items()} for a in actions("none")]
+    client().transact_write_items(TransactItems=transaction)
+    after = items(table)
+    assert set(after) == {("A", "x"), ("C", "x")}
+    assert after[("A", "x")]["n"] == {"N": "2"} and after[("A", "x")]["tags"] == {"L": [s("t"), s("u")]}
+    assert (due(table, "d1"), sorted(due(table, "d2"))) == ([], ["C"])  # A has no DueSK now: out of the index
