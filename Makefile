@@ -9,7 +9,7 @@ SAM_VENV := .venv-sam
 SAM_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12 2>/dev/null))
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test lint typecheck unit build validate deploy bench bench-cost bench-expiry bench-memory iam-report openapi clean
+.PHONY: run test lint typecheck unit build validate deploy bench bench-cost bench-expiry bench-memory bench-local iam-report openapi clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,9 @@ bench-cost: $(BIN)/.installed ## dollars per million order events on AWS, from t
 iam-report: $(BIN)/.installed ## per function: the actions template.yaml grants and those the tests saw it make (~8 min)
 	LOYALTY_IAM_REPORT=.iam-report.json $(BIN)/pytest -q tests/integration tests/unit
 	$(BIN)/python -m infra.local.strict .iam-report.json
+
+bench-local: $(BIN)/.installed ## the local stack at shop scale: enrol/s, orders/s end to end, KB per order (BENCH_MEMBERS, BENCH_ORDERS)
+	$(BIN)/python -m bench.local_stack
 
 bench-memory: $(BIN)/.installed ## resident memory of the local stack as orders flow through it (~2 min)
 	$(BIN)/python -m bench.local_memory

@@ -1,0 +1,192 @@
+"""The local stack at shop scale: members enrolled and signed orders settled per second, and memory per order.
+
+    make bench-local                      (python -m bench.local_stack)
+    BENCH_MEMBERS=5000,100000 BENCH_ORDERS=1000 make bench-local
+
+Starts `python -m infra.local` as a user would (its own moto), creates a shop, enrols the members over HTTP,
+then posts signed order webhooks from several threads and waits until the queue is empty and every order is
+settled. Prints enrolments per second, orders per second end to end (webhook -> queue -> settled balance),
+and the stack's resident memory per order. At the end every member's balance is checked against the orders
+sent: nothing may be lost.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from loyalty.webhooks import standard
+
+ROOT = Path(__file__).resolve().parents[1]
+OPERATOR_KEY = "op_bench_local"
+THREADS = int(os.environ.get("BENCH_THREADS", "8"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def call(
+    base: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    key: str = "",
+    headers: dict[str, str] | None = None,
+    raw: bytes | None = None,
+) -> tuple[int, Any]:
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(base + path, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def start(log: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "LOYALTY_OPERATOR_KEY": OPERATOR_KEY, "LOYALTY_SCHEDULE_SECONDS": "86400"}
+    env.pop("AWS_ENDPOINT_URL", None)
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "infra.local"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        text = log.read_text()
+        if "operator key" in text:
+            endpoint = text.split("AWS endpoint ", 1)[1].split(")", 1)[0]
+            return process, f"http://127.0.0.1:{port}", endpoint
+        time.sleep(0.2)
+    process.kill()
+    raise SystemExit("the local stack did not start:\n" + log.read_text())
+
+
+def queued(endpoint: str) -> int:
+    sqs = boto3.client(
+        "sqs", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local"
+    )
+    url = sqs.get_queue_url(QueueName="OrdersQueue")["QueueUrl"]
+    names: Any = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    return sum(int(attributes[name]) for name in names)
+
+
+def run(members: int, orders: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as folder:
+        process, base, endpoint = start(Path(folder) / "stack.log")
+        try:
+            status, shop = call(base, "POST", "/v1/shops", {"name": "Bench", "currency": "CNY"}, key=OPERATOR_KEY)
+            assert status == 201, shop
+            sid, key = shop["shop_id"], shop["api_key"]
+            started = time.perf_counter()
+
+            def enrol(n: int) -> None:
+                status, body = call(base, "POST", f"/v1/shops/{sid}/members", {"member_id": f"m{n}"}, key=key)
+                assert status in (200, 201), body  # 200: a retried request found its own first write
+
+            with ThreadPoolExecutor(THREADS) as pool:
+                list(pool.map(enrol, range(members)))
+            enrol_rate = members / (time.perf_counter() - started)
+            rss_before = rss_kb(process.pid)
+            paid_at = datetime.now(UTC).isoformat()
+
+            def order(n: int) -> None:
+                event = {
+                    "type": "order.paid",
+                    "data": {
+                        "order_id": f"o{n}",
+                        "member_id": f"m{n % members}",
+                        "currency": "CNY",
+                        "total": "12.00",
+                        "paid_at": paid_at,
+                        "lines": [{"sku": "tea", "category": "tea", "amount": "12.00"}],
+                    },
+                }
+                body = json.dumps(event).encode()
+                stamp = int(time.time())
+                headers = {
+                    "webhook-id": f"d{n}",
+                    "webhook-timestamp": str(stamp),
+                    "webhook-signature": standard.sign(shop["webhook_secret"], f"d{n}", stamp, body),
+                }
+                status, answer = call(base, "POST", f"/v1/shops/{sid}/webhooks/orders", raw=body, headers=headers)
+                assert status == 202, answer
+
+            started = time.perf_counter()
+            with ThreadPoolExecutor(THREADS) as pool:
+                list(pool.map(order, range(orders)))
+            accepted = time.perf_counter() - started
+            while queued(endpoint):
+                time.sleep(0.2)
+            settled = time.perf_counter() - started
+            rss_after = rss_kb(process.pid)
+            # Nothing lost: every member holds 12 points per order sent to them.
+            expected = {f"m{m}": 12 * len(range(m, orders, members)) for m in range(min(members, orders))}
+
+            def balance(member: str) -> tuple[str, int]:
+                return member, call(base, "GET", f"/v1/shops/{sid}/members/{member}", key=key)[1]["points"]["available"]
+
+            with ThreadPoolExecutor(THREADS) as pool:
+                found = dict(pool.map(balance, expected))
+            assert found == expected, {m: (found[m], expected[m]) for m in expected if found[m] != expected[m]}
+            return {
+                "members": members,
+                "orders": orders,
+                "enrol_per_s": enrol_rate,
+                "accepted_per_s": orders / accepted,
+                "orders_per_s": orders / settled,
+                "kb_per_order": (rss_after - rss_before) / orders,
+                "rss_mb": rss_after / 1024,
+            }
+        except BaseException:
+            sys.stderr.write("the stack's log ends:\n" + (Path(folder) / "stack.log").read_text()[-4000:])
+            raise
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+
+
+def main() -> None:
+    sizes = [int(n) for n in os.environ.get("BENCH_MEMBERS", "5000,100000").split(",")]
+    orders = int(os.environ.get("BENCH_ORDERS", "1000"))
+    rows = [run(members, orders) for members in sizes]
+    print(f"local stack (make run's own moto), {THREADS} client threads, {orders} signed orders per size")
+    print(f"{'members':>8} {'enrol/s':>8} {'orders/s':>9} {'webhooks/s':>11} {'KB/order':>9} {'RSS MB':>7}")
+    for r in rows:
+        print(
+            f"{r['members']:>8} {r['enrol_per_s']:>8.0f} {r['orders_per_s']:>9.1f} {r['accepted_per_s']:>11.1f} "
+            f"{r['kb_per_order']:>9.1f} {r['rss_mb']:>7.0f}"
+        )
+    print("every balance checked against the orders sent")
+
+
+if __name__ == "__main__":
+    main()
