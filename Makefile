@@ -54,7 +54,7 @@ bench-local: $(BIN)/.installed ## the local stack at shop scale: enrol/s, orders
 bench-memory: $(BIN)/.installed ## resident memory of the local stack as orders flow through it (~2 min)
 	$(BIN)/python -m bench.local_memory
 
-bench-expiry: $(BIN)/.installed ## expiry: reads against lots due at 10,000 and 100,000 members, lots/s per worker, a year-end night (~7 min)
+bench-expiry: $(BIN)/.installed ## expiry: reads against lots due at 10,000 and 100,000 members, lots/s per worker, a year-end night (~25 min)
 	$(BIN)/python -m bench.expiry_reads
 
 openapi: $(BIN)/.installed ## write the OpenAPI spec to openapi.json
