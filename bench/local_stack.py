@@ -12,8 +12,6 @@ sent: nothing may be lost.
 
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,17 +24,12 @@ from typing import Any
 
 import boto3
 
+from infra.local import process
 from loyalty.webhooks import standard
 
 ROOT = Path(__file__).resolve().parents[1]
 OPERATOR_KEY = "op_bench_local"
 THREADS = int(os.environ.get("BENCH_THREADS", "8"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def call(
@@ -70,25 +63,6 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def start(log: Path) -> tuple[subprocess.Popen[bytes], str, str]:
-    port = free_port()
-    env = {**os.environ, "PORT": str(port), "LOYALTY_OPERATOR_KEY": OPERATOR_KEY, "LOYALTY_SCHEDULE_SECONDS": "86400"}
-    env.pop("AWS_ENDPOINT_URL", None)
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "infra.local"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        text = log.read_text()
-        if "operator key" in text:
-            endpoint = text.split("AWS endpoint ", 1)[1].split(")", 1)[0]
-            return process, f"http://127.0.0.1:{port}", endpoint
-        time.sleep(0.2)
-    process.kill()
-    raise SystemExit("the local stack did not start:\n" + log.read_text())
-
-
 def queued(endpoint: str) -> int:
     sqs = boto3.client(
         "sqs", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local"
@@ -101,7 +75,9 @@ def queued(endpoint: str) -> int:
 
 def run(members: int, orders: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
-        process, base, endpoint = start(Path(folder) / "stack.log")
+        log = Path(folder) / "stack.log"
+        running = process.start(OPERATOR_KEY, log, {"LOYALTY_SCHEDULE_SECONDS": "86400"})
+        base, endpoint, pid = running.url, running.endpoint, running.process.pid
         try:
             status, shop = call(base, "POST", "/v1/shops", {"name": "Bench", "currency": "CNY"}, key=OPERATOR_KEY)
             assert status == 201, shop
@@ -115,7 +91,7 @@ def run(members: int, orders: int) -> dict[str, Any]:
             with ThreadPoolExecutor(THREADS) as pool:
                 list(pool.map(enrol, range(members)))
             enrol_rate = members / (time.perf_counter() - started)
-            rss_before = rss_kb(process.pid)
+            rss_before = rss_kb(pid)
             paid_at = datetime.now(UTC).isoformat()
 
             def order(n: int) -> None:
@@ -147,7 +123,7 @@ def run(members: int, orders: int) -> dict[str, Any]:
             while queued(endpoint):
                 time.sleep(0.2)
             settled = time.perf_counter() - started
-            rss_after = rss_kb(process.pid)
+            rss_after = rss_kb(pid)
             # Nothing lost: every member holds 12 points per order sent to them.
             expected = {f"m{m}": 12 * len(range(m, orders, members)) for m in range(min(members, orders))}
 
@@ -167,11 +143,10 @@ def run(members: int, orders: int) -> dict[str, Any]:
                 "rss_mb": rss_after / 1024,
             }
         except BaseException:
-            sys.stderr.write("the stack's log ends:\n" + (Path(folder) / "stack.log").read_text()[-4000:])
+            sys.stderr.write("the stack's log ends:\n" + log.read_text()[-4000:])
             raise
         finally:
-            process.terminate()
-            process.wait(timeout=20)
+            running.stop()
 
 
 def main() -> None:

@@ -4,10 +4,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -20,53 +16,28 @@ from typing import Any
 import boto3
 import pytest
 
+from infra.local import process
 from loyalty.webhooks import standard
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATOR_KEY = "op_e2e"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def start_stack(extra_env: dict[str, str], log: Path) -> tuple[process.Running, str]:
+    running = process.start(OPERATOR_KEY, log, extra_env)
+    assert f"operator key   {OPERATOR_KEY}" in log.read_text()
+    return running, running.url
 
 
-def start_stack(extra_env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {**os.environ, "PORT": str(port), "LOYALTY_OPERATOR_KEY": OPERATOR_KEY, **extra_env}
-    if "AWS_ENDPOINT_URL" not in extra_env:
-        env.pop("AWS_ENDPOINT_URL", None)
-    with log.open("wb") as out:  # a file, not a pipe: nobody has to keep reading it
-        process = subprocess.Popen(
-            [sys.executable, "-m", "infra.local"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        text = log.read_text()
-        if "operator key" in text:
-            assert f"operator key   {OPERATOR_KEY}" in text
-            return process, f"http://127.0.0.1:{port}"
-        if process.poll() is not None:
-            break
-        time.sleep(0.2)
-    process.kill()
-    raise AssertionError("local stack did not start:\n" + log.read_text())
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
+def stop(running: process.Running) -> None:
+    running.stop()
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    process, url = start_stack({}, tmp_path_factory.mktemp("stack") / "stack.log")
+    running, url = start_stack({}, tmp_path_factory.mktemp("stack") / "stack.log")
     yield url
-    stop(process)
+    stop(running)
 
 
 def call(
@@ -215,14 +186,14 @@ def test_bad_signature_and_unknown_schedule(base: str) -> None:
 
 def test_an_existing_endpoint_is_used_when_given(moto_server: str, tmp_path: Path) -> None:
     """AWS_ENDPOINT_URL set: the stack uses that moto instead of starting its own, creating missing tables."""
-    process, url = start_stack({"AWS_ENDPOINT_URL": moto_server}, tmp_path / "stack.log")
+    running, url = start_stack({"AWS_ENDPOINT_URL": moto_server}, tmp_path / "stack.log")
     try:
         status, _ = call(url, "POST", "/v1/shops", {"name": "External"}, key=OPERATOR_KEY)
         assert status == 201
         assert "LoyaltyTable" in boto3.client("dynamodb").list_tables()["TableNames"]
         assert "AWS endpoint " + moto_server in (tmp_path / "stack.log").read_text()
     finally:
-        stop(process)
+        stop(running)
 
 
 def test_coupons_grants_and_a_shopify_order_end_to_end(base: str) -> None:
@@ -281,11 +252,11 @@ def test_the_stack_recovers_when_its_aws_endpoint_restarts(tmp_path: Path) -> No
     """An external moto that restarts empty: 503 while it is down, then the stack makes its resources again."""
     from infra.local.moto_server import AtomicMotoServer
 
-    port = free_port()
+    port = process.free_port()
     moto = AtomicMotoServer(port=port)
     moto.start()
     endpoint = f"http://127.0.0.1:{port}"
-    process, url = start_stack({"AWS_ENDPOINT_URL": endpoint}, tmp_path / "stack.log")
+    running, url = start_stack({"AWS_ENDPOINT_URL": endpoint}, tmp_path / "stack.log")
     try:
         assert call(url, "POST", "/v1/shops", {"name": "Before"}, key=OPERATOR_KEY)[0] == 201
         moto.stop()
@@ -304,7 +275,7 @@ def test_the_stack_recovers_when_its_aws_endpoint_restarts(tmp_path: Path) -> No
 
         assert eventually(lambda: available() == 10), available()
     finally:
-        stop(process)
+        stop(running)
         moto.stop()
 
 
