@@ -4,9 +4,11 @@ send, a Lambda context, and each function's handler loaded from its CodeUri. Use
 import importlib.util
 import json
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -64,23 +66,62 @@ def functions() -> dict[str, Function]:
     return found
 
 
-_loaded: dict[Path, ModuleType] = {}
+class _Containers:
+    """A function's warm containers. Lambda runs one invocation at a time in each container and starts another
+    container for a concurrent one, so a handler module's state (Powertools' resolver and its per-request context)
+    is never shared by two invocations at once. So here: each concurrent invocation takes an idle copy of the
+    handler's module, or loads a new one (a cold start) under a module name of its own. The layer's modules
+    (loyalty.*, loyalty.runtime's service and its caches) are one per process, shared as threads share them."""
 
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._all: dict[Path, list[ModuleType]] = {}
+        self._idle: dict[Path, list[ModuleType]] = {}
 
-def handler(function: Function) -> Any:
-    """The function's handler. Each CodeUri is loaded once, under a module name of its own."""
-    path = function.code_dir / f"{function.module}.py"
-    module = _loaded.get(path)
-    if module is None:
-        name = f"lambda_{function.code_dir.name}_{function.module}"
+    def first(self, function: Function) -> ModuleType:
+        path = function.code_dir / f"{function.module}.py"
+        with self._lock:
+            if not self._all.get(path):
+                self._all[path] = [self._load(function, path, 0)]
+                self._idle[path] = list(self._all[path])
+            return self._all[path][0]
+
+    @contextmanager
+    def take(self, function: Function) -> Iterator[ModuleType]:
+        path = function.code_dir / f"{function.module}.py"
+        self.first(function)
+        with self._lock:
+            idle = self._idle[path]
+            module = idle.pop() if idle else None
+        if module is None:  # every container is busy: a cold start, outside the lock
+            module = self._load(function, path, len(self._all[path]))
+            with self._lock:
+                self._all[path].append(module)
+        try:
+            yield module
+        finally:
+            with self._lock:
+                self._idle[path].append(module)
+
+    @staticmethod
+    def _load(function: Function, path: Path, number: int) -> ModuleType:
+        name = f"lambda_{function.code_dir.name}_{function.module}" + (f"_{number}" if number else "")
         spec = importlib.util.spec_from_file_location(name, path)
         assert spec and spec.loader
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         with strict.acting_as(function.logical_id):  # a cold start runs as the function too
             spec.loader.exec_module(module)
-        _loaded[path] = module
-    return getattr(module, function.attribute)
+        return module
+
+
+_containers = _Containers()
+
+
+def handler(function: Function) -> Any:
+    """The handler of the function's first container (tests reach its module through it; invocations one at a
+    time always run there)."""
+    return getattr(_containers.first(function), function.attribute)
 
 
 class Context:
@@ -102,8 +143,8 @@ class Context:
 
 def invoke(function: Function, event: dict[str, Any]) -> Any:
     """Run the function's handler as that function: its IAM policy and its environment (see strict.py)."""
-    with strict.acting_as(function.logical_id):
-        return handler(function)(event, Context(function))
+    with strict.acting_as(function.logical_id), _containers.take(function) as module:
+        return getattr(module, function.attribute)(event, Context(function))
 
 
 def api_event(

@@ -163,3 +163,25 @@ def test_one_coupon_in_two_concurrent_paid_orders_is_used_once(service: Loyalty)
         used = [c for c in service.coupons(shop_id, "m0") if c["code"] == code]
         assert used[0]["status"] == "used" and used[0]["order_id"].startswith(f"r{race}-")
     assert check_invariants(service, shop_id, "m0")["available"] == 3 * 90  # only the winners earned
+
+
+def test_concurrent_invocations_of_one_function_each_get_a_container(api: Any, shop: dict[str, str]) -> None:
+    """Lambda never runs two invocations in one container at once; Powertools' resolver keeps per-request state
+    (app.context), so the local stack must not either: concurrent requests once answered 500 (KeyError '_route')."""
+    import threading
+
+    from infra.local import lambdas
+
+    sid, key = shop["shop_id"], shop["api_key"]
+    start = threading.Barrier(8)
+
+    def enrol(n: int) -> int:
+        start.wait() if n < 8 else None
+        status, _ = api.call("POST", f"/v1/shops/{sid}/members", key=key, body={"member_id": f"c{n}"})
+        return int(status)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = Counter(pool.map(enrol, range(48)))
+    assert statuses == Counter({201: 48})
+    function = lambdas.functions()["ApiFunction"]
+    assert lambdas.handler(function) is not None  # the first container is still there for the tests' own use
