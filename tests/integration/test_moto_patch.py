@@ -125,3 +125,71 @@ def test_a_taken_transaction_applies_every_action(table: str) -> None:
     assert set(after) == {("A", "x"), ("C", "x")}
     assert after[("A", "x")]["n"] == {"N": "2"} and after[("A", "x")]["tags"] == {"L": [s("t"), s("u")]}
     assert (due(table, "d1"), sorted(due(table, "d2"))) == ([], ["C"])  # A has no DueSK now: out of the index
+
+
+def put_partition(table: str, pk: str, sks: list[str]) -> None:
+    for sk in sks:
+        boto3.client("dynamodb").put_item(
+            TableName=table, Item={"PK": s(pk), "SK": s(sk), "DuePK": s("d"), "DueSK": s(sk)}
+        )
+
+
+def test_a_table_query_reads_its_partition_as_moto_would(table: str) -> None:
+    put_partition(table, "A", ["c", "a", "b", "d"])
+    put_partition(table, "B", ["a", "b"])
+    db = client()
+
+    def query(**kwargs: Any) -> tuple[list[str], Any]:
+        response = db.query(TableName=table, KeyConditionExpression=kwargs.pop("kce", "PK = :p"), **kwargs)
+        return [item["SK"]["S"] for item in response["Items"]], response.get("LastEvaluatedKey")
+
+    values = {":p": s("A")}
+    assert query(ExpressionAttributeValues=values) == (["a", "b", "c", "d"], None)
+    assert query(ExpressionAttributeValues=values, ScanIndexForward=False)[0] == ["d", "c", "b", "a"]
+    first, last = query(ExpressionAttributeValues=values, Limit=3)
+    assert first == ["a", "b", "c"] and last == {"PK": s("A"), "SK": s("c")}
+    assert query(ExpressionAttributeValues=values, ExclusiveStartKey=last) == (["d"], None)
+    between = {":p": s("A"), ":lo": s("b"), ":hi": s("c")}
+    assert query(kce="PK = :p AND SK BETWEEN :lo AND :hi", ExpressionAttributeValues=between)[0] == ["b", "c"]
+    assert query(ExpressionAttributeValues={":p": s("none")}) == ([], None)
+    # An index query still sees every partition, and a scan every item.
+    assert sorted(due(table, "d")) == ["A"] * 4 + ["B"] * 2
+    assert len(items(table)) == 6
+
+
+def test_the_stacks_functions_reach_moto_without_a_socket_and_see_what_http_clients_see(moto_server: str) -> None:
+    """A client of this process whose endpoint is the server goes to moto as a WSGI call (no connection made);
+    a client of another endpoint spelling (as another process would be) goes over HTTP; both see one state."""
+    from urllib3.util import connection
+
+    from infra.local.moto_server import AtomicMotoServer
+
+    server = AtomicMotoServer()
+    server.start()
+    server.serve_in_process()
+    host, port = server.get_host_and_port()
+    try:
+        direct = boto3.client("sqs", endpoint_url=f"http://{host}:{port}")
+        over_http = boto3.client("sqs", endpoint_url=f"http://localhost:{port}")
+        connections: list[Any] = []
+        real = connection.create_connection
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            connections.append(args[0])
+            return real(*args, **kwargs)
+
+        connection.create_connection = counted
+        try:
+            url = direct.create_queue(QueueName="q")["QueueUrl"]
+            direct.send_message(QueueUrl=url, MessageBody="hello")
+            assert connections == []
+            received = over_http.receive_message(QueueUrl=url)["Messages"]
+            assert connections  # over HTTP
+        finally:
+            connection.create_connection = real
+        assert [m["Body"] for m in received] == ["hello"]
+        with pytest.raises(ClientError) as missing:
+            direct.get_queue_url(QueueName="absent")
+        assert "NonExistentQueue" in missing.value.response["Error"]["Code"]
+    finally:
+        server.stop()
