@@ -1,4 +1,5 @@
-"""A moto server whose requests are each atomic, as DynamoDB's are.
+"""A moto server whose requests are each atomic, as DynamoDB's are, and which the stack's own functions reach
+without a socket.
 
 moto evaluates a transaction's conditions and applies its writes without a lock, so two threads can both pass
 a condition that only one should (seen here: 15 redemptions of 70 succeeded against 1,000 points, beside
@@ -6,18 +7,39 @@ a condition that only one should (seen here: 15 redemptions of 70 succeeded agai
 TransactWriteItems included, is applied atomically. This server keeps HTTP threaded, so clients still race
 to read and write, and runs one DynamoDB request at a time inside moto: the concurrency our conditions must handle,
 without races that exist only in the emulator.
+
+`serve_in_process()` hands the boto3 clients of this process (the functions of `make run`) to moto directly:
+botocore still builds, checks (infra.local.strict), serialises and signs each request, then moto's handler for it
+is called as moto's own in-process mock calls it (found by the URL the request would have on AWS), under the same
+lock, instead of over loopback HTTP. A new TCP connection and server thread per request (moto's werkzeug server
+speaks HTTP/1.0), then werkzeug and Flask, were over half of the stack's time per order. Clients in other
+processes (the AWS CLI, a test, a benchmark) still use the HTTP endpoint; both reach the same moto state.
 """
 
+import functools
 import logging
+import re
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
+import botocore.handlers
+import moto.backend_index as backend_index
+from botocore.awsrequest import AWSResponse
+from moto import backends
+from moto.core.botocore_stubber import MockRawResponse
+from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from werkzeug.exceptions import HTTPException
 from werkzeug.serving import make_server
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from infra.local import moto_patches
+
+CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/(?P<region>[a-z0-9-]+)/(?P<service>[a-z0-9-]+)/aws4_request")
+_compiled = functools.cache(re.compile)
 
 
 class AtomicMotoServer(ThreadedMotoServer):
@@ -25,28 +47,109 @@ class AtomicMotoServer(ThreadedMotoServer):
         super().__init__(ip_address=ip_address, port=port, verbose=False)
         moto_patches.apply()  # transactions back up the items they touch, not whole tables
         self._lock = threading.Lock()
+        self._app = DomainDispatcherApplication(create_backend_app)
+        self._url = ""
+        self._released = 0.0
+
+    def atomic(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        # Only DynamoDB needs it; SQS long polls must not hold everyone else up.
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            return self._app(environ, start_response)  # type: ignore[no-any-return]
+        with self._lock:
+            return list(self._app(environ, start_response))  # the whole response is made inside the lock
 
     def _server_entry(self) -> None:
-        app = DomainDispatcherApplication(create_backend_app)
-        lock = self._lock
-
-        def atomic(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-            # Only DynamoDB needs it; SQS long polls must not hold everyone else up.
-            if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
-                return app(environ, start_response)  # type: ignore[no-any-return]
-            with lock:
-                return list(app(environ, start_response))  # the whole response is made inside the lock
-
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._server = make_server(self._ip_address, self._port, atomic, threaded=True)
+        self._server = make_server(self._ip_address, self._port, self.atomic, threaded=True)
         self._server_ready_event.set()
         self._server.serve_forever()
 
+    def serve_in_process(self) -> None:
+        """From now on, every botocore client of this process whose endpoint is this server calls the WSGI
+        application directly (see the module's docstring). Call before the clients are made."""
+        host, port = self.get_host_and_port()
+        self._url = f"http://{host}:{port}"
+        botocore.handlers.BUILTIN_HANDLERS.append(("before-send", self._send))
+        import boto3
+
+        if boto3.DEFAULT_SESSION is not None:
+            boto3.DEFAULT_SESSION._session.register("before-send", self._send)  # type: ignore[arg-type]
+
+    def stop(self) -> None:
+        self._url = ""  # in-process clients made from now on (or a later server on this port) use HTTP
+        if ("before-send", self._send) in botocore.handlers.BUILTIN_HANDLERS:
+            botocore.handlers.BUILTIN_HANDLERS.remove(("before-send", self._send))
+        super().stop()
+
+    def _send(self, request: Any, **_: Any) -> AWSResponse | None:
+        if not self._url or not request.url.startswith(self._url):
+            return None  # another endpoint: botocore sends it over HTTP as usual
+        for name, value in request.headers.items():
+            if isinstance(value, bytes):
+                request.headers[name] = value.decode()
+        handler = self._handler_for(request)
+        if handler is None:  # not a service moto routes by URL: through the server's application
+            return self._send_wsgi(request)
+        atomic = str(request.headers.get("X-Amz-Target", "")).startswith("DynamoDB_")
+        try:
+            if atomic:
+                with self._lock:
+                    status, headers, body = handler(request, request.url, request.headers)
+            else:
+                status, headers, body = handler(request, request.url, request.headers)
+        except HTTPException as exc:
+            status, headers, body = exc.code or 500, dict(exc.get_headers()), exc.get_body()
+        return AWSResponse(request.url, status, headers, MockRawResponse(body))
+
+    def _handler_for(self, request: Any) -> Any:
+        """moto's handler for the request, found as moto's in-process mock finds it: by the URL the request would
+        have on AWS (service and region from its signature), matched against each backend's URL patterns."""
+        scope = CREDENTIAL_SCOPE.search(str(request.headers.get("Authorization", "")))
+        if scope is None:
+            return None
+        region, service = scope["region"], scope["service"]
+        path = request.url[len(self._url) :].split("?", 1)[0] or "/"
+        aws_url = f"https://{service}.{region}.amazonaws.com{path}"
+        for name, pattern in backend_index.backend_url_patterns:
+            if not pattern.match(aws_url):
+                continue
+            backend_dict = backends.get_backend(name)  # type: ignore[call-overload]
+            regions = backend_dict[DEFAULT_ACCOUNT_ID]
+            backend = regions["us-east-1"] if "us-east-1" in regions else regions["aws"]
+            for url, handler in backend.urls.items():
+                if _compiled(url).match(aws_url):
+                    return handler
+        return None
+
+    def _send_wsgi(self, request: Any) -> AWSResponse:
+        body = request.body
+        if hasattr(body, "read"):
+            body = body.read()
+        environ = EnvironBuilder(
+            path=request.url[len(self._url) :] or "/",
+            base_url=self._url,
+            method=request.method,
+            headers=dict(request.headers.items()),
+            data=body or b"",
+        ).get_environ()
+        app_iter, status, response_headers = run_wsgi_app(self.atomic, environ, buffered=True)
+        try:
+            payload = b"".join(app_iter)
+        finally:
+            close = getattr(app_iter, "close", None)
+            if close:
+                close()
+        return AWSResponse(request.url, int(status.split(" ", 1)[0]), dict(response_headers), MockRawResponse(payload))  # type: ignore[arg-type]
+
     def release_copies(self) -> None:
-        """Drop the copies moto keeps of every model instance a request touched (for its dashboard); a
-        transaction copies the whole table per item, so a long-running server would otherwise grow without
-        bound (see ../shared/notes/aws-local-facts.md). Taken under the lock: no request is half way."""
+        """Drop the references moto keeps to every model instance it made (items, messages, their copies), for
+        its dashboard, so a long-running server does not grow without bound (see
+        ../shared/notes/aws-local-facts.md). At most once a second: it walks every model class. No lock: each
+        class's list is replaced, and an instance added to the old one meanwhile is only dropped sooner."""
         from moto.core.model_instances import reset_model_data
 
-        with self._lock:
-            reset_model_data()
+        now = time.monotonic()
+        if now - self._released < 1.0:
+            return
+        self._released = now
+        reset_model_data()
