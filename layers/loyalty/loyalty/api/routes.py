@@ -87,11 +87,10 @@ def build(service: Callable[[], Loyalty], queues: Callable[[], Queues]) -> APIGa
 
     errors.install(app, authenticate)
 
-    def view(shop_id: str, member: Member) -> dict[str, Any]:
+    def view(shop_id: str, member: Member, *, new: bool = False) -> dict[str, Any]:
         base = service().program(shop_id).tiers[:1]
-        return member_view(
-            member, service().expiring(shop_id, member.profile.member_id), base[0].name if base else None
-        )
+        expiring = [] if new else service().expiring(shop_id, member.profile.member_id)  # a new member has no lots
+        return member_view(member, expiring, base[0].name if base else None)
 
     def shop_caller(shop_id: str) -> None:
         service().authenticate(bearer(app), shop_id)
@@ -117,7 +116,7 @@ def build(service: Callable[[], Loyalty], queues: Callable[[], Queues]) -> APIGa
     def enrol(shop_id: ShopId, body: Annotated[Profile, Body()]) -> Response[str]:
         shop_caller(shop_id)
         created, member = service().enrol(shop_id, body)
-        return json_response(201 if created else 200, view(shop_id, member))
+        return json_response(201 if created else 200, view(shop_id, member, new=created))
 
     @app.get("/v1/shops/<shop_id>/members", summary="Find members by e-mail or phone", tags=["members"])
     def find(

@@ -42,21 +42,19 @@ def enrol(db: Dynamo, shop_id: str, profile: Profile, now: datetime) -> tuple[bo
     """
     pk = member_pk(shop_id, profile.member_id)
     tx = db.transaction()
-    tx.put(
-        {
-            "PK": pk,
-            "SK": PROFILE_SK,
-            "type": "member",
-            **profile.model_dump(mode="json"),
-            "enrolled_at": iso(now),
-            "available": 0,
-            "pending": 0,
-            "debt": 0,
-            "qualifying": {},
-            "rev": 0,
-        },
-        condition="attribute_not_exists(PK)",
-    )
+    item = {
+        "PK": pk,
+        "SK": PROFILE_SK,
+        "type": "member",
+        **profile.model_dump(mode="json"),
+        "enrolled_at": iso(now),
+        "available": 0,
+        "pending": 0,
+        "debt": 0,
+        "qualifying": {},
+        "rev": 0,
+    }
+    tx.put(item, condition="attribute_not_exists(PK)")
     contacts = profile.contacts()
     for kind, value in contacts.items():
         tx.put(
@@ -82,9 +80,7 @@ def enrol(db: Dynamo, shop_id: str, profile: Profile, now: datetime) -> tuple[bo
             if exc.failed(index):
                 raise Conflict(f"this {kind} belongs to another member", field=kind) from exc
         raise
-    member = get_member(db, shop_id, profile.member_id)
-    assert member is not None
-    return True, member
+    return True, _member(item)  # what was written, without reading it back
 
 
 def get_member(db: Dynamo, shop_id: str, member_id: str, *, consistent: bool = True) -> Member | None:
