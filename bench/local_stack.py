@@ -10,17 +10,18 @@ and the stack's resident memory per order. At the end every member's balance is 
 sent: nothing may be lost.
 """
 
+import http.client
 import json
 import os
 import sys
 import tempfile
+import threading
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 
@@ -30,6 +31,9 @@ from loyalty.webhooks import standard
 ROOT = Path(__file__).resolve().parents[1]
 OPERATOR_KEY = "op_bench_local"
 THREADS = int(os.environ.get("BENCH_THREADS", "8"))
+
+
+_connections = threading.local()
 
 
 def call(
@@ -42,18 +46,26 @@ def call(
     headers: dict[str, str] | None = None,
     raw: bytes | None = None,
 ) -> tuple[int, Any]:
+    """One request on this thread's kept-alive connection (as a platform's webhook sender keeps its own)."""
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    request = urllib.request.Request(base + path, data=data, method=method)
-    request.add_header("Content-Type", "application/json")
+    all_headers = {"Content-Type": "application/json", **(headers or {})}
     if key:
-        request.add_header("Authorization", f"Bearer {key}")
-    for name, value in (headers or {}).items():
-        request.add_header(name, value)
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
+        all_headers["Authorization"] = f"Bearer {key}"
+    for attempt in (1, 2):
+        connection = getattr(_connections, base, None)
+        if connection is None:
+            connection = http.client.HTTPConnection(urlsplit(base).netloc, timeout=60)
+            setattr(_connections, base, connection)
+        try:
+            connection.request(method, path, body=data, headers=all_headers)
+            response = connection.getresponse()
             return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
+        except (http.client.HTTPException, ConnectionError):
+            connection.close()
+            setattr(_connections, base, None)
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def rss_kb(pid: int) -> int:
