@@ -125,20 +125,24 @@ def test_a_late_event_counts_at_its_own_time(stack: Stack, service: Loyalty, sho
 
 
 def test_reminders_go_once_per_member_and_expiry_date(stack: Stack, service: Loyalty, shop_id: str) -> None:
+    # Earned in year y, the points lapse at the end of y + 1 and are reminded of 30 days before. The orders must
+    # be in the past and the reminders in the future (due work is filed no earlier than today): the latest such y.
+    today = datetime.now(UTC)
+    y = today.year if today >= datetime(today.year, 10, 2, tzinfo=UTC) else today.year - 1
     url = capture_events(stack)
-    earn(stack, shop_id, "a", "2025-03-01T10:00:00+08:00", "100.00", member="m1")
-    earn(stack, shop_id, "b", "2025-09-01T10:00:00+08:00", "50.00", member="m1")  # same expiry: one reminder
-    earn(stack, shop_id, "c", "2025-09-01T10:00:00+08:00", "30.00", member="m2")
-    assert run("RemindExpiringFunction", at("2026-11-30T00:00:00+08:00"))["applied"] == 0  # 31 days ahead
-    report = run("RemindExpiringFunction", at("2026-12-01T23:59:59+08:00"))  # 30 days ahead
+    earn(stack, shop_id, "a", f"{y}-03-01T10:00:00+08:00", "100.00", member="m1")
+    earn(stack, shop_id, "b", f"{y}-09-01T10:00:00+08:00", "50.00", member="m1")  # same expiry: one reminder
+    earn(stack, shop_id, "c", f"{y}-09-01T10:00:00+08:00", "30.00", member="m2")
+    assert run("RemindExpiringFunction", at(f"{y + 1}-11-30T00:00:00+08:00"))["applied"] == 0  # 31 days ahead
+    report = run("RemindExpiringFunction", at(f"{y + 1}-12-01T23:59:59+08:00"))  # 30 days ahead
     assert (report["due"], report["applied"]) == (2, 2)
     sent = captured(url)
     assert sorted((e["detail"]["member_id"], e["detail"]["points"]) for e in sent) == [("m1", 150), ("m2", 30)]
     assert {e["detail-type"] for e in sent} == {"points.expiring"}
-    assert sent[0]["detail"]["expires_at"] == "2026-12-31T15:59:59.000000Z"
-    earn(stack, shop_id, "d", "2025-10-01T10:00:00+08:00", "10.00", member="m1")  # re-lists m1's reminder
-    assert run("RemindExpiringFunction", at("2026-12-02T00:00:00+08:00"))["applied"] == 0
-    assert run("RemindExpiringFunction", at("2026-12-02T00:00:00+08:00"))["due"] == 0
+    assert sent[0]["detail"]["expires_at"] == f"{y + 1}-12-31T15:59:59.000000Z"
+    earn(stack, shop_id, "d", f"{y}-10-01T10:00:00+08:00", "10.00", member="m1")  # re-lists m1's reminder
+    assert run("RemindExpiringFunction", at(f"{y + 1}-12-02T00:00:00+08:00"))["applied"] == 0
+    assert run("RemindExpiringFunction", at(f"{y + 1}-12-02T00:00:00+08:00"))["due"] == 0
     assert captured(url) == []
 
 
