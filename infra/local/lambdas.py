@@ -92,7 +92,10 @@ class _Containers:
         self.first(function)
         with self._lock:
             idle = self._idle[path]
-            module = idle.pop() if idle else None
+            # The first idle container, so invocations one at a time always run in the first (tests patch it).
+            module = min(idle, key=self._all[path].index) if idle else None
+            if module is not None:
+                idle.remove(module)
         if module is None:  # every container is busy: a cold start, outside the lock
             module = self._load(function, path, len(self._all[path]))
             with self._lock:
