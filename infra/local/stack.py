@@ -214,6 +214,9 @@ class LocalStack:
 def serve(local: LocalStack, port: int) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes; on a kept-alive connection Nagle's algorithm holds the second
+        # until the client acknowledges the first, which it delays (up to 40 ms a response).
+        disable_nagle_algorithm = True
 
         def _handle(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
