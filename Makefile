@@ -9,7 +9,7 @@ SAM_VENV := .venv-sam
 SAM_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12 2>/dev/null))
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test lint typecheck unit build validate deploy bench bench-cost bench-expiry bench-memory bench-local iam-report openapi clean
+.PHONY: run test lint typecheck unit build validate deploy bench bench-cost bench-expiry bench-local iam-report openapi clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,11 +48,9 @@ iam-report: $(BIN)/.installed ## per function: the actions template.yaml grants 
 	LOYALTY_IAM_REPORT=.iam-report.json $(BIN)/pytest -q tests/integration tests/unit
 	$(BIN)/python -m infra.local.strict .iam-report.json
 
-bench-local: $(BIN)/.installed ## the local stack at shop scale: enrol/s, orders/s end to end, KB per order (BENCH_MEMBERS, BENCH_ORDERS)
+bench-local: $(BIN)/.installed ## the local stack at 5,000 and 100,000 members: enrol/s, orders/s end to end, KB per order over a 10,000-order soak (~20 min)
 	$(BIN)/python -m bench.local_stack
 
-bench-memory: $(BIN)/.installed ## resident memory of the local stack as orders flow through it (~2 min)
-	$(BIN)/python -m bench.local_memory
 
 bench-expiry: $(BIN)/.installed ## expiry: reads against lots due at 10,000 and 100,000 members, lots/s per worker, a year-end night (~25 min)
 	$(BIN)/python -m bench.expiry_reads

@@ -1,13 +1,14 @@
 """The local stack at shop scale: members enrolled and signed orders settled per second, and memory per order.
 
-    make bench-local                      (python -m bench.local_stack)
-    BENCH_MEMBERS=5000,100000 BENCH_ORDERS=1000 make bench-local
+    make bench-local                      (python -m bench.local_stack; about 20 minutes)
+    BENCH_MEMBERS=5000,100000 BENCH_ORDERS=10000,5000 make bench-local      (the defaults)
 
-Starts `python -m infra.local` as a user would (its own moto), creates a shop, enrols the members over HTTP,
-then posts signed order webhooks from several threads and waits until the queue is empty and every order is
-settled. Prints enrolments per second, orders per second end to end (webhook -> queue -> settled balance),
-and the stack's resident memory per order. At the end every member's balance is checked against the orders
-sent: nothing may be lost.
+For each size, starts `python -m infra.local` as a user would (its own moto), creates a shop, enrols the members
+over HTTP, then posts signed order webhooks from several threads in bursts, each burst settled before the next.
+Prints enrolments per second, orders per second end to end (webhook -> queue -> settled balance), the stack's
+resident memory per order overall and burst by burst (the first size's 10,000 orders are the soak), and the data
+each order adds to the table as DynamoDB counts it (items and bytes). At the end every member's balance is
+checked against the orders sent: nothing may be lost.
 """
 
 import http.client
@@ -25,12 +26,14 @@ from urllib.parse import urlsplit
 
 import boto3
 
-from infra.local import process
+from infra.local import process, strict
 from loyalty.webhooks import standard
 
 ROOT = Path(__file__).resolve().parents[1]
 OPERATOR_KEY = "op_bench_local"
 THREADS = int(os.environ.get("BENCH_THREADS", "8"))
+BURST = int(os.environ.get("BENCH_BURST", "1000"))
+SCAN_MEMBERS = 20_000  # the data is counted (a scan) at sizes up to this
 
 
 _connections = threading.local()
@@ -75,17 +78,43 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def queued(endpoint: str) -> int:
-    sqs = boto3.client(
-        "sqs", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local"
+def aws(endpoint: str, service: Any) -> Any:
+    return boto3.client(
+        service, endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="x"
     )
+
+
+def queued(endpoint: str) -> int:
+    sqs = aws(endpoint, "sqs")
     url = sqs.get_queue_url(QueueName="OrdersQueue")["QueueUrl"]
     names: Any = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
     return sum(int(attributes[name]) for name in names)
 
 
+def parked(endpoint: str) -> list[Any]:
+    """What the orders' dead-letter queue holds, with the reasons the consumer gave."""
+    sqs = aws(endpoint, "sqs")
+    url = sqs.get_queue_url(QueueName="OrdersDeadLetterQueue")["QueueUrl"]
+    found = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"])
+    return [{"body": m["Body"][:300], "attributes": m.get("MessageAttributes")} for m in found.get("Messages", [])]
+
+
+def table_data(endpoint: str) -> tuple[int, int]:
+    """(items, bytes) of the loyalty table as DynamoDB counts them (a scan, item sizes by DynamoDB's rules): the
+    data itself, to set against the memory the stack holds it in."""
+    dynamodb = aws(endpoint, "dynamodb")
+    name = next(t for t in dynamodb.list_tables()["TableNames"] if "LoyaltyTable" in t)
+    items = size = 0
+    for page in dynamodb.get_paginator("scan").paginate(TableName=name):
+        items += len(page["Items"])
+        size += sum(strict.item_size(item) for item in page["Items"])
+    return items, size
+
+
 def run(members: int, orders: int) -> dict[str, Any]:
+    """Enrol `members`, then send `orders` in bursts of BURST, each burst settled before the next: the rate over
+    all of them, and resident memory after each burst (flat growth per burst = nothing grows but the data)."""
     with tempfile.TemporaryDirectory() as folder:
         log = Path(folder) / "stack.log"
         running = process.start(OPERATOR_KEY, log, {"LOYALTY_SCHEDULE_SECONDS": "86400"})
@@ -103,7 +132,6 @@ def run(members: int, orders: int) -> dict[str, Any]:
             with ThreadPoolExecutor(THREADS) as pool:
                 list(pool.map(enrol, range(members)))
             enrol_rate = members / (time.perf_counter() - started)
-            rss_before = rss_kb(pid)
             paid_at = datetime.now(UTC).isoformat()
 
             def order(n: int) -> None:
@@ -128,14 +156,27 @@ def run(members: int, orders: int) -> dict[str, Any]:
                 status, answer = call(base, "POST", f"/v1/shops/{sid}/webhooks/orders", raw=body, headers=headers)
                 assert status == 202, answer
 
+            # The data, counted by a scan: at the soak's size only (moto's scan reads the whole table per page,
+            # minutes at 100,000 members), and outside the measured span (it allocates in the stack).
+            counted = members <= SCAN_MEMBERS
+            items_before, bytes_before = table_data(endpoint) if counted else (0, 0)
+            rss = [rss_kb(pid)]
+            sizes, rates = [], []
+            sending = 0.0
             started = time.perf_counter()
-            with ThreadPoolExecutor(THREADS) as pool:
-                list(pool.map(order, range(orders)))
-            accepted = time.perf_counter() - started
-            while queued(endpoint):
-                time.sleep(0.2)
+            for first in range(0, orders, BURST):
+                burst = range(first, min(first + BURST, orders))
+                sizes.append(len(burst))
+                sent = time.perf_counter()
+                with ThreadPoolExecutor(THREADS) as pool:
+                    list(pool.map(order, burst))
+                sending += time.perf_counter() - sent
+                while queued(endpoint):
+                    time.sleep(0.1)
+                rss.append(rss_kb(pid))
+                rates.append(len(burst) / (time.perf_counter() - sent))
             settled = time.perf_counter() - started
-            rss_after = rss_kb(pid)
+            items_after, bytes_after = table_data(endpoint) if counted else (0, 0)
             # Nothing lost: every member holds 12 points per order sent to them.
             expected = {f"m{m}": 12 * len(range(m, orders, members)) for m in range(min(members, orders))}
 
@@ -145,17 +186,24 @@ def run(members: int, orders: int) -> dict[str, Any]:
             with ThreadPoolExecutor(THREADS) as pool:
                 found = dict(pool.map(balance, expected))
             assert found == expected, {m: (found[m], expected[m]) for m in expected if found[m] != expected[m]}
+            per_burst = [(rss[n + 1] - rss[n]) / size for n, size in enumerate(sizes)]
             return {
                 "members": members,
                 "orders": orders,
                 "enrol_per_s": enrol_rate,
-                "accepted_per_s": orders / accepted,
+                "accepted_per_s": orders / sending,
                 "orders_per_s": orders / settled,
-                "kb_per_order": (rss_after - rss_before) / orders,
-                "rss_mb": rss_after / 1024,
+                "kb_per_order": (rss[-1] - rss[0]) / orders,
+                "kb_per_order_bursts": per_burst,
+                "orders_per_s_bursts": rates,
+                "items_per_order": (items_after - items_before) / orders if counted else None,
+                "data_bytes_per_order": (bytes_after - bytes_before) / orders if counted else None,
+                "rss_mb": rss[-1] / 1024,
             }
         except BaseException:
-            sys.stderr.write("the stack's log ends:\n" + log.read_text()[-4000:])
+            kept = Path(tempfile.mkdtemp(prefix="bench-local-")) / "stack.log"
+            kept.write_text(log.read_text())
+            sys.stderr.write(f"the stack's log: {kept}\nparked: {json.dumps(parked(endpoint), indent=1)}\n")
             raise
         finally:
             running.stop()
@@ -163,15 +211,25 @@ def run(members: int, orders: int) -> dict[str, Any]:
 
 def main() -> None:
     sizes = [int(n) for n in os.environ.get("BENCH_MEMBERS", "5000,100000").split(",")]
-    orders = int(os.environ.get("BENCH_ORDERS", "1000"))
-    rows = [run(members, orders) for members in sizes]
-    print(f"local stack (make run's own moto), {THREADS} client threads, {orders} signed orders per size")
-    print(f"{'members':>8} {'enrol/s':>8} {'orders/s':>9} {'webhooks/s':>11} {'KB/order':>9} {'RSS MB':>7}")
+    counts = [int(n) for n in os.environ.get("BENCH_ORDERS", "10000,5000").split(",")]
+    counts += [counts[-1]] * (len(sizes) - len(counts))
+    rows = [run(members, orders) for members, orders in zip(sizes, counts, strict=False)]
+    print(f"local stack (make run's own moto), {THREADS} client threads, orders in bursts of {BURST}")
+    print(
+        f"{'members':>8} {'orders':>7} {'enrol/s':>8} {'orders/s':>9} {'webhooks/s':>11} {'KB/order':>9} "
+        f"{'items/order':>12} {'data B/order':>13} {'RSS MB':>7}"
+    )
     for r in rows:
+        items = f"{r['items_per_order']:.2f}" if r["items_per_order"] is not None else "-"
+        data = f"{r['data_bytes_per_order']:.0f}" if r["data_bytes_per_order"] is not None else "-"
         print(
-            f"{r['members']:>8} {r['enrol_per_s']:>8.0f} {r['orders_per_s']:>9.1f} {r['accepted_per_s']:>11.1f} "
-            f"{r['kb_per_order']:>9.1f} {r['rss_mb']:>7.0f}"
+            f"{r['members']:>8} {r['orders']:>7} {r['enrol_per_s']:>8.0f} {r['orders_per_s']:>9.1f} "
+            f"{r['accepted_per_s']:>11.1f} {r['kb_per_order']:>9.1f} {items:>12} {data:>13} {r['rss_mb']:>7.0f}"
         )
+    for r in rows:
+        rates = " ".join(f"{rate:.0f}" for rate in r["orders_per_s_bursts"])
+        bursts = " ".join(f"{kb:.1f}" for kb in r["kb_per_order_bursts"])
+        print(f"at {r['members']} members, burst by burst: orders/s {rates}; KB of resident memory per order {bursts}")
     print("every balance checked against the orders sent")
 
 
