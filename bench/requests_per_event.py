@@ -88,7 +88,7 @@ def requests_per_event() -> list[tuple[str, Counter[str]]]:
     rows = []
     service = fresh_table("bench-requests")
     shop = service.create_shop("Bench")["shop_id"]
-    service.enrol(shop, Profile(member_id="m1"))
+    rows.append(("enrolment", measure(service, lambda: service.enrol(shop, Profile(member_id="m1")))))
     rows.append(
         ("order.paid, program not yet cached", measure(service, lambda: service.apply_order_event(shop, paid("o0"))))
     )
