@@ -48,7 +48,7 @@ iam-report: $(BIN)/.installed ## per function: the actions template.yaml grants 
 	LOYALTY_IAM_REPORT=.iam-report.json $(BIN)/pytest -q tests/integration tests/unit
 	$(BIN)/python -m infra.local.strict .iam-report.json
 
-bench-local: $(BIN)/.installed ## the local stack at 5,000 and 100,000 members: enrol/s, orders/s end to end, KB per order over a 10,000-order soak (~20 min)
+bench-local: $(BIN)/.installed ## the local stack at 5,000 and 100,000 members: enrol/s, orders/s end to end, KB per order over a 10,000-order soak (~25 min)
 	$(BIN)/python -m bench.local_stack
 
 
