@@ -77,6 +77,7 @@ class _Containers:
         self._lock = threading.Lock()
         self._all: dict[Path, list[ModuleType]] = {}
         self._idle: dict[Path, list[ModuleType]] = {}
+        self._started: dict[Path, int] = {}  # containers started or starting: the next one's number
 
     def first(self, function: Function) -> ModuleType:
         path = function.code_dir / f"{function.module}.py"
@@ -84,6 +85,7 @@ class _Containers:
             if not self._all.get(path):
                 self._all[path] = [self._load(function, path, 0)]
                 self._idle[path] = list(self._all[path])
+                self._started[path] = 1
             return self._all[path][0]
 
     @contextmanager
@@ -96,8 +98,11 @@ class _Containers:
             module = min(idle, key=self._all[path].index) if idle else None
             if module is not None:
                 idle.remove(module)
-        if module is None:  # every container is busy: a cold start, outside the lock
-            module = self._load(function, path, len(self._all[path]))
+            else:  # every container is busy: a cold start (outside the lock), numbered now
+                number = self._started[path]
+                self._started[path] += 1
+        if module is None:
+            module = self._load(function, path, number)
             with self._lock:
                 self._all[path].append(module)
         try:

@@ -90,8 +90,8 @@ def apply() -> None:
 
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     _patch_table_query()
-    _patch_sqs_receive()
-    _patch_module_list()
+    _patch_sqs()
+    _read_once()
 
 
 _querying = threading.local()  # the partition a table query in this thread reads, while it runs
@@ -147,7 +147,7 @@ def _restore(table: Table, hash_value: DynamoType, range_value: DynamoType | Non
         table.items[hash_value] = item
 
 
-def _patch_sqs_receive() -> None:
+def _patch_sqs() -> None:
     from moto.sqs import models as sqs_models
 
     unix_time: Callable[..., float] = getattr(sqs_models, "unix_time")  # noqa: B009
@@ -218,7 +218,8 @@ def _patch_sqs_receive() -> None:
     sqs_models.SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period  # type: ignore[method-assign]
 
 
-def _patch_module_list() -> None:
+def _read_once() -> None:
+    """Patch 4: what moto looks up or parses on every request, though it cannot change while it runs."""
     from moto import backends
 
     modules = tuple(backends.list_of_moto_modules())

@@ -42,6 +42,30 @@ CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/(?P<region>[a-z0-9-]+)/(?
 _compiled = functools.cache(re.compile)
 
 
+def _one_at_a_time(target: str) -> bool:
+    """Whether a request (by its X-Amz-Target) runs under the lock: DynamoDB's, which AWS applies atomically. Not
+    SQS's: a long poll must not hold everyone else up."""
+    return target.startswith("DynamoDB_")
+
+
+@functools.lru_cache(maxsize=256)
+def _handler_for(service: str, region: str, path: str) -> Any:
+    """moto's handler for a request, found as moto's in-process mock finds it: by the URL the request would have on
+    AWS (service and region from its signature), matched against each backend's URL patterns. Once per service,
+    region and path: the scan of every pattern was a cost on each request."""
+    aws_url = f"https://{service}.{region}.amazonaws.com{path}"
+    for name, pattern in backend_index.backend_url_patterns:
+        if not pattern.match(aws_url):
+            continue
+        backend_dict = backends.get_backend(name)  # type: ignore[call-overload]
+        regions = backend_dict[DEFAULT_ACCOUNT_ID]
+        backend = regions["us-east-1"] if "us-east-1" in regions else regions["aws"]
+        for url, handler in backend.urls.items():
+            if _compiled(url).match(aws_url):
+                return handler
+    return None
+
+
 class AtomicMotoServer(ThreadedMotoServer):
     def __init__(self, ip_address: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__(ip_address=ip_address, port=port, verbose=False)
@@ -52,8 +76,7 @@ class AtomicMotoServer(ThreadedMotoServer):
         self._released = 0.0
 
     def atomic(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        # Only DynamoDB needs it; SQS long polls must not hold everyone else up.
-        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+        if not _one_at_a_time(environ.get("HTTP_X_AMZ_TARGET", "")):
             return self._app(environ, start_response)  # type: ignore[no-any-return]
         with self._lock:
             return list(self._app(environ, start_response))  # the whole response is made inside the lock
@@ -65,8 +88,8 @@ class AtomicMotoServer(ThreadedMotoServer):
         self._server.serve_forever()
 
     def serve_in_process(self) -> None:
-        """From now on, every botocore client of this process whose endpoint is this server calls the WSGI
-        application directly (see the module's docstring). Call before the clients are made."""
+        """From now on, every botocore client of this process whose endpoint is this server calls moto's handlers
+        directly (see the module's docstring). Call before the clients are made."""
         host, port = self.get_host_and_port()
         self._url = f"http://{host}:{port}"
         botocore.handlers.BUILTIN_HANDLERS.append(("before-send", self._send))
@@ -87,12 +110,13 @@ class AtomicMotoServer(ThreadedMotoServer):
         for name, value in request.headers.items():
             if isinstance(value, bytes):
                 request.headers[name] = value.decode()
-        handler = self._handler_for(request)
+        scope = CREDENTIAL_SCOPE.search(str(request.headers.get("Authorization", "")))
+        path = request.url[len(self._url) :].split("?", 1)[0] or "/"
+        handler = _handler_for(scope["service"], scope["region"], path) if scope else None
         if handler is None:  # not a service moto routes by URL: through the server's application
             return self._send_wsgi(request)
-        atomic = str(request.headers.get("X-Amz-Target", "")).startswith("DynamoDB_")
         try:
-            if atomic:
+            if _one_at_a_time(str(request.headers.get("X-Amz-Target", ""))):
                 with self._lock:
                     status, headers, body = handler(request, request.url, request.headers)
             else:
@@ -100,26 +124,6 @@ class AtomicMotoServer(ThreadedMotoServer):
         except HTTPException as exc:
             status, headers, body = exc.code or 500, dict(exc.get_headers()), exc.get_body()
         return AWSResponse(request.url, status, headers, MockRawResponse(body))
-
-    def _handler_for(self, request: Any) -> Any:
-        """moto's handler for the request, found as moto's in-process mock finds it: by the URL the request would
-        have on AWS (service and region from its signature), matched against each backend's URL patterns."""
-        scope = CREDENTIAL_SCOPE.search(str(request.headers.get("Authorization", "")))
-        if scope is None:
-            return None
-        region, service = scope["region"], scope["service"]
-        path = request.url[len(self._url) :].split("?", 1)[0] or "/"
-        aws_url = f"https://{service}.{region}.amazonaws.com{path}"
-        for name, pattern in backend_index.backend_url_patterns:
-            if not pattern.match(aws_url):
-                continue
-            backend_dict = backends.get_backend(name)  # type: ignore[call-overload]
-            regions = backend_dict[DEFAULT_ACCOUNT_ID]
-            backend = regions["us-east-1"] if "us-east-1" in regions else regions["aws"]
-            for url, handler in backend.urls.items():
-                if _compiled(url).match(aws_url):
-                    return handler
-        return None
 
     def _send_wsgi(self, request: Any) -> AWSResponse:
         body = request.body
