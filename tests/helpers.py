@@ -17,7 +17,7 @@ from loyalty.domain.orders import EVENT_TYPES, OrderCancelled, OrderPaid, OrderR
 from loyalty.domain.program import Program
 from loyalty.service.loyalty import Loyalty
 from loyalty.service.runs import RunReport, ShardWork
-from loyalty.store import members as member_store
+from loyalty.store import points as point_store
 from loyalty.store.dynamo import Dynamo
 from loyalty.store.keys import ORDER_SK
 from loyalty.webhooks import standard
@@ -139,8 +139,8 @@ def dead_letters(stack: Stack, queue: str = "OrdersDeadLetterQueue") -> list[Any
 def check_invariants(service: Loyalty, shop_id: str, member_id: str) -> dict[str, int]:
     """available == sum(ledger points) == sum(lots) - debt; pending == sum(ledger pending) == sum(order pending)."""
     member = service.member(shop_id, member_id)
-    entries = member_store.ledger_all(service.db, shop_id, member_id)
-    lots = member_store.lots(service.db, shop_id, member_id)
+    entries = point_store.ledger_all(service.db, shop_id, member_id)
+    lots = point_store.lots(service.db, shop_id, member_id)
     balance = member.balance
     assert balance.available == sum(e.points for e in entries), "available != sum of ledger points"
     assert balance.pending == sum(e.pending for e in entries), "pending != sum of ledger pending"

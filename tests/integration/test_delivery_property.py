@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from loyalty.domain.program import Program
 from loyalty.service.loyalty import Loyalty
-from loyalty.store import members as member_store
+from loyalty.store import points as point_store
 from tests.helpers import cancelled, check_invariants, event_model, fresh_shop, paid, refunded
 
 MEMBERS = ["m1", "m2"]
@@ -49,7 +49,7 @@ def outcome(service: Loyalty, shop_id: str) -> dict[str, Any]:
     result = {}
     for member_id in MEMBERS:
         balances = check_invariants(service, shop_id, member_id)
-        entries = member_store.ledger_all(service.db, shop_id, member_id)
+        entries = point_store.ledger_all(service.db, shop_id, member_id)
         result[member_id] = {
             **balances,
             "ledger_points": sum(e.points for e in entries),

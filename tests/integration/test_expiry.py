@@ -151,10 +151,10 @@ def test_a_stale_index_copy_of_a_lot_is_read_again_before_it_lapses(
 ) -> None:
     """On AWS the due index lags the table; the run's write is conditioned on the remainder it saw."""
     earn(stack, shop_id, "o1", "2024-05-01T10:00:00+08:00", "100.00")  # lapsed at the end of 2025
-    from loyalty.store import members as member_store
+    from loyalty.store import points as point_store
     from loyalty.store.keys import member_pk
 
-    lot = member_store.lots(service.db, shop_id, "m1")[0]
+    lot = point_store.lots(service.db, shop_id, "m1")[0]
     stale = {
         "PK": member_pk(shop_id, "m1"),
         "SK": f"LOT#{lot.lot_id}",
@@ -170,7 +170,7 @@ def test_a_stale_index_copy_of_a_lot_is_read_again_before_it_lapses(
     assert status == 201
     assert service._expire_lot(stale, datetime.now(UTC)) is True  # the index said 100; 70 were left
     assert check_invariants(service, shop_id, "m1")["available"] == 0
-    entries = member_store.ledger_all(service.db, shop_id, "m1")
+    entries = point_store.ledger_all(service.db, shop_id, "m1")
     assert [e.points for e in entries if e.reason == "points.expired"] == [-70]
 
 

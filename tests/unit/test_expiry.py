@@ -3,8 +3,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from loyalty.domain.expiry import ExpiryRule, expires_at, expiring_soon, is_expired, lapse
+from loyalty.domain.expiry import ExpiryRule, expires_at, expiring_soon, is_expired
 from loyalty.domain.ledger import Lot
+from loyalty.domain.points import lapse
 
 END_OF_NEXT_YEAR = ExpiryRule(policy="end_of_next_year")
 
@@ -77,8 +78,10 @@ def lot(lot_id: str, remaining: int, expires: datetime | None) -> Lot:
 def test_a_lot_is_valid_through_its_last_second() -> None:
     last = utc(2027, 12, 31, 15, 59, 59)
     assert lapse(lot("a", 40, last), last) is None
-    entry = lapse(lot("a", 40, last), last + timedelta(microseconds=1))
-    assert entry is not None and (entry.points, entry.reason, entry.reference) == (-40, "points.expired", "a")
+    move = lapse(lot("a", 40, last), last + timedelta(microseconds=1))
+    assert move is not None and [(d.lot_id, d.take) for d in move.draws] == [("a", 40)] and move.available == -40
+    entry = move.entries[0]
+    assert (entry.points, entry.reason, entry.reference) == (-40, "points.expired", "a")
     assert lapse(lot("b", 40, None), utc(2999, 1, 1)) is None
 
 

@@ -4,10 +4,11 @@ from decimal import Decimal
 import pytest
 
 from loyalty.domain.errors import InsufficientPoints, InvalidInput
-from loyalty.domain.ledger import Balance, Lot, spend
+from loyalty.domain.ledger import Balance, Lot
 from loyalty.domain.orders import OrderState
+from loyalty.domain.points import Move, spend
 from loyalty.domain.program import Program
-from loyalty.domain.settle import activate, is_duplicate, settle
+from loyalty.domain.settle import Settlement, activate, is_duplicate, settle
 from tests.helpers import cancelled, event_model, paid, refunded
 
 NOW = datetime(2026, 11, 10, tzinfo=UTC)
@@ -20,22 +21,37 @@ def lot(lot_id: str, remaining: int) -> Lot:
     )
 
 
+def moved(settlement: Settlement) -> Move:
+    assert settlement.move is not None
+    return settlement.move
+
+
+def new_lot(settlement: Settlement) -> Lot | None:
+    return moved(settlement).lots[0] if moved(settlement).lots else None
+
+
+def the_lot(settlement: Settlement) -> Lot:
+    found = new_lot(settlement)
+    assert found is not None
+    return found
+
+
 def test_payment_inside_the_return_window_is_pending() -> None:
     program = Program(pending_days=14)
     result = settle(
         OrderState(order_id="o1"), event_model(paid("o1", total="88.80")), program, now=NOW, balance=Balance(), lots=[]
     )
-    assert (result.available, result.pending) == (0, 88)
-    assert result.new_lot is None
+    assert (moved(result).available, moved(result).pending) == (0, 88)
+    assert new_lot(result) is None
     assert result.due_at == datetime(2026, 11, 15, 10, tzinfo=UTC)
-    assert result.entry is not None and result.entry.pending == 88
+    assert moved(result).entries[0].pending == 88
 
 
 def test_a_late_payment_whose_window_closed_is_available_at_once() -> None:
     program = Program(pending_days=7)
     result = settle(OrderState(order_id="o1"), event_model(paid("o1")), program, now=NOW, balance=Balance(), lots=[])
-    assert (result.available, result.pending) == (100, 0)
-    assert result.new_lot is not None and result.new_lot.remaining == 100
+    assert (moved(result).available, moved(result).pending) == (100, 0)
+    assert the_lot(result).remaining == 100
     assert result.due_at is None
 
 
@@ -58,15 +74,14 @@ def test_refund_takes_pending_points_first() -> None:
     second = settle(
         first.order, event_model(refunded("o1", "r1", "25.00")), program, now=NOW, balance=Balance(pending=100), lots=[]
     )
-    assert (second.available, second.pending, second.draws) == (0, -25, [])
+    assert (moved(second).available, moved(second).pending, moved(second).draws) == (0, -25, [])
     assert second.order.credited == 75
 
 
 def test_refund_of_available_points_draws_the_orders_own_lot_first() -> None:
     program = Program()
     first = settle(OrderState(order_id="o1"), event_model(paid("o1")), program, now=NOW, balance=Balance(), lots=[])
-    assert first.new_lot is not None
-    lots = [lot("0-older", 50), first.new_lot]
+    lots = [lot("0-older", 50), the_lot(first)]
     second = settle(
         first.order,
         event_model(refunded("o1", "r1", "40.00")),
@@ -75,8 +90,8 @@ def test_refund_of_available_points_draws_the_orders_own_lot_first() -> None:
         balance=Balance(available=150),
         lots=lots,
     )
-    assert [(d.lot_id, d.take) for d in second.draws] == [(first.new_lot.lot_id, 40)]
-    assert second.available == -40
+    assert [(d.lot_id, d.take) for d in moved(second).draws] == [(the_lot(first).lot_id, 40)]
+    assert moved(second).available == -40
 
 
 @pytest.mark.parametrize(("policy", "available", "debt"), [("stop_at_zero", -30, 0), ("allow_negative", -100, 70)])
@@ -84,13 +99,12 @@ def test_clawback_beyond_the_balance_follows_the_policy(policy: str, available: 
     program = Program.model_validate({"clawback": policy})
     first = settle(OrderState(order_id="o1"), event_model(paid("o1")), program, now=NOW, balance=Balance(), lots=[])
     # The member spent 70 of the 100 points; 30 are left in the order's lot.
-    assert first.new_lot is not None
-    left = first.new_lot.model_copy(update={"remaining": 30})
+    left = the_lot(first).model_copy(update={"remaining": 30})
     second = settle(
         first.order, event_model(cancelled("o1")), program, now=NOW, balance=Balance(available=30), lots=[left]
     )
-    assert (second.available, second.debt) == (available, debt)
-    assert second.reads == "all"
+    assert (moved(second).available, moved(second).debt) == (available, debt)
+    assert moved(second).reads == "all"
 
 
 def test_debt_is_repaid_by_the_next_points() -> None:
@@ -103,7 +117,7 @@ def test_debt_is_repaid_by_the_next_points() -> None:
         balance=Balance(available=-70, debt=70),
         lots=[],
     )
-    assert (result.available, result.debt, result.new_lot) == (50, -50, None)
+    assert (moved(result).available, moved(result).debt, new_lot(result)) == (50, -50, None)
     result = settle(
         OrderState(order_id="o3"),
         event_model(paid("o3", total="100.00")),
@@ -112,7 +126,7 @@ def test_debt_is_repaid_by_the_next_points() -> None:
         balance=Balance(available=-20, debt=20),
         lots=[],
     )
-    assert result.new_lot is not None and result.new_lot.remaining == 80
+    assert the_lot(result).remaining == 80
 
 
 def test_refund_before_payment_is_recorded_and_settled_on_payment() -> None:
@@ -125,9 +139,9 @@ def test_refund_before_payment_is_recorded_and_settled_on_payment() -> None:
         balance=Balance(),
         lots=[],
     )
-    assert early.entry is None and early.order.refunds == {"r1": 5000}
+    assert early.move is None and early.order.refunds == {"r1": 5000}
     result = settle(early.order, event_model(paid("o1")), program, now=NOW, balance=Balance(), lots=[])
-    assert result.available == 50
+    assert moved(result).available == 50
 
 
 def test_duplicates_are_recognised() -> None:
@@ -144,13 +158,13 @@ def test_activation_waits_for_the_window_and_happens_once() -> None:
     assert activate(first.order, program, now=NOW, balance=Balance(pending=200)) is None
     later = datetime(2026, 11, 15, 10, tzinfo=UTC)
     done = activate(first.order, program, now=later, balance=Balance(pending=200))
-    assert done is not None and (done.available, done.pending) == (200, -200) and done.due_at is None
+    assert done is not None and (moved(done).available, moved(done).pending) == (200, -200) and done.due_at is None
     assert activate(done.order, program, now=later, balance=Balance(available=200)) is None
 
 
 def test_spending_never_overdraws_and_goes_oldest_expiring_first() -> None:
     lots = [lot("2027-12-31", 30), lot("2027-06-30", 20), lot("~never", 100)]
-    draws = spend(Balance(available=150), lots, 60)
-    assert [(d.lot_id, d.take) for d in draws] == [("2027-06-30", 20), ("2027-12-31", 30), ("~never", 10)]
+    move = spend(Balance(available=150), lots, 60, reason="redemption", reference="r1", at=NOW)
+    assert [(d.lot_id, d.take) for d in move.draws] == [("2027-06-30", 20), ("2027-12-31", 30), ("~never", 10)]
     with pytest.raises(InsufficientPoints):
-        spend(Balance(available=150), lots, 151)
+        spend(Balance(available=150), lots, 151, reason="redemption", reference="r2", at=NOW)

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from loyalty.domain.ledger import LedgerEntry, Lot
+from loyalty.domain.ledger import Lot
 
 LAST_SECOND = time(23, 59, 59)
 
@@ -47,25 +47,6 @@ def expires_at(rule: ExpiryRule, earned_at: datetime, timezone: str) -> datetime
 
 def is_expired(expiry: datetime | None, now: datetime) -> bool:
     return expiry is not None and now > expiry
-
-
-def lapse(lot: Lot, now: datetime) -> LedgerEntry | None:
-    """The entry that removes what is left of a lot past its expiry, or None if it is not (yet) expired."""
-    if not is_expired(lot.expires_at, now) or lot.remaining <= 0:
-        return None
-    assert lot.expires_at is not None
-    return LedgerEntry(
-        points=-lot.remaining,
-        reason="points.expired",
-        reference=lot.reference,
-        at=now,
-        detail={
-            "lot_id": lot.lot_id,
-            "source": lot.source,
-            "granted": lot.granted,
-            "expires_at": lot.expires_at.isoformat(),
-        },
-    )
 
 
 def expiring_soon(lots: list[Lot], *, limit: int = 3) -> list[tuple[int, datetime]]:

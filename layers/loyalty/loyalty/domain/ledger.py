@@ -12,8 +12,6 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
-from loyalty.domain.errors import InsufficientPoints
-
 NEVER = "~never"  # sorts after every ISO date, so lots that never expire are spent last
 
 
@@ -102,20 +100,3 @@ def draw(lots: list[Lot], amount: int, *, first: str | None = None) -> tuple[lis
             draws.append(Draw(lot_id=lot.lot_id, take=take, remaining_before=lot.remaining))
             left -= take
     return draws, left
-
-
-def credit(balance: Balance, points: int) -> tuple[int, int]:
-    """New available points repay any debt first. Returns (debt repaid, points left to form a lot)."""
-    repaid = min(balance.debt, points)
-    return repaid, points - repaid
-
-
-def spend(balance: Balance, lots: list[Lot], points: int) -> list[Draw]:
-    """Draws for a redemption. Never more than the available balance, whatever the lots say."""
-    if points > balance.available:
-        raise InsufficientPoints(f"{points} points requested, {max(balance.available, 0)} available", field="points")
-    draws, shortfall = draw(lots, points)
-    if shortfall:
-        # The lots disagree with the balance: a concurrent change between the two reads. Caller re-reads.
-        raise InsufficientPoints(f"lots cover {points - shortfall} of {points} points", field="points")
-    return draws

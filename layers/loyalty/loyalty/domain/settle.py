@@ -8,17 +8,18 @@ order always ends at the same figure.
 
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from loyalty.domain.coupons import Coupon, NotApplicable, normalise_code, priced_lines
 from loyalty.domain.earning import kept_after_refunds, points_for_lines
-from loyalty.domain.errors import InsufficientPoints, InvalidInput, Retryable
+from loyalty.domain.errors import InvalidInput, Retryable
 from loyalty.domain.expiry import expires_at
-from loyalty.domain.ledger import NEVER, Balance, Draw, LedgerEntry, Lot, credit, draw, spend
+from loyalty.domain.ledger import NEVER, Balance, Draw, LedgerEntry, Lot, draw
 from loyalty.domain.money import normalise_currency, parse_amount
 from loyalty.domain.orders import OrderCancelled, OrderEvent, OrderPaid, OrderRefunded, OrderState
+from loyalty.domain.points import Move, grant, hold, repay_first
 from loyalty.domain.program import Program
 from loyalty.domain.tiers import MemberTier, TierChange, qualifying_day, rank, upgrade, window_total
 
@@ -32,19 +33,11 @@ class Settlement(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     order: OrderState  # the new state, version already incremented
-    available: int = 0  # change to member.available
-    pending: int = 0  # change to member.pending
-    debt: int = 0  # change to member.debt
-    new_lot: Lot | None = None
-    draws: list[Draw] = []
-    returned_lots: list[Lot] = []  # points used as payment, given back to lots like those they came from
-    entry: LedgerEntry | None = None  # None while the order's payment is not yet known
-    more_entries: list[LedgerEntry] = []  # points used as payment, and points given back
+    # What the event does to the member's points: earned, held, clawed back, used as payment or given back.
+    # None while the order's payment is not yet known (nothing to credit to whom).
+    move: Move | None = None
     coupons_used: list[str] = []  # codes to mark used by this order (the write requires them available)
     coupons_returned: dict[str, datetime] = {}  # codes to give back, with their expiry
-    # What of the member's balance this was computed from, so the write can require it unchanged:
-    # "debt" for a credit (debt is repaid first), "all" for a clawback from available points.
-    reads: Literal["nothing", "debt", "all"] = "nothing"
     # The tier metric: what to add on which day (program time zone), and any tier decision it led to.
     qualifying_day: str | None = None
     qualifying: int = 0
@@ -59,7 +52,7 @@ class Settlement(BaseModel):
 
     @property
     def touches_member(self) -> bool:
-        return self.entry is not None
+        return self.move is not None
 
 
 # Where an order refunded cumulatively (a platform that reports "refunded so far") keeps that figure.
@@ -119,10 +112,12 @@ def settle(
     detail: dict[str, object] = {"order_id": order.order_id, "earned": order.earned, "kept": target}
     payment = _points_as_payment(state, order, event, program, reference, now)
     if delta >= 0:
-        result = _credit(order, delta, event.type, reference, now, balance, detail, program, payment, lots)
+        move = _credit(order, delta, event.type, reference, now, balance, detail, program, payment, lots)
     else:
-        result = _clawback(order, -delta, event.type, reference, now, program, lots, detail, payment, balance)
-    result = result.model_copy(update={"more_entries": payment.entries, **_coupon_moves(state, order, event, program)})
+        move = _clawback(order, -delta, event.type, reference, now, program, lots, detail, payment, balance)
+    result = Settlement(
+        order=order, move=move + Move(entries=payment.entries), **_coupon_moves(state, order, event, program)
+    )
     return _qualify(result, state, event, program, member_tier)
 
 
@@ -179,7 +174,7 @@ def _points_as_payment(
     return _Payment(spent=spent, given_back=given_back, entries=entries)
 
 
-def _coupon_moves(state: OrderState, order: OrderState, event: OrderEvent, program: Program) -> dict[str, object]:
+def _coupon_moves(state: OrderState, order: OrderState, event: OrderEvent, program: Program) -> dict[str, Any]:
     """Coupons are used by the payment and given back by a cancellation, or a full refund if the program says so;
     a payment that arrives after its order was already cancelled never takes them at all."""
     give_back = bool(order.coupons) and (
@@ -249,26 +244,11 @@ def activate(state: OrderState, program: Program, *, now: datetime, balance: Bal
     order.pending = 0
     if points == 0:  # refunded or cancelled in full before activation: only leave the due index
         return Settlement(order=order)
-    repaid, lot_points = credit(balance, points)
-    lot = _lot(order, lot_points, program)
-    order.lot_sk = lot.lot_id if lot else None
-    entry = LedgerEntry(
-        points=points,
-        pending=-points,
-        reason="points.activated",
-        reference=order.order_id,
-        at=now,
-        detail={"order_id": order.order_id, "debt_repaid": repaid} if repaid else {"order_id": order.order_id},
+    detail: dict[str, object] = {"order_id": order.order_id}
+    move = _grant_purchase(
+        order, points, balance, program, "points.activated", order.order_id, now, detail=detail, pending=-points
     )
-    return Settlement(
-        order=order,
-        available=points,
-        pending=-points,
-        debt=-repaid,
-        new_lot=lot,
-        entry=entry,
-        reads="debt",
-    )
+    return Settlement(order=order, move=move)
 
 
 def _record_payment(
@@ -335,44 +315,61 @@ def _credit(
     program: Program,
     payment: _Payment,
     lots: list[Lot],
-) -> Settlement:
+) -> Move:
     # A late event counts at its own business time: a return window that closed already is closed.
     if order.activates_at is not None and order.activates_at > now and not order.activated:
         order.pending += points
-        entry = LedgerEntry(points=0, pending=points, reason=reason, reference=reference, at=now, detail=detail)
-        earned = Settlement(order=order, pending=points, entry=entry)
+        earned = hold(points, reason=reason, reference=reference, at=now, detail=detail)
     else:
         order.activated = True
-        repaid, lot_points = credit(balance, points)
-        lot = _lot(order, lot_points, program)
-        if lot:
-            order.lot_sk = lot.lot_id
-        if repaid:
-            detail = {**detail, "debt_repaid": repaid}
-        entry = LedgerEntry(points=points, pending=0, reason=reason, reference=reference, at=now, detail=detail)
-        earned = Settlement(order=order, available=points, debt=-repaid, new_lot=lot, entry=entry, reads="debt")
+        earned = _grant_purchase(order, points, balance, program, reason, reference, now, detail=detail)
     if payment.net < 0:  # the payment spends points: oldest-expiring lots first, never past the balance
-        try:
-            draws = spend(balance, lots, -payment.net)
-        except InsufficientPoints as exc:  # the quote checked the balance: the lots changed since they were read
-            raise Retryable("the member's points changed while settling this order") from exc
+        if -payment.net > balance.available:
+            raise Retryable("the member's points changed while settling this order")
+        draws, shortfall = draw(lots, -payment.net)
+        if shortfall:  # the quote checked the balance: the lots changed since they were read
+            raise Retryable("the member's points changed while settling this order")
         order.spent = draws
-        return earned.model_copy(
-            update={"available": earned.available + payment.net, "draws": draws, "reads": "all", "order": order}
-        )
+        return earned + Move(available=payment.net, draws=draws, reads="all")
     if payment.net > 0:
-        after = Balance(available=balance.available, debt=balance.debt + earned.debt)
-        repaid, back = credit(after, payment.net)
-        return earned.model_copy(
-            update={
-                "available": earned.available + payment.net,
-                "debt": earned.debt - repaid,
-                "returned_lots": _returned_lots(order, back, already=order.points_returned - payment.net),
-                "reads": "debt",
-                "order": order,
-            }
-        )
+        repaid, back = repay_first(Balance(available=balance.available, debt=balance.debt + earned.debt), payment.net)
+        returned = _returned_lots(order, back, already=order.points_returned - payment.net)
+        return earned + Move(available=payment.net, debt=-repaid, returned=returned, reads="debt")
     return earned
+
+
+def _grant_purchase(
+    order: OrderState,
+    points: int,
+    balance: Balance,
+    program: Program,
+    reason: str,
+    reference: str,
+    now: datetime,
+    *,
+    detail: dict[str, object] | None = None,
+    pending: int = 0,
+) -> Move:
+    """An order's points becoming available: a purchase lot, earned (for expiry) when the order was paid, however
+    late we hear of it."""
+    earned_at = order.paid_at or order.activates_at
+    assert earned_at is not None
+    move = grant(
+        balance,
+        points,
+        reason=reason,
+        reference=reference,
+        at=now,
+        source="purchase",
+        lot_reference=order.order_id,
+        earned_at=earned_at,
+        expires_at=expires_at(program.expiry_rule("purchase"), earned_at, program.timezone),
+        detail=detail,
+        pending=pending,
+    )
+    if move.lots:
+        order.lot_sk = move.lots[0].lot_id
+    return move
 
 
 def _clawback(
@@ -386,7 +383,7 @@ def _clawback(
     detail: dict[str, object],
     payment: _Payment,
     balance: Balance,
-) -> Settlement:
+) -> Move:
     """Take back from the order's pending points first, then available lots (its own first), then per policy.
 
     Points of the order that already lapsed unspent are not taken again: expiry removed them once. Points the
@@ -418,18 +415,17 @@ def _clawback(
         detail = {**detail, "debt_added": debt}
     returned: list[Lot] = []
     if back:
-        repaid, back = credit(balance, back)
+        repaid, back = repay_first(balance, back)
         debt -= repaid
         returned = _returned_lots(order, back, already=order.points_returned - payment.net)
     entry = LedgerEntry(points=-taken, pending=-from_pending, reason=reason, reference=reference, at=now, detail=detail)
-    return Settlement(
-        order=order,
+    return Move(
         available=-taken + payment.net,
         pending=-from_pending,
         debt=debt,
         draws=draws,
-        returned_lots=returned,
-        entry=entry,
+        returned=returned,
+        entries=[entry],
         reads="all" if need else ("debt" if back else "nothing"),
     )
 
@@ -467,24 +463,6 @@ def _returned_lots(order: OrderState, amount: int, *, already: int) -> list[Lot]
 
 def _instant(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _lot(order: OrderState, points: int, program: Program) -> Lot | None:
-    if points <= 0:
-        return None
-    # Business time: points are earned when the order was paid, however late we hear of it.
-    earned_at = order.paid_at or order.activates_at
-    assert earned_at is not None
-    expiry = expires_at(program.expiry_rule("purchase"), earned_at, program.timezone)
-    return Lot(
-        lot_id=Lot.make_id(expiry, earned_at, "purchase", order.order_id),
-        remaining=points,
-        granted=points,
-        expires_at=expiry,
-        earned_at=earned_at,
-        source="purchase",
-        reference=order.order_id,
-    )
 
 
 def _amount(text: str, currency: str, field: str) -> int:

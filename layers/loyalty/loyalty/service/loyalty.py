@@ -11,11 +11,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from loyalty.domain import points as points_account
 from loyalty.domain.coupons import Coupon, Template, normalise_code
 from loyalty.domain.errors import InvalidInput, NotFound, Retryable
 from loyalty.domain.expiry import expiring_soon
 from loyalty.domain.integrations import Integration
-from loyalty.domain.ledger import Balance, LedgerEntry, iso, spend
+from loyalty.domain.ledger import Balance, LedgerEntry, iso
 from loyalty.domain.members import Member, Profile
 from loyalty.domain.orders import OrderEvent, OrderPaid, OrderState
 from loyalty.domain.program import Program
@@ -29,6 +30,7 @@ from loyalty.service.runs import ScheduledRuns
 from loyalty.store import idempotency as idempotency_store
 from loyalty.store import members as member_store
 from loyalty.store import orders as order_store
+from loyalty.store import points as point_store
 from loyalty.store import shops as shop_store
 from loyalty.store.dynamo import Dynamo, Item, TransactionCancelled
 from loyalty.store.events import Events
@@ -116,7 +118,7 @@ class Loyalty(ScheduledRuns, CouponService, PlatformService):
 
     def expiring(self, shop_id: str, member_id: str) -> list[tuple[int, datetime]]:
         """The member's next expiring amounts, soonest first."""
-        return expiring_soon(member_store.lots(self.db, shop_id, member_id))
+        return expiring_soon(point_store.lots(self.db, shop_id, member_id))
 
     def find_members(self, shop_id: str, kind: str, normalised: str) -> list[Member]:
         member_id = member_store.find_member_id(self.db, shop_id, kind, normalised)
@@ -128,7 +130,7 @@ class Loyalty(ScheduledRuns, CouponService, PlatformService):
     ) -> tuple[list[LedgerEntry], str | None]:
         self.member(shop_id, member_id)
         start = _decode_cursor(cursor, member_pk(shop_id, member_id)) if cursor else None
-        entries, last = member_store.ledger_page(self.db, shop_id, member_id, limit=limit, start=start)
+        entries, last = point_store.ledger_page(self.db, shop_id, member_id, limit=limit, start=start)
         return entries, _encode_cursor(last) if last else None
 
     # ------------------------------------------------------------------ redemptions
@@ -142,14 +144,9 @@ class Loyalty(ScheduledRuns, CouponService, PlatformService):
                 return replay(stored, request)
             now = self.clock()
             member = self.member(shop_id, member_id)
-            lots = member_store.lots(self.db, shop_id, member_id)
-            draws = spend(member.balance, lots, points)
-            entry = LedgerEntry(
-                points=-points,
-                reason="redemption",
-                reference=key,
-                at=now,
-                detail={"note": reason, "draws": [d.model_dump() for d in draws]},
+            lots = point_store.lots(self.db, shop_id, member_id)
+            move = points_account.spend(
+                member.balance, lots, points, reason="redemption", reference=key, at=now, detail={"note": reason}
             )
             response = {
                 "redemption_id": key,
@@ -160,20 +157,7 @@ class Loyalty(ScheduledRuns, CouponService, PlatformService):
             }
             tx = self.db.transaction()
             idempotency_store.add_record(tx, shop_id, "redemption", key, request=request, response=response, now=now)
-            member_store.add_balance_change(
-                tx,
-                shop_id,
-                member_id,
-                available=-points,
-                pending=0,
-                debt=0,
-                now=now,
-                expect_available=member.balance.available,
-                expect_debt=member.balance.debt,
-                at_least=points,
-            )
-            member_store.add_draws(tx, shop_id, member_id, draws)
-            member_store.add_entry(tx, shop_id, member_id, entry)
+            point_store.add_move(tx, shop_id, member_id, move, guard=member.balance, now=now, shards=self.shards)
             try:
                 self.db.commit(tx)
             except TransactionCancelled:
@@ -247,7 +231,7 @@ class Loyalty(ScheduledRuns, CouponService, PlatformService):
                     raise Retryable(f"member {member_id} is not enrolled")
                 balance, tier = member.balance, member.tier
                 if state.credited > state.pending or spends:  # lots may be drawn from
-                    lots = member_store.lots(self.db, shop_id, member_id)
+                    lots = point_store.lots(self.db, shop_id, member_id)
             coupons = self._order_coupons(shop_id, event) if not state.paid else {}
             settlement = settle(
                 state, event, program, now=now, balance=balance, lots=lots, member_tier=tier, coupons=coupons

@@ -12,14 +12,15 @@ from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, Field
 
 from loyalty.domain.errors import Retryable
-from loyalty.domain.expiry import lapse
-from loyalty.domain.ledger import iso
+from loyalty.domain.ledger import Balance, iso
+from loyalty.domain.points import lapse
 from loyalty.domain.program import Program
 from loyalty.domain.settle import activate
 from loyalty.domain.tiers import TierChange, review, window_total
 from loyalty.store import coupons as coupon_store
 from loyalty.store import members as member_store
 from loyalty.store import orders as order_store
+from loyalty.store import points as point_store
 from loyalty.store.dynamo import Dynamo, Item, TransactionCancelled
 from loyalty.store.events import Events
 from loyalty.store.keys import (
@@ -279,13 +280,10 @@ class ScheduledRuns:
                 policy=program.tier_downgrade,
             )
             tx = self.db.transaction()
-            member_store.add_balance_change(
+            member_store.add_member_update(
                 tx,
                 shop_id,
                 member_id,
-                available=0,
-                pending=0,
-                debt=0,
                 now=time,
                 tier=member_store.TierUpdate(
                     day=None, delta=0, change=change, expect_rev=state.rev, shards=self.shards
@@ -327,15 +325,21 @@ class ScheduledRuns:
         since (spent from, or lapsed by an earlier run), the condition refuses and the lot is read afresh."""
         pk, sk = item["PK"], item["SK"]
         shop_id, member_id = _member_of(pk)
-        lot = member_store.lot_from_index(item)
+        lot = point_store.lot_from_index(item)
         for _ in range(MAX_ATTEMPTS):
-            entry = lapse(lot, time) if lot else None
-            if lot is None or entry is None:
+            move = lapse(lot, time) if lot else None
+            if lot is None or move is None:
                 return False  # spent, or already expired by an earlier run, or not due yet
+            # The lot (at the remainder it was read at), the balance, the entry, and for a purchase the order's
+            # count of lapsed points: one transaction.
+            tx = self.db.transaction()
+            point_store.add_move(tx, shop_id, member_id, move, guard=Balance(), now=time, shards=self.shards)
+            if lot.source == "purchase":
+                order_store.add_lapsed(tx, shop_id, lot.reference, lot.remaining)
             try:
-                member_store.commit_lapse(self.db, shop_id, member_id, lot, entry, time)
+                self.db.commit(tx)
             except TransactionCancelled:
-                lot = member_store.get_lot(self.db, pk, sk)  # read the remainder as it is now
+                lot = point_store.get_lot(self.db, pk, sk)  # read the remainder as it is now
                 continue
             return True
         raise Retryable(f"lot {sk}: too much contention")
@@ -345,7 +349,7 @@ class ScheduledRuns:
         if not member_store.mark_reminded(self.db, pk, sk, time):
             return False
         expires = datetime.fromisoformat(sk.removeprefix(REMIND_PREFIX).replace("Z", "+00:00"))
-        points = member_store.lots_expiring_at(self.db, shop_id, member_id, expires)
+        points = point_store.lots_expiring_at(self.db, shop_id, member_id, expires)
         if points <= 0:
             return False
         try:

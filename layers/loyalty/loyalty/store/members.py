@@ -1,38 +1,25 @@
 """Members, their contact look-ups, lots and ledger."""
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from loyalty.domain.errors import Conflict
-from loyalty.domain.ledger import Balance, Draw, LedgerEntry, Lot, iso
+from loyalty.domain.ledger import Balance, iso
 from loyalty.domain.members import Member, Profile
 from loyalty.domain.tiers import MemberTier, TierChange
 from loyalty.store.dynamo import ConditionFailed, Dynamo, Item, Transaction, TransactionCancelled, model_of
 from loyalty.store.keys import (
     CONTACT_SK,
-    EXPIRE_JOB,
-    LEDGER_PREFIX,
-    LOT_PREFIX,
-    ORDER_SK,
     PROFILE_SK,
     PUBLISH_JOB,
-    REMIND_JOB,
     REVIEW_JOB,
     TIER_PREFIX,
     contact_pk,
     due_keys,
-    ledger_sk,
-    lot_id_of,
-    lot_sk,
     member_pk,
-    order_pk,
-    remind_sk,
     tier_decision_sk,
 )
-
-# A transaction holds at most 100 actions; keep room for the order, member, ledger and idempotency items.
-MAX_DRAWS = 90
 
 
 def enrol(db: Dynamo, shop_id: str, profile: Profile, now: datetime) -> tuple[bool, Member]:
@@ -93,45 +80,27 @@ def find_member_id(db: Dynamo, shop_id: str, kind: str, normalised: str) -> str 
     return str(item["member_id"]) if item else None
 
 
-def lots(db: Dynamo, shop_id: str, member_id: str) -> list[Lot]:
-    """Every lot with points left, oldest-expiring first (the sort key's order)."""
-    return [_lot(item) for item in db.query_all(member_pk(shop_id, member_id), LOT_PREFIX)]
-
-
-def ledger_page(
-    db: Dynamo, shop_id: str, member_id: str, *, limit: int, start: Item | None
-) -> tuple[list[LedgerEntry], Item | None]:
-    items, last = db.query_page(
-        member_pk(shop_id, member_id), LEDGER_PREFIX, limit=limit, newest_first=True, start=start, consistent=False
-    )
-    return [model_of(LedgerEntry, item) for item in items], last
-
-
-def ledger_all(db: Dynamo, shop_id: str, member_id: str) -> list[LedgerEntry]:
-    """Oldest first; for audits and tests."""
-    return [model_of(LedgerEntry, item) for item in db.query_all(member_pk(shop_id, member_id), LEDGER_PREFIX)]
-
-
 # ---------------------------------------------------------------------------- transaction parts
 
 
-def add_balance_change(
+def add_member_update(
     tx: Transaction,
     shop_id: str,
     member_id: str,
     *,
-    available: int,
-    pending: int,
-    debt: int,
+    available: int = 0,
+    pending: int = 0,
+    debt: int = 0,
     now: datetime,
     expect_available: int | None = None,
     expect_debt: int | None = None,
     at_least: int | None = None,
     tier: "TierUpdate | None" = None,
 ) -> int:
-    """ADD the changes to the member, which must exist. The `expect_*` values are what the change was computed
-    from and must still hold; `at_least` requires that many available points (a spend never overdraws).
-    `tier` moves the tier metric and applies a tier decision, in the same update (one action per item)."""
+    """ADD the changes to the member's balance (only store/points.py moves points) and tier state; the member must
+    exist. The `expect_*` values are what the change was computed from and must still hold; `at_least` requires
+    that many available points (a spend never overdraws). `tier` moves the tier metric and applies a tier
+    decision, in the same update (one action per item)."""
     condition = "attribute_exists(PK)"
     values: dict[str, Any] = {":a": available, ":p": pending, ":d": debt, ":now": iso(now)}
     names: dict[str, str] = {}
@@ -227,83 +196,6 @@ def unpublished_tier_decision(db: Dynamo, pk: str, sk: str) -> TierChange | None
     return model_of(TierChange, item) if item is not None and "DuePK" in item else None
 
 
-def add_lot(
-    tx: Transaction, shop_id: str, member_id: str, lot: Lot, *, now: datetime, shards: int, remind_days: int
-) -> None:
-    """A new lot; one that expires is listed in the due index for the expiry run, and its member's reminder
-    for that expiry instant is listed for the reminder run `remind_days` ahead."""
-    pk, sk = member_pk(shop_id, member_id), lot_sk(lot.lot_id)
-    item: Item = {"PK": pk, "SK": sk, "type": "lot", **lot.model_dump(mode="json", exclude={"lot_id"})}
-    if lot.expires_at is not None:
-        # A lot that is already past its expiry (a very late event) is due at once, in today's partition.
-        item["DuePK"], item["DueSK"] = due_keys(EXPIRE_JOB, lot.expires_at, pk, shards, sk, now=now)
-    tx.put(item, condition="attribute_not_exists(SK)")
-    if lot.expires_at is not None and remind_days > 0:
-        remind_at = lot.expires_at - timedelta(days=remind_days)
-        reminder = remind_sk(lot.expires_at)
-        due_pk_, due_sk_ = due_keys(REMIND_JOB, remind_at, pk, shards, reminder, now=now)
-        # Re-listing a reminder that was already sent is harmless: the run sends each one once (reminded_at).
-        tx.update(
-            {"PK": pk, "SK": reminder},
-            "SET #type = :type, expires_at = :expires, DuePK = :due_pk, DueSK = :due_sk",
-            values={":type": "reminder", ":expires": iso(lot.expires_at), ":due_pk": due_pk_, ":due_sk": due_sk_},
-            names={"#type": "type"},
-        )
-
-
-def add_returned_lot(tx: Transaction, shop_id: str, member_id: str, lot: Lot, *, now: datetime, shards: int) -> None:
-    """Points given back to a lot like the one they were spent from: created, or grown if an earlier partial
-    refund made it already (and the member may have spent from it since)."""
-    pk, sk = member_pk(shop_id, member_id), lot_sk(lot.lot_id)
-    sets = "#type = :type, earned_at = :earned, #source = :source, #reference = :ref"
-    values: dict[str, Any] = {
-        ":n": lot.remaining,
-        ":type": "lot",
-        ":earned": iso(lot.earned_at),
-        ":source": lot.source,
-        ":ref": lot.reference,
-    }
-    if lot.expires_at is not None:
-        sets += ", expires_at = :expires, DuePK = :due_pk, DueSK = :due_sk"
-        due_pk_, due_sk_ = due_keys(EXPIRE_JOB, lot.expires_at, pk, shards, sk, now=now)
-        values |= {":expires": iso(lot.expires_at), ":due_pk": due_pk_, ":due_sk": due_sk_}
-    tx.update(
-        {"PK": pk, "SK": sk},
-        f"ADD remaining :n, granted :n SET {sets}",
-        values=values,
-        names={"#type": "type", "#source": "source", "#reference": "reference"},
-    )
-
-
-def add_draws(tx: Transaction, shop_id: str, member_id: str, draws: list[Draw]) -> None:
-    """Each draw takes from a lot whose remainder must be what it was read as; an emptied lot is deleted."""
-    if len(draws) > MAX_DRAWS:
-        raise Conflict(f"this would draw on {len(draws)} lots; at most {MAX_DRAWS} at once", field="points")
-    for item in draws:
-        key = {"PK": member_pk(shop_id, member_id), "SK": lot_sk(item.lot_id)}
-        if item.take == item.remaining_before:
-            tx.delete(key, condition="remaining = :before", values={":before": item.remaining_before})
-        else:
-            tx.update(
-                key,
-                "ADD remaining :minus",
-                values={":minus": -item.take, ":before": item.remaining_before},
-                condition="remaining = :before",
-            )
-
-
-def add_entry(tx: Transaction, shop_id: str, member_id: str, entry: LedgerEntry) -> int:
-    return tx.put(
-        {
-            "PK": member_pk(shop_id, member_id),
-            "SK": ledger_sk(entry.at, entry.reason, entry.reference),
-            "type": "ledger",
-            **entry.model_dump(mode="json"),
-        },
-        condition="attribute_not_exists(SK)",
-    )
-
-
 # ---------------------------------------------------------------------------- item -> model
 
 
@@ -326,46 +218,7 @@ def _member(item: Item) -> Member:
     )
 
 
-def _lot(item: Item) -> Lot:
-    return model_of(Lot, item, lot_id=lot_id_of(item["SK"]))
-
-
-# ---------------------------------------------------------------------------- expiry and reminders
-
-
-def get_lot(db: Dynamo, pk: str, sk: str) -> Lot | None:
-    item = db.get(pk, sk)
-    return _lot(item) if item else None
-
-
-def lot_from_index(item: Item) -> Lot | None:
-    """The lot as the due index projects it (possibly a little stale: writes condition on `remaining`)."""
-    try:
-        return _lot(item)
-    except (KeyError, ValueError):
-        return None
-
-
-def commit_lapse(db: Dynamo, shop_id: str, member_id: str, lot: Lot, entry: LedgerEntry, now: datetime) -> None:
-    """Remove what is left of an expired lot, in one transaction: the lot (at the remainder it was read at), the
-    member's balance, the ledger entry, and the order's count of lapsed points (so a later refund does not take
-    them a second time)."""
-    tx = db.transaction()
-    tx.delete(
-        {"PK": member_pk(shop_id, member_id), "SK": lot_sk(lot.lot_id)},
-        condition="remaining = :left",
-        values={":left": lot.remaining},
-    )
-    add_balance_change(tx, shop_id, member_id, available=entry.points, pending=0, debt=0, now=now)
-    add_entry(tx, shop_id, member_id, entry)
-    if lot.source == "purchase":
-        tx.update(
-            {"PK": order_pk(shop_id, lot.reference), "SK": ORDER_SK},
-            "ADD expired :lapsed",
-            values={":lapsed": lot.remaining},
-            condition="attribute_exists(PK)",
-        )
-    db.commit(tx)
+# ---------------------------------------------------------------------------- reminders (of points and of coupons)
 
 
 def mark_reminded(db: Dynamo, pk: str, sk: str, now: datetime) -> bool:
@@ -389,8 +242,3 @@ def unmark_reminded(db: Dynamo, pk: str, sk: str, due: tuple[str, str]) -> None:
     db.update(
         pk, sk, "SET DuePK = :due_pk, DueSK = :due_sk REMOVE reminded_at", values={":due_pk": due[0], ":due_sk": due[1]}
     )
-
-
-def lots_expiring_at(db: Dynamo, shop_id: str, member_id: str, expires_at: datetime) -> int:
-    prefix = f"{LOT_PREFIX}{iso(expires_at)}#"
-    return sum(int(item["remaining"]) for item in db.query_all(member_pk(shop_id, member_id), prefix))

@@ -5,13 +5,9 @@ from datetime import datetime
 from loyalty.domain.ledger import Balance
 from loyalty.domain.orders import OrderState
 from loyalty.domain.settle import Settlement
-from loyalty.store import coupons, members
+from loyalty.store import coupons, members, points
 from loyalty.store.dynamo import Dynamo, Item, Transaction, model_of
 from loyalty.store.keys import ACTIVATE_JOB, ORDER_SK, due_keys, order_pk
-
-# Positions of the first two actions of a settlement transaction, for reading cancellation reasons.
-ORDER_ACTION = 0
-MEMBER_ACTION = 1
 
 
 def get_order(db: Dynamo, shop_id: str, order_id: str) -> OrderState | None:
@@ -45,9 +41,7 @@ def commit_settlement(
     tx = db.transaction()
     _put_order(tx, shop_id, settlement, previous, now, shards)
     order = settlement.order
-    if settlement.touches_member and order.member_id is not None:
-        assert settlement.entry is not None
-        read = guard or Balance()
+    if settlement.move is not None and order.member_id is not None:
         tier = None
         if settlement.qualifying or settlement.tier_change or settlement.tier_rev is not None:
             tier = members.TierUpdate(
@@ -57,30 +51,19 @@ def commit_settlement(
                 expect_rev=settlement.tier_rev,
                 shards=shards,
             )
-        members.add_balance_change(
+        points.add_move(
             tx,
             shop_id,
             order.member_id,
-            available=settlement.available,
-            pending=settlement.pending,
-            debt=settlement.debt,
+            settlement.move,
+            guard=guard or Balance(),
             now=now,
-            expect_available=read.available if settlement.reads == "all" else None,
-            expect_debt=read.debt if settlement.reads in ("all", "debt") else None,
+            shards=shards,
+            remind_days=remind_days,
             tier=tier,
         )
         if settlement.tier_change:
             members.add_tier_decision(tx, shop_id, order.member_id, settlement.tier_change, shards, now=now)
-        if settlement.new_lot:
-            members.add_lot(
-                tx, shop_id, order.member_id, settlement.new_lot, now=now, shards=shards, remind_days=remind_days
-            )
-        members.add_draws(tx, shop_id, order.member_id, settlement.draws)
-        for lot in settlement.returned_lots:
-            members.add_returned_lot(tx, shop_id, order.member_id, lot, now=now, shards=shards)
-        members.add_entry(tx, shop_id, order.member_id, settlement.entry)
-        for entry in settlement.more_entries:
-            members.add_entry(tx, shop_id, order.member_id, entry)
         for code in settlement.coupons_used:
             coupons.add_use(tx, shop_id, order.member_id, code, order.order_id, now)
         for code, expires in settlement.coupons_returned.items():
@@ -107,3 +90,13 @@ def _put_order(
         tx.put(item, condition="attribute_not_exists(PK)")
     else:
         tx.put(item, condition="version = :v", values={":v": previous.version})
+
+
+def add_lapsed(tx: Transaction, shop_id: str, order_id: str, points: int) -> None:
+    """Count points of the order that expired unspent, so a later refund does not take them a second time."""
+    tx.update(
+        {"PK": order_pk(shop_id, order_id), "SK": ORDER_SK},
+        "ADD expired :lapsed",
+        values={":lapsed": points},
+        condition="attribute_exists(PK)",
+    )

@@ -1,0 +1,145 @@
+"""The points account: every change to a member's points, whatever caused it, is one `Move`.
+
+A move says what happens to the balance (available, pending, debt), which lots are created, drawn from or given
+back, and the ledger entries that explain it. The store writes any move the same way (store/points.py), inside the
+transaction that records its cause (an order's state, a redemption's key, an expired lot, a check-in). Because
+every operation below builds its entries and its lot changes together,
+
+    available == Σ entry.points == Σ lot.remaining − debt
+
+holds by construction. Pure: balances, lots and time come in, a move goes out.
+"""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from loyalty.domain.errors import InsufficientPoints
+from loyalty.domain.ledger import Balance, Draw, LedgerEntry, Lot, draw
+
+# Which of the balance's figures a move was computed from, weakest first; the write requires them unchanged.
+Reads = Literal["nothing", "debt", "all"]
+_STRENGTH: dict[str, int] = {"nothing": 0, "debt": 1, "all": 2}
+
+
+class Move(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    available: int = 0
+    pending: int = 0
+    debt: int = 0
+    lots: list[Lot] = []  # new lots
+    returned: list[Lot] = []  # points given back to lots like those they were spent from (created or grown)
+    draws: list[Draw] = []  # taken from lots; a lot drawn to nothing is removed
+    entries: list[LedgerEntry] = []
+    reads: Reads = "nothing"
+    at_least: int = 0  # available points the member must hold when it is written (a spend never overdraws)
+
+    def __add__(self, other: "Move") -> "Move":
+        """Both moves at once (one event may earn and spend)."""
+        return Move(
+            available=self.available + other.available,
+            pending=self.pending + other.pending,
+            debt=self.debt + other.debt,
+            lots=self.lots + other.lots,
+            returned=self.returned + other.returned,
+            draws=self.draws + other.draws,
+            entries=self.entries + other.entries,
+            reads=max(self.reads, other.reads, key=_STRENGTH.__getitem__),
+            at_least=max(self.at_least, other.at_least),
+        )
+
+
+def repay_first(balance: Balance, points: int) -> tuple[int, int]:
+    """New available points repay any debt first. Returns (debt repaid, points left to form a lot)."""
+    repaid = min(balance.debt, points)
+    return repaid, points - repaid
+
+
+def grant(
+    balance: Balance,
+    points: int,
+    *,
+    reason: str,
+    reference: str,
+    at: datetime,
+    source: str,
+    earned_at: datetime,
+    expires_at: datetime | None,
+    detail: dict[str, Any] | None = None,
+    pending: int = 0,
+    lot_reference: str | None = None,
+) -> Move:
+    """Points that are available now: they repay debt first, the rest form one lot (expiring by the source's
+    policy). `pending` moves points out of pending in the same entry (an order's return window closing). The
+    lot names `lot_reference` (default: the entry's reference), e.g. the order a refund event's points came from."""
+    repaid, lot_points = repay_first(balance, points)
+    detail = dict(detail or {})
+    if repaid:
+        detail["debt_repaid"] = repaid
+    lots = []
+    if lot_points > 0:
+        lot_ref = lot_reference or reference
+        lots.append(
+            Lot(
+                lot_id=Lot.make_id(expires_at, earned_at, source, lot_ref),
+                remaining=lot_points,
+                granted=lot_points,
+                expires_at=expires_at,
+                earned_at=earned_at,
+                source=source,
+                reference=lot_ref,
+            )
+        )
+    entry = LedgerEntry(points=points, pending=pending, reason=reason, reference=reference, at=at, detail=detail)
+    return Move(available=points, pending=pending, debt=-repaid, lots=lots, entries=[entry], reads="debt")
+
+
+def hold(points: int, *, reason: str, reference: str, at: datetime, detail: dict[str, Any]) -> Move:
+    """Points earned but not yet available (an order inside its return window)."""
+    entry = LedgerEntry(points=0, pending=points, reason=reason, reference=reference, at=at, detail=detail)
+    return Move(pending=points, entries=[entry])
+
+
+def spend(
+    balance: Balance,
+    lots: list[Lot],
+    points: int,
+    *,
+    reason: str,
+    reference: str,
+    at: datetime,
+    detail: dict[str, Any] | None = None,
+    field: str = "points",
+) -> Move:
+    """Spend available points, oldest-expiring lot first; never more than the balance, whatever the lots say."""
+    if points > balance.available:
+        raise InsufficientPoints(f"{points} points requested, {max(balance.available, 0)} available", field=field)
+    draws, shortfall = draw(lots, points)
+    if shortfall:
+        # The lots disagree with the balance: a concurrent change between the two reads. The caller re-reads.
+        raise InsufficientPoints(f"lots cover {points - shortfall} of {points} points", field=field)
+    detail = {**(detail or {}), "draws": [d.model_dump() for d in draws]}
+    entry = LedgerEntry(points=-points, reason=reason, reference=reference, at=at, detail=detail)
+    return Move(available=-points, draws=draws, entries=[entry], reads="all", at_least=points)
+
+
+def lapse(lot: Lot, at: datetime) -> Move | None:
+    """Remove what is left of a lot past its expiry; None if it is not (yet) expired or is empty."""
+    if lot.expires_at is None or at <= lot.expires_at or lot.remaining <= 0:
+        return None
+    entry = LedgerEntry(
+        points=-lot.remaining,
+        reason="points.expired",
+        reference=lot.reference,
+        at=at,
+        detail={
+            "lot_id": lot.lot_id,
+            "source": lot.source,
+            "granted": lot.granted,
+            "expires_at": lot.expires_at.isoformat(),
+        },
+    )
+    taken = Draw(lot_id=lot.lot_id, take=lot.remaining, remaining_before=lot.remaining)
+    return Move(available=-lot.remaining, draws=[taken], entries=[entry])
