@@ -174,16 +174,15 @@ def scenario(name: str, program: dict[str, Any], later: list[tuple[str, timedelt
     strict.configure(stack)
     os.environ.update(stack.env())
     os.environ["OPERATOR_KEY_SHA256"] = "0" * 64
-    runtime.service.cache_clear()
-    runtime.queues.cache_clear()
-    service = runtime.service()
-    shop = service.create_shop("Cost")
+    runtime.reset()
+    service = runtime.services()
+    shop = service.shops.create_shop("Cost")
     shop_id = shop["shop_id"]
-    service.set_program(shop_id, service.program(shop_id).model_validate(program))
+    service.shops.set_program(shop_id, service.shops.program(shop_id).model_validate(program))
     from loyalty.domain.members import Profile
 
     for n in range(MEMBERS):
-        service.enrol(shop_id, Profile(member_id=f"m{n}"))
+        service.members.enrol(shop_id, Profile(member_id=f"m{n}"))
     functions = lambdas.functions()
     meter = METER
     meter.reset(stack.tables["LoyaltyTable"])
@@ -226,7 +225,7 @@ def scenario(name: str, program: dict[str, Any], later: list[tuple[str, timedelt
         if job == "expire-points":
             drain(stack, functions["ExpirePointsShardFunction"], meter, per_item=True)
     for n in range(MEMBERS):
-        balance = service.member(shop_id, f"m{n}").balance
+        balance = service.members.member(shop_id, f"m{n}").balance
         assert balance.available + balance.pending >= 0
     meter.peek.close()
     bill, meter.table = meter.bill, ""

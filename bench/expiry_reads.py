@@ -27,7 +27,7 @@ from infra.local import moto_patches
 from infra.local.resources import table_definition
 from loyalty.domain.ledger import Lot, iso
 from loyalty.domain.program import Program
-from loyalty.service.loyalty import Loyalty
+from loyalty.runtime import Services
 from loyalty.service.runs import ShardWork
 from loyalty.store.dynamo import Dynamo
 from loyalty.store.keys import EXPIRE_JOB, ORDER_SK, PROFILE_SK, due_keys, lot_sk, member_pk, order_pk
@@ -107,16 +107,16 @@ def measure(members: int) -> dict[str, Any]:
     name = f"bench-expiry-{members}"
     boto3.client("dynamodb").create_table(**table_definition(table_name=name))
     # The night of the run is "today": a first run looks back a week from it (8 days x SHARDS partitions).
-    service = Loyalty(Dynamo(name), shards=SHARDS, cache_seconds=3600, clock=lambda: RUN_AT)
-    shop_id = service.create_shop("Bench")["shop_id"]
-    service.set_program(shop_id, Program(timezone="Asia/Shanghai"))
+    service = Services(Dynamo(name), shards=SHARDS, cache_seconds=3600, clock=lambda: RUN_AT)
+    shop_id = service.shops.create_shop("Bench")["shop_id"]
+    service.shops.set_program(shop_id, Program(timezone="Asia/Shanghai"))
     due = fill(name, shop_id, members, due_every=100)
     service.db.requests.clear()
     service.db.items_read = 0
     # The run as on AWS: one worker per day-shard (ExpirePointsShardFunction), here one after another.
     works = [
         ShardWork(job="expire-points", time=iso(RUN_AT), day=day, shard=shard)
-        for day in service._days_due("expire-points", RUN_AT)
+        for day in service.runs._days_due("expire-points", RUN_AT)
         for shard in range(SHARDS)
     ]
     began = time.perf_counter()
@@ -124,7 +124,7 @@ def measure(members: int) -> dict[str, Any]:
     applied = 0
     for work in works:
         started = time.perf_counter()
-        report = service.expire_shard(work)
+        report = service.runs.expire_shard(work, service.points)
         assert report.complete, report
         if report.applied:
             worker_seconds.append(time.perf_counter() - started)
@@ -132,8 +132,8 @@ def measure(members: int) -> dict[str, Any]:
     seconds = time.perf_counter() - began
     assert applied == due, (applied, due)
     # Every due member is now at 0, every other still at 100: the balances add up.
-    lapsed = service.member(shop_id, "m000000")
-    kept = service.member(shop_id, "m000001")
+    lapsed = service.members.member(shop_id, "m000000")
+    kept = service.members.member(shop_id, "m000001")
     assert lapsed is not None and kept is not None
     assert (lapsed.balance.available, kept.balance.available) == (0, 100)
     return {

@@ -31,8 +31,8 @@ from loyalty.domain.integrations import IntegrationSettings
 from loyalty.domain.members import Profile
 from loyalty.domain.orders import EVENT_TYPES
 from loyalty.domain.program import Program
+from loyalty.runtime import Services
 from loyalty.service.coupons import QuoteRequest
-from loyalty.service.loyalty import Loyalty
 from loyalty.store.dynamo import Dynamo
 from loyalty.store.queue import Queues
 
@@ -70,15 +70,15 @@ def cancelled(order_id: str) -> Any:
     return EVENT_TYPES["order.cancelled"].model_validate({"type": "order.cancelled", "data": {"order_id": order_id}})
 
 
-def fresh_table(name: str) -> Loyalty:
+def fresh_table(name: str) -> Services:
     client = boto3.client("dynamodb")
     if name in client.list_tables()["TableNames"]:
         client.delete_table(TableName=name)
     client.create_table(**table_definition(table_name=name))
-    return Loyalty(Dynamo(name), cache_seconds=3600)
+    return Services(Dynamo(name), cache_seconds=3600)
 
 
-def measure(service: Loyalty, action: Any) -> Counter[str]:
+def measure(service: Services, action: Any) -> Counter[str]:
     service.db.requests.clear()
     action()
     return Counter(service.db.requests)
@@ -87,56 +87,54 @@ def measure(service: Loyalty, action: Any) -> Counter[str]:
 def requests_per_event() -> list[tuple[str, Counter[str]]]:
     rows = []
     service = fresh_table("bench-requests")
-    shop = service.create_shop("Bench")["shop_id"]
-    rows.append(("enrolment", measure(service, lambda: service.enrol(shop, Profile(member_id="m1")))))
+    shop = service.shops.create_shop("Bench")["shop_id"]
+    rows.append(("enrolment", measure(service, lambda: service.members.enrol(shop, Profile(member_id="m1")))))
     rows.append(
-        ("order.paid, program not yet cached", measure(service, lambda: service.apply_order_event(shop, paid("o0"))))
+        ("order.paid, program not yet cached", measure(service, lambda: service.orders.apply(shop, paid("o0"))))
     )
-    rows.append(("order.paid (program cached)", measure(service, lambda: service.apply_order_event(shop, paid("o1")))))
-    rows.append(("order.paid replayed", measure(service, lambda: service.apply_order_event(shop, paid("o1")))))
+    rows.append(("order.paid (program cached)", measure(service, lambda: service.orders.apply(shop, paid("o1")))))
+    rows.append(("order.paid replayed", measure(service, lambda: service.orders.apply(shop, paid("o1")))))
     rows.append(
         (
             "order.refunded (points available)",
-            measure(service, lambda: service.apply_order_event(shop, refunded("o1", "r1"))),
+            measure(service, lambda: service.orders.apply(shop, refunded("o1", "r1"))),
         )
     )
-    rows.append(
-        ("order.refunded replayed", measure(service, lambda: service.apply_order_event(shop, refunded("o1", "r1"))))
-    )
+    rows.append(("order.refunded replayed", measure(service, lambda: service.orders.apply(shop, refunded("o1", "r1")))))
     rows.append(
         (
             "order.cancelled (points available)",
-            measure(service, lambda: service.apply_order_event(shop, cancelled("o1"))),
+            measure(service, lambda: service.orders.apply(shop, cancelled("o1"))),
         )
     )
     rows.append(
-        ("redemption", measure(service, lambda: service.redeem(shop, "m1", key="k1", points=10, reason="bench")))
+        ("redemption", measure(service, lambda: service.points.redeem(shop, "m1", key="k1", points=10, reason="bench")))
     )
     rows.append(
         (
             "redemption replayed",
-            measure(service, lambda: service.redeem(shop, "m1", key="k1", points=10, reason="bench")),
+            measure(service, lambda: service.points.redeem(shop, "m1", key="k1", points=10, reason="bench")),
         )
     )
-    service.set_program(shop, Program(pending_days=7))
-    service.program(shop)  # warm the cache again
-    rows.append(("order.paid (pending)", measure(service, lambda: service.apply_order_event(shop, paid("p1")))))
+    service.shops.set_program(shop, Program(pending_days=7))
+    service.shops.program(shop)  # warm the cache again
+    rows.append(("order.paid (pending)", measure(service, lambda: service.orders.apply(shop, paid("p1")))))
     rows.append(
         (
             "order.refunded (points pending)",
-            measure(service, lambda: service.apply_order_event(shop, refunded("p1", "pr1"))),
+            measure(service, lambda: service.orders.apply(shop, refunded("p1", "pr1"))),
         )
     )
     for n in range(2, 12):
-        service.apply_order_event(shop, paid(f"p{n}"))
-    run = measure(service, lambda: service.activate_pending(datetime.now(UTC) + timedelta(days=7)))
+        service.orders.apply(shop, paid(f"p{n}"))
+    run = measure(service, lambda: service.runs.activate_pending(datetime.now(UTC) + timedelta(days=7), service.orders))
     rows.append(("activate-pending run, 11 orders due", run))
     ladder = [{"name": "normal", "threshold": 0}, {"name": "silver", "threshold": 1000, "multiplier": "1.2"}]
-    service.set_program(shop, Program.model_validate({"tiers": ladder}))
-    service.program(shop)
-    upgrading = measure(service, lambda: service.apply_order_event(shop, paid("t1")))
+    service.shops.set_program(shop, Program.model_validate({"tiers": ladder}))
+    service.shops.program(shop)
+    upgrading = measure(service, lambda: service.orders.apply(shop, paid("t1")))
     rows.append(("order.paid with tiers, upgrading the member", upgrading))
-    rows.append(("order.paid with tiers", measure(service, lambda: service.apply_order_event(shop, paid("t2")))))
+    rows.append(("order.paid with tiers", measure(service, lambda: service.orders.apply(shop, paid("t2")))))
     rows.extend(coupon_events(service, shop))
     rows.extend(platform_events())
     return rows
@@ -145,11 +143,11 @@ def requests_per_event() -> list[tuple[str, Counter[str]]]:
 def platform_events() -> list[tuple[str, Counter[str]]]:
     """A Shopify orders/paid delivery: what the webhook costs, then the consumer for a new and a known buyer."""
     service = fresh_table("bench-platforms")
-    shop = service.create_shop("Bench", currency="USD")["shop_id"]
-    service.program(shop)
-    service.shop(shop)
-    integration = service.set_integration(shop, "shopify", IntegrationSettings(secret="bench-secret"))
-    service.integration(shop, "shopify")
+    shop = service.shops.create_shop("Bench", currency="USD")["shop_id"]
+    service.shops.program(shop)
+    service.shops.shop(shop)
+    integration = service.platforms.set_integration(shop, "shopify", IntegrationSettings(secret="bench-secret"))
+    service.platforms.integration(shop, "shopify")
     os.environ["ORDERS_QUEUE_URL"] = boto3.client("sqs").create_queue(QueueName="bench-orders")["QueueUrl"]
     order = json.loads((SAMPLES / "shopify_orders_paid.json").read_text(), parse_float=Decimal)
     queues = Queues()
@@ -157,7 +155,7 @@ def platform_events() -> list[tuple[str, Counter[str]]]:
 
     def deliver(delivery: str, order_id: int) -> None:
         headers = {"x-shopify-topic": "orders/paid", "x-shopify-webhook-id": delivery}
-        service.platform_delivery(shop, integration, headers, order | {"id": order_id}, queues)
+        service.platforms.platform_delivery(shop, integration, headers, order | {"id": order_id}, queues)
 
     rows.append(("Shopify orders/paid webhook (config cached)", measure(service, lambda: deliver("d1", 1))))
     rows.append(("Shopify orders/paid webhook, delivery replayed", measure(service, lambda: deliver("d1", 1))))
@@ -172,74 +170,74 @@ def platform_events() -> list[tuple[str, Counter[str]]]:
     rows.append(
         (
             "order.paid from Shopify, buyer enrolled on the way",
-            measure(service, lambda: service.apply_order_event(shop, first)),
+            measure(service, lambda: service.orders.apply(shop, first)),
         )
     )
-    rows.append(
-        ("order.paid from Shopify, buyer known", measure(service, lambda: service.apply_order_event(shop, second)))
-    )
+    rows.append(("order.paid from Shopify, buyer known", measure(service, lambda: service.orders.apply(shop, second))))
     return rows
 
 
-def coupon_events(service: Loyalty, shop: str) -> list[tuple[str, Counter[str]]]:
+def coupon_events(service: Services, shop: str) -> list[tuple[str, Counter[str]]]:
     """Claims, the checkout quote, and orders that use coupons and points."""
-    service.set_program(shop, Program.model_validate({"points_offset": {"points_per_unit": 10}}))
-    service.program(shop)
+    service.shops.set_program(shop, Program.model_validate({"points_offset": {"points_per_unit": 10}}))
+    service.shops.program(shop)
     fields = {"name": "10 off", "kind": "amount_off", "amount": "10.00", "per_member_limit": 100}
-    small = service.create_template(
+    small = service.coupons.create_template(
         shop, TemplateRequest.model_validate(fields | {"stock": 100, "valid_days_after_claim": 7})
     )
-    large = service.create_template(
+    large = service.coupons.create_template(
         shop, TemplateRequest.model_validate(fields | {"stock": 4000, "valid_days_after_claim": 7})
     )
-    sold = service.create_template(
+    sold = service.coupons.create_template(
         shop, TemplateRequest.model_validate(fields | {"stock": 1, "valid_days_after_claim": 7})
     )
-    service.claim(shop, "m1", sold.template_id, key="sold")
+    service.coupons.claim(shop, "m1", sold.template_id, key="sold")
     rows = []
     codes = []
     for name, template in (("coupon claim, first of its template", small), ("the same, stock in 16 shards", large)):
         counts = measure(
             service,
-            lambda t=template: codes.append(service.claim(shop, "m1", t.template_id, key=f"c-{t.template_id}")["code"]),
+            lambda t=template: codes.append(
+                service.coupons.claim(shop, "m1", t.template_id, key=f"c-{t.template_id}")["code"]
+            ),
         )
         rows.append((name, counts))
     rows.append(
         (
             "coupon claim, template cached in the container",
-            measure(service, lambda: service.claim(shop, "m1", small.template_id, key="second")),
+            measure(service, lambda: service.coupons.claim(shop, "m1", small.template_id, key="second")),
         )
     )
     rows.append(
         (
             "coupon claim replayed",
-            measure(service, lambda: service.claim(shop, "m1", small.template_id, key=f"c-{small.template_id}")),
+            measure(
+                service, lambda: service.coupons.claim(shop, "m1", small.template_id, key=f"c-{small.template_id}")
+            ),
         )
     )
     rows.append(
         (
             "coupon claim, sold out (409)",
-            measure(service, lambda: _refused(lambda: service.claim(shop, "m1", sold.template_id, key="late"))),
+            measure(service, lambda: _refused(lambda: service.coupons.claim(shop, "m1", sold.template_id, key="late"))),
         )
     )
     cart = QuoteRequest.model_validate(
         {"member_id": "m1", "lines": [{"sku": "tea", "amount": "100.00"}], "coupon_codes": [codes[0]], "points": 50}
     )
-    rows.append(("checkout quote, one coupon and points", measure(service, lambda: service.quote(shop, cart))))
+    rows.append(("checkout quote, one coupon and points", measure(service, lambda: service.coupons.quote(shop, cart))))
     with_coupon = paid("c1")
     with_coupon = with_coupon.model_copy(
         update={"data": with_coupon.data.model_copy(update={"coupon_codes": [codes[0]]})}
     )
-    rows.append(("order.paid with a coupon", measure(service, lambda: service.apply_order_event(shop, with_coupon))))
+    rows.append(("order.paid with a coupon", measure(service, lambda: service.orders.apply(shop, with_coupon))))
     both = paid("c2")
     both = both.model_copy(
         update={"data": both.data.model_copy(update={"coupon_codes": [codes[1]], "points_used": 50})}
     )
+    rows.append(("order.paid with a coupon and points", measure(service, lambda: service.orders.apply(shop, both))))
     rows.append(
-        ("order.paid with a coupon and points", measure(service, lambda: service.apply_order_event(shop, both)))
-    )
-    rows.append(
-        ("order.cancelled giving both back", measure(service, lambda: service.apply_order_event(shop, cancelled("c2"))))
+        ("order.cancelled giving both back", measure(service, lambda: service.orders.apply(shop, cancelled("c2"))))
     )
     return rows
 
@@ -255,11 +253,11 @@ def _refused(call: Any) -> None:
 def ours_against_raw() -> tuple[float, float, int]:
     """N paid orders through our path, then the same TransactWriteItems replayed raw on the same start state."""
     service = fresh_table("bench-ratio")
-    shop = service.create_shop("Ratio")["shop_id"]
+    shop = service.shops.create_shop("Ratio")["shop_id"]
     members = [f"m{n}" for n in range(20)]
     for member in members:
-        service.enrol(shop, Profile(member_id=member))
-    service.program(shop)
+        service.members.enrol(shop, Profile(member_id=member))
+    service.shops.program(shop)
     client = service.db.client
     start_state = client.scan(TableName="bench-ratio")["Items"]  # bench only: snapshot to restore
     captured: list[dict[str, Any]] = []
@@ -271,7 +269,7 @@ def ours_against_raw() -> tuple[float, float, int]:
     events = [paid(f"o{n}", members[n % len(members)]) for n in range(N)]
     began = time.perf_counter()
     for event in events:
-        service.apply_order_event(shop, event)
+        service.orders.apply(shop, event)
     ours = time.perf_counter() - began
     client.meta.events.unregister("provide-client-params.dynamodb.TransactWriteItems", capture)
 

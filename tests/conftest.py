@@ -34,7 +34,7 @@ moto_patches.apply()  # as the local stack does: a transaction's rollback copies
 from infra.local import lambdas
 from infra.local.resources import Stack, create_stack, max_receive_count
 from loyalty import runtime
-from loyalty.service.loyalty import Loyalty
+from loyalty.runtime import Services
 
 OPERATOR_KEY = "op_test_key"
 
@@ -78,8 +78,7 @@ def stack(aws: None) -> Iterator[Stack]:
     os.environ["DUE_SHARDS"] = "4"
     os.environ["OPERATOR_KEY_SHA256"] = hashlib.sha256(OPERATOR_KEY.encode()).hexdigest()
     os.environ["MAX_RECEIVES"] = str(max_receive_count())
-    runtime.service.cache_clear()
-    runtime.queues.cache_clear()
+    runtime.reset()
     yield created
     boto3.client("dynamodb").delete_table(TableName=created.tables["LoyaltyTable"])
     sqs = boto3.client("sqs")
@@ -96,9 +95,9 @@ def stack(aws: None) -> Iterator[Stack]:
 
 
 @pytest.fixture
-def service(stack: Stack) -> Loyalty:
+def service(stack: Stack) -> Services:
     """The same service instance the handlers use in this test."""
-    return runtime.service()
+    return runtime.services()
 
 
 class Api:

@@ -15,8 +15,9 @@ from infra.local.resources import Stack, table_definition
 from loyalty.domain.members import Profile
 from loyalty.domain.orders import EVENT_TYPES, OrderCancelled, OrderPaid, OrderRefunded
 from loyalty.domain.program import Program
-from loyalty.service.loyalty import Loyalty
-from loyalty.service.runs import RunReport, ShardWork
+from loyalty.runtime import Services
+from loyalty.service.points import Points
+from loyalty.service.runs import RunReport, Runs, ShardWork
 from loyalty.store import points as point_store
 from loyalty.store.dynamo import Dynamo
 from loyalty.store.keys import ORDER_SK
@@ -109,21 +110,21 @@ def run_expiry(stack: Stack, when: datetime) -> dict[str, Any]:
     expires each. Returns the day-shards dispatched, the worker invocations, and the lots due, applied and skipped
     added up over the workers."""
     reports: list[RunReport] = []
-    original = Loyalty.expire_shard
+    original = Runs.expire_shard
 
-    def recording(self: Loyalty, work: ShardWork, **kwargs: Any) -> RunReport:
-        report = original(self, work, **kwargs)
+    def recording(self: Runs, work: ShardWork, points: Points, **kwargs: Any) -> RunReport:
+        report = original(self, work, points, **kwargs)
         reports.append(report)
         return report
 
     event = lambdas.schedule_event(when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
     dispatched = dict(lambdas.invoke(lambdas.functions()["ExpirePointsFunction"], event))
-    Loyalty.expire_shard = recording  # type: ignore[method-assign,assignment]
+    Runs.expire_shard = recording  # type: ignore[method-assign]
     try:
         for response in drain(stack, rounds=1000, function_id="ExpirePointsShardFunction"):
             assert response == {"batchItemFailures": []}, response
     finally:
-        Loyalty.expire_shard = original  # type: ignore[method-assign]
+        Runs.expire_shard = original  # type: ignore[method-assign]
     totals = {name: sum(getattr(report, name) for report in reports) for name in ("due", "applied", "skipped")}
     return {"day_shards": dispatched["due"], "workers": len(reports), "complete": dispatched["complete"], **totals}
 
@@ -136,9 +137,9 @@ def dead_letters(stack: Stack, queue: str = "OrdersDeadLetterQueue") -> list[Any
     )
 
 
-def check_invariants(service: Loyalty, shop_id: str, member_id: str) -> dict[str, int]:
+def check_invariants(service: Services, shop_id: str, member_id: str) -> dict[str, int]:
     """available == sum(ledger points) == sum(lots) - debt; pending == sum(ledger pending) == sum(order pending)."""
-    member = service.member(shop_id, member_id)
+    member = service.members.member(shop_id, member_id)
     entries = point_store.ledger_all(service.db, shop_id, member_id)
     lots = point_store.lots(service.db, shop_id, member_id)
     balance = member.balance
@@ -168,18 +169,18 @@ def _orders_pending(db: Dynamo, shop_id: str, member_id: str) -> int:
 
 
 @contextmanager
-def fresh_shop(program: Program, members: list[str]) -> Iterator[tuple[Loyalty, str]]:
+def fresh_shop(program: Program, members: list[str]) -> Iterator[tuple[Services, str]]:
     """A service on a table of its own, dropped afterwards (moto copies the table on every transaction item, so
     hypothesis examples stay fast on small tables), with one shop on `program` and these members enrolled."""
     name = f"t-{uuid.uuid4().hex[:8]}"
     client = boto3.client("dynamodb")
     client.create_table(**table_definition(table_name=name))
     try:
-        service = Loyalty(Dynamo(name), cache_seconds=0)
-        shop_id = service.create_shop("Fresh")["shop_id"]
-        service.set_program(shop_id, program)
+        service = Services(Dynamo(name), cache_seconds=0)
+        shop_id = service.shops.create_shop("Fresh")["shop_id"]
+        service.shops.set_program(shop_id, program)
         for member_id in members:
-            service.enrol(shop_id, Profile(member_id=member_id))
+            service.members.enrol(shop_id, Profile(member_id=member_id))
         yield service, shop_id
     finally:
         client.delete_table(TableName=name)

@@ -1,4 +1,4 @@
-"""API Gateway -> operator, merchant and member routes (layers/loyalty/loyalty/api/routes.py)."""
+"""API Gateway -> operator, merchant and member routes (layers/loyalty/loyalty/api/resolver.py)."""
 
 from typing import Any
 
@@ -6,12 +6,11 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from loyalty import runtime
-from loyalty.api import routes
+from loyalty.api import resolver
 
 logger = Logger()
 tracer = Tracer()
-app = routes.build(runtime.service, runtime.queues)
+app = resolver.build()
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

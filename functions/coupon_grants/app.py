@@ -22,7 +22,7 @@ MAX_RECEIVES = int(os.environ.get("MAX_RECEIVES", "5"))
 
 @tracer.capture_method(capture_response=False, capture_error=False)
 def record_handler(record: SQSRecord) -> dict[str, int]:
-    outcome = intake.handle_grant_batch(record, runtime.service(), runtime.queues(), max_receives=MAX_RECEIVES)
+    outcome = intake.handle_grant_batch(record, runtime.services().coupons, runtime.queues(), max_receives=MAX_RECEIVES)
     metrics.add_metric(name="CouponsGranted", unit=MetricUnit.Count, value=outcome.get("granted", 0))
     return outcome
 

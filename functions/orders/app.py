@@ -24,7 +24,7 @@ MAX_RECEIVES = int(os.environ.get("MAX_RECEIVES", "5"))
 
 @tracer.capture_method(capture_response=False, capture_error=False)
 def record_handler(record: SQSRecord) -> str:
-    outcome = intake.handle_record(record, runtime.service(), runtime.queues(), max_receives=MAX_RECEIVES)
+    outcome = intake.handle_record(record, runtime.services().orders, runtime.queues(), max_receives=MAX_RECEIVES)
     metrics.add_metric(name=f"OrderEvents_{outcome}", unit=MetricUnit.Count, value=1)
     return outcome
 

@@ -7,6 +7,7 @@ expire_points_shard, in parallel.
 
 import os
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -19,8 +20,8 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from loyalty import runtime
+from loyalty.runtime import Services
 from loyalty.service.intake import handle_shard_work
-from loyalty.service.loyalty import Loyalty
 from loyalty.service.runs import RunReport
 
 logger = Logger()
@@ -41,17 +42,16 @@ def report_metrics(report: RunReport, metric: str) -> None:
     logger.info("scheduled run", extra={"report": report.view()})
 
 
-def scheduled(run: Callable[[Loyalty], Callable[..., RunReport]], metric: str) -> Handler:
-    """A Lambda handler for one run of the service, with logging, tracing, metrics and the event parsed."""
+def scheduled(run: Callable[[Services, datetime, Callable[[], bool]], RunReport], metric: str) -> Handler:
+    """A Lambda handler for one run, with logging, tracing, metrics and the event parsed. `run` is given the
+    container's services, the run's time and when to stop; it picks the capability its run needs."""
 
     @logger.inject_lambda_context
     @tracer.capture_lambda_handler(capture_response=False, capture_error=False)  # keys and contacts stay out of traces
     @metrics.log_metrics
     @event_parser(model=EventBridgeModel)
     def handler(event: EventBridgeModel, context: LambdaContext) -> dict[str, Any]:
-        report = run(runtime.service())(
-            event.time, should_stop=lambda: context.get_remaining_time_in_millis() < MARGIN_MS
-        )
+        report = run(runtime.services(), event.time, lambda: context.get_remaining_time_in_millis() < MARGIN_MS)
         report_metrics(report, metric)
         return report.view()
 
@@ -59,10 +59,16 @@ def scheduled(run: Callable[[Loyalty], Callable[..., RunReport]], metric: str) -
     return wrapped
 
 
-activate_pending = scheduled(lambda service: service.activate_pending, "PendingActivated")
-remind_expiring = scheduled(lambda service: service.remind_expiring, "ExpiryRemindersPublished")
-review_tiers = scheduled(lambda service: service.review_tiers, "TiersReviewed")
-expire_coupons = scheduled(lambda service: service.expire_coupons, "CouponsExpired")
+activate_pending = scheduled(
+    lambda s, time, stop: s.runs.activate_pending(time, s.orders, should_stop=stop), "PendingActivated"
+)
+remind_expiring = scheduled(
+    lambda s, time, stop: s.runs.remind_expiring(time, s.points, should_stop=stop), "ExpiryRemindersPublished"
+)
+review_tiers = scheduled(lambda s, time, stop: s.runs.review_tiers(time, s.tiers, should_stop=stop), "TiersReviewed")
+expire_coupons = scheduled(
+    lambda s, time, stop: s.runs.expire_coupons(time, s.coupons, should_stop=stop), "CouponsExpired"
+)
 
 
 @logger.inject_lambda_context
@@ -71,7 +77,7 @@ expire_coupons = scheduled(lambda service: service.expire_coupons, "CouponsExpir
 @event_parser(model=EventBridgeModel)
 def expire_points(event: EventBridgeModel, context: LambdaContext) -> dict[str, Any]:
     """Dispatch the expiry run: one message per day-shard for expire_points_shard."""
-    report = runtime.service().dispatch_expiry(event.time, runtime.queues())
+    report = runtime.services().runs.dispatch_expiry(event.time, runtime.queues())
     metrics.add_metric(name="ExpiryShardsDispatched", unit=MetricUnit.Count, value=report.due)
     logger.info("expiry dispatched", extra={"report": report.view()})
     return report.view()
@@ -84,9 +90,11 @@ def expire_points_shard(event: dict[str, Any], context: LambdaContext) -> Partia
     """SQS -> one day-shard of the expiry run each; one that runs short of time queues its own continuation."""
 
     def record_handler(record: SQSRecord) -> dict[str, Any]:
+        services = runtime.services()
         report = handle_shard_work(
             record,
-            runtime.service(),
+            services.runs,
+            services.points,
             runtime.queues(),
             max_receives=MAX_RECEIVES,
             should_stop=lambda: context.get_remaining_time_in_millis() < MARGIN_MS,

@@ -6,12 +6,11 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from loyalty import runtime
 from loyalty.api import webhook_routes
 
 logger = Logger()
 tracer = Tracer()
-app = webhook_routes.build(runtime.service, runtime.queues)
+app = webhook_routes.build()
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -3,8 +3,7 @@
 import sys
 
 from infra.local import lambdas  # noqa: F401 - puts the layer on sys.path
-from loyalty import runtime
-from loyalty.api import routes
+from loyalty.api import resolver
 
 if __name__ == "__main__":
-    sys.stdout.write(routes.openapi_json(routes.build(runtime.service, runtime.queues)) + "\n")
+    sys.stdout.write(resolver.openapi_json(resolver.build()) + "\n")

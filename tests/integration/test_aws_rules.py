@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from infra.local import lambdas, strict
 from infra.local.resources import Stack, load_template
 from loyalty.domain.members import Profile
-from loyalty.service.loyalty import Loyalty
+from loyalty.runtime import Services
 from loyalty.store import queue
 from tests.conftest import Api
 from tests.helpers import drain, paid, send, signed_headers
@@ -52,18 +52,18 @@ def test_a_webhook_without_sqs_send_message_is_refused_as_aws_would(
 
 
 def test_each_action_inside_a_transaction_is_authorised_on_its_own(
-    service: Loyalty, shop: dict[str, str], stack: Stack, without: Any
+    service: Services, shop: dict[str, str], stack: Stack, without: Any
 ) -> None:
     """TransactWriteItems is no IAM action: its Update needs dynamodb:UpdateItem."""
-    service.enrol(shop["shop_id"], Profile(member_id="m1"))
+    service.members.enrol(shop["shop_id"], Profile(member_id="m1"))
     without("OrdersFunction", "dynamodb:UpdateItem")
     send(stack, shop["shop_id"], paid("A1"))
     (response,) = drain(stack, rounds=1)
     assert len(response["batchItemFailures"]) == 1  # retried, not applied
-    assert service.member(shop["shop_id"], "m1").balance.available == 0
+    assert service.members.member(shop["shop_id"], "m1").balance.available == 0
     strict.configure(stack)
     drain(stack)
-    assert service.member(shop["shop_id"], "m1").balance.available == 100
+    assert service.members.member(shop["shop_id"], "m1").balance.available == 100
 
 
 def test_authorisations_expand_transactions_batches_and_indexes() -> None:

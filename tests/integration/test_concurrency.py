@@ -13,7 +13,7 @@ from infra.local.resources import table_definition
 from loyalty.domain.coupons import NotApplicable, TemplateRequest
 from loyalty.domain.errors import Conflict, InsufficientPoints, Retryable
 from loyalty.domain.members import Profile
-from loyalty.service.loyalty import Loyalty
+from loyalty.runtime import Services
 from loyalty.store.dynamo import Dynamo
 from tests.helpers import check_invariants, event_model, paid
 
@@ -24,12 +24,12 @@ pytestmark = pytest.mark.server
 def service(moto_server: str) -> Any:
     name = f"conc-{uuid.uuid4().hex[:8]}"
     boto3.client("dynamodb").create_table(**table_definition(table_name=name))
-    yield Loyalty(Dynamo(name), cache_seconds=0)
+    yield Services(Dynamo(name), cache_seconds=0)
 
 
-def fresh(service: Loyalty) -> Loyalty:
+def fresh(service: Services) -> Services:
     """Another Lambda container: its own clients and connections, the same table."""
-    return Loyalty(Dynamo(service.db.table_name), cache_seconds=0)
+    return Services(Dynamo(service.db.table_name), cache_seconds=0)
 
 
 def with_retries(call: Any, attempts: int = 20) -> Any:
@@ -42,16 +42,16 @@ def with_retries(call: Any, attempts: int = 20) -> Any:
     return call()
 
 
-def test_concurrent_redemptions_never_overspend(service: Loyalty) -> None:
-    shop_id = service.create_shop("Race")["shop_id"]
-    service.enrol(shop_id, Profile(member_id="m1"))
+def test_concurrent_redemptions_never_overspend(service: Services) -> None:
+    shop_id = service.shops.create_shop("Race")["shop_id"]
+    service.members.enrol(shop_id, Profile(member_id="m1"))
     for n in range(10):  # 10 lots of 100 points
-        service.apply_order_event(shop_id, event_model(paid(f"o{n}", paid_at=f"2026-11-{n + 1:02d}T08:00:00Z")))
+        service.orders.apply(shop_id, event_model(paid(f"o{n}", paid_at=f"2026-11-{n + 1:02d}T08:00:00Z")))
 
     def redeem(n: int) -> str:
         worker = fresh(service)
         try:
-            with_retries(lambda: worker.redeem(shop_id, "m1", key=f"k{n}", points=70, reason="race"))
+            with_retries(lambda: worker.points.redeem(shop_id, "m1", key=f"k{n}", points=70, reason="race"))
         except InsufficientPoints:
             return "short"
         return "ok"
@@ -62,13 +62,13 @@ def test_concurrent_redemptions_never_overspend(service: Loyalty) -> None:
     assert check_invariants(service, shop_id, "m1") == {"available": 20, "pending": 0, "debt": 0}
 
 
-def test_the_same_payment_delivered_concurrently_counts_once(service: Loyalty) -> None:
-    shop_id = service.create_shop("Dup")["shop_id"]
-    service.enrol(shop_id, Profile(member_id="m1"))
+def test_the_same_payment_delivered_concurrently_counts_once(service: Services) -> None:
+    shop_id = service.shops.create_shop("Dup")["shop_id"]
+    service.members.enrol(shop_id, Profile(member_id="m1"))
     event = event_model(paid("o1", total="88.00"))
 
     def deliver(_: int) -> str:
-        return str(with_retries(lambda: fresh(service).apply_order_event(shop_id, event)))
+        return str(with_retries(lambda: fresh(service).orders.apply(shop_id, event)))
 
     with ThreadPoolExecutor(max_workers=10) as pool:
         outcomes = Counter(pool.map(deliver, range(10)))
@@ -76,17 +76,17 @@ def test_the_same_payment_delivered_concurrently_counts_once(service: Loyalty) -
     assert check_invariants(service, shop_id, "m1")["available"] == 88
 
 
-def test_concurrent_orders_and_redemptions_for_one_member_all_add_up(service: Loyalty) -> None:
-    shop_id = service.create_shop("Busy")["shop_id"]
-    service.enrol(shop_id, Profile(member_id="m1"))
-    service.apply_order_event(shop_id, event_model(paid("seed", total="500.00")))
+def test_concurrent_orders_and_redemptions_for_one_member_all_add_up(service: Services) -> None:
+    shop_id = service.shops.create_shop("Busy")["shop_id"]
+    service.members.enrol(shop_id, Profile(member_id="m1"))
+    service.orders.apply(shop_id, event_model(paid("seed", total="500.00")))
 
     def work(n: int) -> str:
         worker = fresh(service)
         if n % 2:
-            with_retries(lambda: worker.apply_order_event(shop_id, event_model(paid(f"o{n}", total="10.00"))))
+            with_retries(lambda: worker.orders.apply(shop_id, event_model(paid(f"o{n}", total="10.00"))))
             return "earned"
-        with_retries(lambda: worker.redeem(shop_id, "m1", key=f"k{n}", points=30, reason="busy"))
+        with_retries(lambda: worker.points.redeem(shop_id, "m1", key=f"k{n}", points=30, reason="busy"))
         return "spent"
 
     with ThreadPoolExecutor(max_workers=12) as pool:
@@ -98,26 +98,26 @@ def test_concurrent_orders_and_redemptions_for_one_member_all_add_up(service: Lo
 # ---------------------------------------------------------------------------- coupons
 
 
-def coupon_shop(service: Loyalty, members: int, **template: Any) -> tuple[str, str]:
-    shop_id = service.create_shop("Flash sale")["shop_id"]
+def coupon_shop(service: Services, members: int, **template: Any) -> tuple[str, str]:
+    shop_id = service.shops.create_shop("Flash sale")["shop_id"]
     for n in range(members):
-        service.enrol(shop_id, Profile(member_id=f"m{n}"))
+        service.members.enrol(shop_id, Profile(member_id=f"m{n}"))
     shards = template.pop("stock_shards", None)
     fields = {"name": "10 off", "kind": "amount_off", "amount": "10.00", "valid_days_after_claim": 7} | template
-    created = service.create_template(shop_id, TemplateRequest.model_validate(fields), stock_shards=shards)
+    created = service.coupons.create_template(shop_id, TemplateRequest.model_validate(fields), stock_shards=shards)
     return shop_id, created.template_id
 
 
-def claim_outcome(service: Loyalty, shop_id: str, member: str, template_id: str, key: str) -> str:
+def claim_outcome(service: Services, shop_id: str, member: str, template_id: str, key: str) -> str:
     try:
-        with_retries(lambda: fresh(service).claim(shop_id, member, template_id, key=key))
+        with_retries(lambda: fresh(service).coupons.claim(shop_id, member, template_id, key=key))
     except Conflict as exc:
         return exc.code
     return "issued"
 
 
 @pytest.mark.parametrize("stock_shards", [1, 4])
-def test_500_concurrent_claims_on_a_stock_of_100_issue_exactly_100(service: Loyalty, stock_shards: int) -> None:
+def test_500_concurrent_claims_on_a_stock_of_100_issue_exactly_100(service: Services, stock_shards: int) -> None:
     shop_id, template_id = coupon_shop(service, 125, stock=100, per_member_limit=4, stock_shards=stock_shards)
 
     def claim(n: int) -> str:
@@ -126,11 +126,11 @@ def test_500_concurrent_claims_on_a_stock_of_100_issue_exactly_100(service: Loya
     with ThreadPoolExecutor(max_workers=16) as pool:
         outcomes = Counter(pool.map(claim, range(500)))
     assert outcomes == {"issued": 100, "out_of_stock": 400}
-    held = sum(len(service.coupons(shop_id, f"m{n}")) for n in range(125))
-    assert held == 100 and service.template_view(shop_id, template_id)["left"] == 0
+    held = sum(len(service.coupons.coupons(shop_id, f"m{n}")) for n in range(125))
+    assert held == 100 and service.coupons.template_view(shop_id, template_id)["left"] == 0
 
 
-def test_20_concurrent_claims_by_one_member_with_a_limit_of_1_issue_1(service: Loyalty) -> None:
+def test_20_concurrent_claims_by_one_member_with_a_limit_of_1_issue_1(service: Services) -> None:
     shop_id, template_id = coupon_shop(service, 1, stock=100, per_member_limit=1)
 
     def claim(n: int) -> str:
@@ -139,11 +139,11 @@ def test_20_concurrent_claims_by_one_member_with_a_limit_of_1_issue_1(service: L
     with ThreadPoolExecutor(max_workers=16) as pool:
         outcomes = Counter(pool.map(claim, range(20)))
     assert outcomes == {"issued": 1, "limit_reached": 19}
-    assert len(service.coupons(shop_id, "m0")) == 1
-    assert service.template_view(shop_id, template_id)["issued"] == 1
+    assert len(service.coupons.coupons(shop_id, "m0")) == 1
+    assert service.coupons.template_view(shop_id, template_id)["issued"] == 1
 
 
-def test_one_coupon_in_two_concurrent_paid_orders_is_used_once(service: Loyalty) -> None:
+def test_one_coupon_in_two_concurrent_paid_orders_is_used_once(service: Services) -> None:
     shop_id, template_id = coupon_shop(service, 1, stock=10, per_member_limit=5)
 
     def pay(order_id: str, code: str) -> str:
@@ -151,16 +151,16 @@ def test_one_coupon_in_two_concurrent_paid_orders_is_used_once(service: Loyalty)
         event["data"]["lines"][0]["amount"] = "100.00"  # 100.00 of goods, 10.00 off: 90.00 paid, 90 points
         event["data"]["coupon_codes"] = [code]
         try:
-            return str(with_retries(lambda: fresh(service).apply_order_event(shop_id, event_model(event))))
+            return str(with_retries(lambda: fresh(service).orders.apply(shop_id, event_model(event))))
         except NotApplicable as exc:
             return exc.reason
 
     for race in range(3):  # three races, each for a fresh coupon
-        code = service.claim(shop_id, "m0", template_id, key=f"k{race}")["code"]
+        code = service.coupons.claim(shop_id, "m0", template_id, key=f"k{race}")["code"]
         with ThreadPoolExecutor(max_workers=2) as pool:
             outcomes = Counter(pool.map(pay, [f"r{race}-o1", f"r{race}-o2"], [code, code]))
         assert outcomes == {"applied": 1, "already_used": 1}
-        used = [c for c in service.coupons(shop_id, "m0") if c["code"] == code]
+        used = [c for c in service.coupons.coupons(shop_id, "m0") if c["code"] == code]
         assert used[0]["status"] == "used" and used[0]["order_id"].startswith(f"r{race}-")
     assert check_invariants(service, shop_id, "m0")["available"] == 3 * 90  # only the winners earned
 

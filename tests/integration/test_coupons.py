@@ -7,7 +7,7 @@ import pytest
 
 from infra.local import lambdas
 from infra.local.resources import Stack
-from loyalty.service.loyalty import Loyalty
+from loyalty.runtime import Services
 from tests.conftest import Api
 from tests.helpers import (
     cancelled,
@@ -178,7 +178,7 @@ def test_quote_breakdown_and_refusals(tea: Shop) -> None:
     assert (status, poor["error"]["reason"], poor["error"]["field"]) == (422, "insufficient_points", "points")
 
 
-def test_paying_with_a_coupon_and_points_in_one_transaction(tea: Shop, stack: Stack, service: Loyalty) -> None:
+def test_paying_with_a_coupon_and_points_in_one_transaction(tea: Shop, stack: Stack, service: Services) -> None:
     tea.program(points_offset={"points_per_unit": 20, "max_share": 0.5})
     send(stack, tea.id, paid("earlier", total="500.00", paid_at=stamp(TODAY - timedelta(days=2))))
     drain(stack)
@@ -192,11 +192,11 @@ def test_paying_with_a_coupon_and_points_in_one_transaction(tea: Shop, stack: St
     assert dead_letters(stack) == []
     assert tea.coupons(status="used")[0]["order_id"] == "o1"
     assert check_invariants(service, tea.id, "m1")["available"] == 500 - 400 + 170
-    reasons = [e.reason for e in service.ledger(tea.id, "m1", limit=10, cursor=None)[0]]
+    reasons = [e.reason for e in service.points.ledger(tea.id, "m1", limit=10, cursor=None)[0]]
     assert "points.used" in reasons and "order.paid" in reasons
 
 
-def test_one_coupon_two_orders_the_second_is_parked(tea: Shop, stack: Stack, service: Loyalty) -> None:
+def test_one_coupon_two_orders_the_second_is_parked(tea: Shop, stack: Stack, service: Services) -> None:
     code = tea.claim(tea.template(), "a")[1]["code"]
     send(stack, tea.id, order("o1", "250.00", [code]), delivery_id="d1")
     send(stack, tea.id, order("o2", "250.00", [code]), delivery_id="d2")
@@ -209,7 +209,7 @@ def test_one_coupon_two_orders_the_second_is_parked(tea: Shop, stack: Stack, ser
 
 
 def test_cancel_gives_coupon_and_points_back_refund_follows_the_policy(
-    tea: Shop, stack: Stack, service: Loyalty
+    tea: Shop, stack: Stack, service: Services
 ) -> None:
     tea.program(points_offset={"points_per_unit": 10, "max_share": 1})
     send(stack, tea.id, paid("earlier", total="300.00", paid_at=stamp(TODAY - timedelta(days=3))))
@@ -234,7 +234,7 @@ def test_cancel_gives_coupon_and_points_back_refund_follows_the_policy(
     assert check_invariants(service, tea.id, "m1")["available"] == 300
 
 
-def test_coupons_never_come_back_under_a_keep_policy(tea: Shop, stack: Stack, service: Loyalty) -> None:
+def test_coupons_never_come_back_under_a_keep_policy(tea: Shop, stack: Stack, service: Services) -> None:
     tea.program(refund_returns={"coupons": "never", "points": "never"})
     code = tea.claim(tea.template(), "a")[1]["code"]
     send(stack, tea.id, order("o1", "200.00", [code]))
@@ -244,7 +244,7 @@ def test_coupons_never_come_back_under_a_keep_policy(tea: Shop, stack: Stack, se
     assert check_invariants(service, tea.id, "m1")["available"] == 0
 
 
-def test_expiry_run_reminds_then_expires(tea: Shop, stack: Stack, service: Loyalty) -> None:
+def test_expiry_run_reminds_then_expires(tea: Shop, stack: Stack, service: Services) -> None:
     url = capture_events(stack)
     tea.program(coupon_reminder_days=2)
     code = tea.claim(tea.template(), "a")[1]["code"]  # expires in 7 days

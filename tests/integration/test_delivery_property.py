@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loyalty.domain.program import Program
-from loyalty.service.loyalty import Loyalty
+from loyalty.runtime import Services
 from loyalty.store import points as point_store
 from tests.helpers import cancelled, check_invariants, event_model, fresh_shop, paid, refunded
 
@@ -45,7 +45,7 @@ def order_histories(draw: st.DrawFn) -> list[dict[str, Any]]:
     return events
 
 
-def outcome(service: Loyalty, shop_id: str) -> dict[str, Any]:
+def outcome(service: Services, shop_id: str) -> dict[str, Any]:
     result = {}
     for member_id in MEMBERS:
         balances = check_invariants(service, shop_id, member_id)
@@ -62,7 +62,7 @@ def outcome(service: Loyalty, shop_id: str) -> dict[str, Any]:
 def deliver(program: Program, events: list[dict[str, Any]]) -> dict[str, Any]:
     with fresh_shop(program, MEMBERS) as (service, shop_id):
         for event in events:
-            service.apply_order_event(shop_id, event_model(event))
+            service.orders.apply(shop_id, event_model(event))
         return outcome(service, shop_id)
 
 

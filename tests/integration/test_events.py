@@ -12,7 +12,7 @@ from infra.local import lambdas
 from infra.local.resources import Stack
 from loyalty.domain.members import Profile
 from loyalty.domain.program import Program
-from loyalty.service.loyalty import Loyalty
+from loyalty.runtime import Services
 from tests.helpers import dead_letters
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -47,14 +47,14 @@ def test_orders_sample_for_an_unknown_shop_is_parked(stack: Stack) -> None:
     assert len(dead_letters(stack)) == 3
 
 
-def test_orders_sample_applies_for_a_real_shop(stack: Stack, service: Loyalty) -> None:
-    shop_id = service.create_shop("Sample")["shop_id"]
-    service.set_program(shop_id, Program.model_validate({"category_multipliers": {"tobacco": 0}}))
-    service.enrol(shop_id, Profile(member_id="m1"))
+def test_orders_sample_applies_for_a_real_shop(stack: Stack, service: Services) -> None:
+    shop_id = service.shops.create_shop("Sample")["shop_id"]
+    service.shops.set_program(shop_id, Program.model_validate({"category_multipliers": {"tobacco": 0}}))
+    service.members.enrol(shop_id, Profile(member_id="m1"))
     event = json.loads(json.dumps(sample("orders_sqs_batch.json")).replace("shp_0123456789abcdef", shop_id))
     assert lambdas.invoke(lambdas.functions()["OrdersFunction"], event) == {"batchItemFailures": []}
     # 120 earned (tobacco excluded); 75.00 of 150.00 refunded keeps floor(120 x 75 / 150) = 60
-    assert service.member(shop_id, "m1").balance.available == 60
+    assert service.members.member(shop_id, "m1").balance.available == 60
 
 
 def test_coupon_grant_sample_for_an_unknown_shop_is_parked(stack: Stack) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from infra.local import lambdas
 from infra.local.resources import Stack
-from loyalty.service.loyalty import Loyalty
+from loyalty.runtime import Services
 from tests.conftest import Api
 from tests.helpers import capture_events, captured, check_invariants, drain, paid, refunded, run_expiry, send
 
@@ -40,7 +40,7 @@ def earn(stack: Stack, shop_id: str, order: str, paid_at: str, total: str = "100
 
 
 def test_points_lapse_at_the_end_of_next_year_local_time(
-    api: Api, stack: Stack, service: Loyalty, shop: dict[str, str], shop_id: str
+    api: Api, stack: Stack, service: Services, shop: dict[str, str], shop_id: str
 ) -> None:
     earn(stack, shop_id, "june", "2025-06-01T10:00:00+08:00", "100.00")
     earn(stack, shop_id, "eve", "2025-12-31T23:59:59+08:00", "50.00")  # the last second of 2025 in Shanghai
@@ -64,7 +64,7 @@ def test_points_lapse_at_the_end_of_next_year_local_time(
 
 
 def test_spent_points_do_not_lapse_and_spending_takes_the_soonest_first(
-    api: Api, stack: Stack, service: Loyalty, shop: dict[str, str], shop_id: str
+    api: Api, stack: Stack, service: Services, shop: dict[str, str], shop_id: str
 ) -> None:
     earn(stack, shop_id, "old", "2025-03-01T10:00:00+08:00", "100.00")
     earn(stack, shop_id, "new", "2026-03-01T10:00:00+08:00", "100.00")
@@ -83,7 +83,7 @@ def test_spent_points_do_not_lapse_and_spending_takes_the_soonest_first(
 
 
 def test_a_refund_after_part_of_the_orders_points_lapsed_takes_nothing_twice(
-    api: Api, stack: Stack, service: Loyalty, shop: dict[str, str], shop_id: str
+    api: Api, stack: Stack, service: Services, shop: dict[str, str], shop_id: str
 ) -> None:
     earn(stack, shop_id, "o1", "2025-05-01T10:00:00+08:00", "100.00")
     earn(stack, shop_id, "o2", "2026-05-01T10:00:00+08:00", "100.00")
@@ -95,36 +95,36 @@ def test_a_refund_after_part_of_the_orders_points_lapsed_takes_nothing_twice(
         headers={"Idempotency-Key": "spend-1"},
     )
     run_expiry(stack, at("2027-01-02T00:00:00+08:00"))  # o1's remaining 60 lapse
-    assert service.member(shop_id, "m1").balance.available == 100
+    assert service.members.member(shop_id, "m1").balance.available == 100
     send(stack, shop_id, refunded("o1", "r1", "100.00"))  # o1 refunded in full
     drain(stack)
     # The member keeps nothing of o1: 60 already lapsed, so only the 40 they spent comes back from o2.
     assert check_invariants(service, shop_id, "m1")["available"] == 60
 
 
-def test_a_run_stopped_half_way_is_finished_by_the_next(stack: Stack, service: Loyalty, shop_id: str) -> None:
+def test_a_run_stopped_half_way_is_finished_by_the_next(stack: Stack, service: Services, shop_id: str) -> None:
     for n in range(4):
         earn(stack, shop_id, f"o{n}", "2025-05-01T10:00:00+08:00", member="m1" if n % 2 else "m2")
     calls = iter(range(100))
     when = at("2027-01-01T00:00:01+08:00")
-    first = service.expire_points(when, should_stop=lambda: next(calls) >= 2)
+    first = service.runs.expire_points(when, service.points, should_stop=lambda: next(calls) >= 2)
     assert (first.applied, first.complete) == (3, False)
-    second = service.expire_points(when)
+    second = service.runs.expire_points(when, service.points)
     assert (second.applied, second.complete) == (1, True)
     for member in ("m1", "m2"):
         assert check_invariants(service, shop_id, member)["available"] == 0
 
 
-def test_a_late_event_counts_at_its_own_time(stack: Stack, service: Loyalty, shop_id: str) -> None:
+def test_a_late_event_counts_at_its_own_time(stack: Stack, service: Services, shop_id: str) -> None:
     """An order paid in 2024, heard of only now: its points lapsed at the end of 2025 and go at the next run."""
     earn(stack, shop_id, "late", "2024-03-01T10:00:00+08:00")
-    assert service.member(shop_id, "m1").balance.available == 100
-    report = service.expire_points(datetime.now(UTC) + timedelta(seconds=1))
+    assert service.members.member(shop_id, "m1").balance.available == 100
+    report = service.runs.expire_points(datetime.now(UTC) + timedelta(seconds=1), service.points)
     assert report.applied == 1
     assert check_invariants(service, shop_id, "m1")["available"] == 0
 
 
-def test_reminders_go_once_per_member_and_expiry_date(stack: Stack, service: Loyalty, shop_id: str) -> None:
+def test_reminders_go_once_per_member_and_expiry_date(stack: Stack, service: Services, shop_id: str) -> None:
     # Earned in year y, the points lapse at the end of y + 1 and are reminded of 30 days before. The orders must
     # be in the past and the reminders in the future (due work is filed no earlier than today): the latest such y.
     today = datetime.now(UTC)
@@ -147,7 +147,7 @@ def test_reminders_go_once_per_member_and_expiry_date(stack: Stack, service: Loy
 
 
 def test_a_stale_index_copy_of_a_lot_is_read_again_before_it_lapses(
-    api: Api, stack: Stack, service: Loyalty, shop: dict[str, str], shop_id: str
+    api: Api, stack: Stack, service: Services, shop: dict[str, str], shop_id: str
 ) -> None:
     """On AWS the due index lags the table; the run's write is conditioned on the remainder it saw."""
     earn(stack, shop_id, "o1", "2024-05-01T10:00:00+08:00", "100.00")  # lapsed at the end of 2025
@@ -168,23 +168,23 @@ def test_a_stale_index_copy_of_a_lot_is_read_again_before_it_lapses(
         headers={"Idempotency-Key": "spend"},
     )
     assert status == 201
-    assert service._expire_lot(stale, datetime.now(UTC)) is True  # the index said 100; 70 were left
+    assert service.points.lapse(stale, datetime.now(UTC)) is True  # the index said 100; 70 were left
     assert check_invariants(service, shop_id, "m1")["available"] == 0
     entries = point_store.ledger_all(service.db, shop_id, "m1")
     assert [e.points for e in entries if e.reason == "points.expired"] == [-70]
 
 
-def test_a_first_run_far_ahead_of_today_still_finds_what_is_due(stack: Stack, service: Loyalty, shop_id: str) -> None:
+def test_a_first_run_far_ahead_of_today_still_finds_what_is_due(stack: Stack, service: Services, shop_id: str) -> None:
     """Found by the lifecycle property: a lot already past its expiry is filed under today; a first run
     simulated a year ahead must look back from today, not from its own time."""
     earn(stack, shop_id, "old", "2024-03-01T10:00:00+08:00")  # lapsed at the end of 2025
-    report = service.expire_points(datetime.now(UTC) + timedelta(days=400))
+    report = service.runs.expire_points(datetime.now(UTC) + timedelta(days=400), service.points)
     assert report.applied == 1
     assert check_invariants(service, shop_id, "m1")["available"] == 0
 
 
 def test_a_shard_worker_short_of_time_queues_where_it_stopped_and_the_rest_follows(
-    stack: Stack, service: Loyalty, shop_id: str, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, service: Services, shop_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for n in range(3):
         earn(stack, shop_id, f"o{n}", "2025-06-01T10:00:00+08:00", "10.00")
@@ -196,7 +196,7 @@ def test_a_shard_worker_short_of_time_queues_where_it_stopped_and_the_rest_follo
     assert check_invariants(service, shop_id, "m1")["available"] == 0
 
 
-def test_the_dispatch_is_one_message_per_day_shard_and_resumes_from_today(stack: Stack, service: Loyalty) -> None:
+def test_the_dispatch_is_one_message_per_day_shard_and_resumes_from_today(stack: Stack, service: Services) -> None:
     first = run_expiry(stack, datetime.now(UTC))
     assert first["day_shards"] == 8 * service.shards  # a first run looks back a week, today included
     again = run_expiry(stack, datetime.now(UTC))

@@ -13,7 +13,8 @@ from infra.local import lambdas
 from infra.local.resources import Stack
 from loyalty import runtime
 from loyalty.domain.members import Profile
-from loyalty.service.loyalty import Loyalty
+from loyalty.runtime import Services
+from loyalty.service.orders import Orders
 from tests.conftest import Api
 from tests.helpers import dead_letters, drain, paid, send, signed_headers
 
@@ -83,9 +84,9 @@ def test_an_absurd_paid_at_is_refused_at_the_edge(api: Api, shop: dict[str, str]
 
 
 def test_an_absurd_paid_at_put_on_the_queue_directly_is_parked_with_its_reason(
-    service: Loyalty, shop: dict[str, str], stack: Stack
+    service: Services, shop: dict[str, str], stack: Stack
 ) -> None:
-    service.enrol(shop["shop_id"], Profile(member_id="m1"))
+    service.members.enrol(shop["shop_id"], Profile(member_id="m1"))
     send(stack, shop["shop_id"], paid("A1", paid_at="0001-01-01T00:00:00Z"))
     drain(stack)
     (parked,) = dead_letters(stack)
@@ -112,14 +113,12 @@ def unreachable() -> Iterator[Any]:
         name = f"AWS_ENDPOINT_URL_{service.upper()}"
         os.environ[name] = "http://127.0.0.1:9"  # discard: nothing listens
         names.append(name)
-        runtime.service.cache_clear()
-        runtime.queues.cache_clear()
+        runtime.reset()
 
     yield cut
     for name in names:
         os.environ.pop(name, None)
-    runtime.service.cache_clear()
-    runtime.queues.cache_clear()
+    runtime.reset()
 
 
 def test_dynamodb_unreachable_is_a_503_with_retry_after(api: Api, shop: dict[str, str], unreachable: Any) -> None:
@@ -138,9 +137,9 @@ def test_sqs_unreachable_makes_the_webhook_answer_503_so_the_platform_retries(
 
 
 def test_an_outage_in_the_consumer_is_retried_then_parked_with_its_reason_and_applied_once_back(
-    service: Loyalty, shop: dict[str, str], stack: Stack, unreachable: Any
+    service: Services, shop: dict[str, str], stack: Stack, unreachable: Any
 ) -> None:
-    service.enrol(shop["shop_id"], Profile(member_id="m1"))
+    service.members.enrol(shop["shop_id"], Profile(member_id="m1"))
     send(stack, shop["shop_id"], paid("A1"))
     message = boto3.client("sqs").receive_message(
         QueueUrl=stack.queues["OrdersQueue"], AttributeNames=["All"], MessageAttributeNames=["All"]
@@ -155,22 +154,22 @@ def test_an_outage_in_the_consumer_is_retried_then_parked_with_its_reason_and_ap
     (parked,) = dead_letters(stack)
     assert "dynamodb is unreachable" in parked["MessageAttributes"]["reason"]["StringValue"]
     os.environ.pop("AWS_ENDPOINT_URL_DYNAMODB")
-    runtime.service.cache_clear()
+    runtime.reset()
     # DynamoDB is back: the redelivery (or the DLQ re-driven) settles it, once.
     assert lambdas.invoke(orders, lambdas.sqs_event(message, arn)) == {"batchItemFailures": []}
     assert lambdas.invoke(orders, lambdas.sqs_event(message, arn)) == {"batchItemFailures": []}
-    assert runtime.service().member(shop["shop_id"], "m1").balance.available == 100
+    assert runtime.services().members.member(shop["shop_id"], "m1").balance.available == 100
 
 
 def test_an_unexpected_error_at_the_last_delivery_is_parked_with_its_reason(
-    service: Loyalty, shop: dict[str, str], stack: Stack, monkeypatch: pytest.MonkeyPatch
+    service: Services, shop: dict[str, str], stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    service.enrol(shop["shop_id"], Profile(member_id="m1"))
+    service.members.enrol(shop["shop_id"], Profile(member_id="m1"))
 
     def broken(*_: Any, **__: Any) -> str:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(Loyalty, "apply_order_event", broken)
+    monkeypatch.setattr(Orders, "apply", broken)
     send(stack, shop["shop_id"], paid("A1"))
     drain(stack, rounds=10)
     (parked,) = dead_letters(stack)
@@ -181,7 +180,7 @@ def test_an_unexpected_error_at_the_last_delivery_is_parked_with_its_reason(
 
 
 def test_an_unknown_shop_costs_one_read_then_none(api: Api, shop: dict[str, str]) -> None:
-    db = runtime.service().db
+    db = runtime.services().db
     before = db.requests["GetItem"]
     for _ in range(3):
         assert api.call("GET", "/v1/shops/shp_00000000000000ff/program", key="shp_00000000000000ff.x")[0] == 401

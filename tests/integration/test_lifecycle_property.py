@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from loyalty.domain.errors import InsufficientPoints
 from loyalty.domain.program import Program
-from loyalty.service.loyalty import Loyalty
+from loyalty.runtime import Services
 from tests.helpers import cancelled, check_invariants, event_model, fresh_shop, paid, refunded
 
 BASE = datetime(2025, 1, 1, tzinfo=UTC)
@@ -46,26 +46,26 @@ def test_any_interleaving_keeps_the_books(
             apply(service, shop, step)  # the same step again: a replay changes nothing
             assert check_invariants(service, shop, "m1") == after
         # the end of it all: every lot past its expiry lapses, and the books still balance
-        service.activate_pending(datetime.now(UTC) + timedelta(days=20))
-        service.expire_points(datetime.now(UTC) + timedelta(days=400))
+        service.runs.activate_pending(datetime.now(UTC) + timedelta(days=20), service.orders)
+        service.runs.expire_points(datetime.now(UTC) + timedelta(days=400), service.points)
         final = check_invariants(service, shop, "m1")
         assert final["available"] <= 0 and final["pending"] == 0
 
 
-def apply(service: Loyalty, shop: str, step: tuple[Any, ...]) -> None:
+def apply(service: Services, shop: str, step: tuple[Any, ...]) -> None:
     kind = step[0]
     if kind == "paid":
         _, n, amount, day = step
         paid_at = (BASE + timedelta(days=day)).isoformat()
-        service.apply_order_event(shop, event_model(paid(f"o{n}", total=f"{amount}.00", paid_at=paid_at)))
+        service.orders.apply(shop, event_model(paid(f"o{n}", total=f"{amount}.00", paid_at=paid_at)))
     elif kind == "refund":
         _, n, amount, r = step
-        service.apply_order_event(shop, event_model(refunded(f"o{n}", f"o{n}-r{r}", f"{amount}.00")))
+        service.orders.apply(shop, event_model(refunded(f"o{n}", f"o{n}-r{r}", f"{amount}.00")))
     elif kind == "cancel":
-        service.apply_order_event(shop, event_model(cancelled(f"o{step[1]}")))
+        service.orders.apply(shop, event_model(cancelled(f"o{step[1]}")))
     elif kind == "redeem":
         _, points, key = step
         with contextlib.suppress(InsufficientPoints):  # a short balance is an answer, not a failure
-            service.redeem(shop, "m1", key=f"k{key}-{points}", points=points, reason="property")
+            service.points.redeem(shop, "m1", key=f"k{key}-{points}", points=points, reason="property")
     else:
-        service.expire_points(datetime.now(UTC) + timedelta(seconds=1))
+        service.runs.expire_points(datetime.now(UTC) + timedelta(seconds=1), service.points)

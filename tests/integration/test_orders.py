@@ -8,7 +8,7 @@ import boto3
 import pytest
 
 from infra.local.resources import Stack
-from loyalty.service.loyalty import Loyalty
+from loyalty.runtime import Services
 from tests.conftest import Api
 from tests.helpers import cancelled, check_invariants, dead_letters, drain, paid, refunded, send, signed_headers
 
@@ -121,7 +121,7 @@ def test_malformed_body_is_400_naming_the_field_and_enqueues_nothing(
 
 
 def test_lifecycle_partial_refunds_then_full(
-    api: Api, stack: Stack, service: Loyalty, shop: dict[str, str], member: str
+    api: Api, stack: Stack, service: Services, shop: dict[str, str], member: str
 ) -> None:
     sid = shop["shop_id"]
     send(stack, sid, paid("o1", total="300.00", lines=[{"sku": "a", "amount": "299.99"}]))
@@ -146,7 +146,7 @@ def test_lifecycle_partial_refunds_then_full(
     ]
 
 
-def test_replays_change_nothing(api: Api, stack: Stack, service: Loyalty, shop: dict[str, str], member: str) -> None:
+def test_replays_change_nothing(api: Api, stack: Stack, service: Services, shop: dict[str, str], member: str) -> None:
     sid = shop["shop_id"]
     for _ in range(3):
         send(stack, sid, paid("o1"))
@@ -158,7 +158,7 @@ def test_replays_change_nothing(api: Api, stack: Stack, service: Loyalty, shop: 
 
 
 def test_refund_before_its_order_is_kept_and_applied_when_the_order_arrives(
-    api: Api, stack: Stack, service: Loyalty, shop: dict[str, str], member: str
+    api: Api, stack: Stack, service: Services, shop: dict[str, str], member: str
 ) -> None:
     sid = shop["shop_id"]
     send(stack, sid, refunded("o1", "r1", "40.00"))
@@ -171,7 +171,7 @@ def test_refund_before_its_order_is_kept_and_applied_when_the_order_arrives(
 
 
 def test_cancel_before_activation_voids_pending_points(
-    api: Api, stack: Stack, service: Loyalty, shop: dict[str, str], member: str
+    api: Api, stack: Stack, service: Services, shop: dict[str, str], member: str
 ) -> None:
     sid = shop["shop_id"]
     api.call("PUT", f"/v1/shops/{sid}/program", key=shop["api_key"], body={"pending_days": 15})
@@ -186,7 +186,7 @@ def test_cancel_before_activation_voids_pending_points(
 
 
 def test_a_poison_message_is_parked_with_its_reason_and_the_batch_goes_on(
-    api: Api, stack: Stack, service: Loyalty, shop: dict[str, str], member: str
+    api: Api, stack: Stack, service: Services, shop: dict[str, str], member: str
 ) -> None:
     sid = shop["shop_id"]
     send(stack, sid, paid("o1", currency="USD"))  # the program is in CNY

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from infra.local.resources import Stack
-from loyalty.service.loyalty import Loyalty
+from loyalty.runtime import Services
 from tests.conftest import OPERATOR_KEY, Api
 from tests.helpers import check_invariants, dead_letters, drain
 
@@ -85,7 +85,7 @@ class Store:
     def deliver(self, data: bytes, headers: dict[str, str]) -> tuple[int, Any]:
         return self.api.call("POST", f"/v1/shops/{self.id}/webhooks/{self.platform}", raw=data, headers=headers)
 
-    def points(self, member_id: str, service: Loyalty) -> int:
+    def points(self, member_id: str, service: Services) -> int:
         return check_invariants(service, self.id, member_id)["available"]
 
 
@@ -99,7 +99,7 @@ def queued(stack: Stack) -> int:
 # ---------------------------------------------------------------------------- Shopify
 
 
-def test_shopify_paid_then_refund(api: Api, stack: Stack, service: Loyalty) -> None:
+def test_shopify_paid_then_refund(api: Api, stack: Stack, service: Services) -> None:
     store = Store(api, "shopify", "USD")
     order = (SAMPLES / "shopify_orders_paid.json").read_bytes()
     assert store.deliver(order, shopify_headers(order, "orders/paid", "d1", secret="wrong"))[0] == 401
@@ -123,7 +123,7 @@ def test_shopify_paid_then_refund(api: Api, stack: Stack, service: Loyalty) -> N
 
 
 def test_shopify_uses_shop_money_and_discount_allocations_and_category_map(
-    api: Api, stack: Stack, service: Loyalty
+    api: Api, stack: Stack, service: Services
 ) -> None:
     store = Store(
         api,
@@ -152,7 +152,7 @@ def test_shopify_uses_shop_money_and_discount_allocations_and_category_map(
     assert store.points("shopify-115310627314723954", service) == 744
 
 
-def test_shopify_guest_and_foreign_currency(api: Api, stack: Stack, service: Loyalty) -> None:
+def test_shopify_guest_and_foreign_currency(api: Api, stack: Stack, service: Services) -> None:
     store = Store(api, "shopify", "CNY")
     order = sample("shopify_orders_paid")
     guest = copy.deepcopy(order)
@@ -171,7 +171,7 @@ def test_shopify_guest_and_foreign_currency(api: Api, stack: Stack, service: Loy
 # ---------------------------------------------------------------------------- WooCommerce
 
 
-def test_woocommerce_ping_paid_and_refunded(api: Api, stack: Stack, service: Loyalty) -> None:
+def test_woocommerce_ping_paid_and_refunded(api: Api, stack: Stack, service: Services) -> None:
     store = Store(api, "woocommerce", "USD")
     status, answer = store.deliver(b"webhook_id=15", {"Content-Type": "application/x-www-form-urlencoded"})
     assert status == 200 and answer["accepted"] is False
@@ -203,7 +203,7 @@ def test_woocommerce_statuses_that_do_not_earn(api: Api, stack: Stack) -> None:
 # ---------------------------------------------------------------------------- Stripe
 
 
-def test_stripe_session_then_refunds_both_ways(api: Api, stack: Stack, service: Loyalty) -> None:
+def test_stripe_session_then_refunds_both_ways(api: Api, stack: Stack, service: Services) -> None:
     store = Store(api, "stripe", "USD", program={"points_per_unit": 10})
     session = (SAMPLES / "stripe_checkout_session_completed.json").read_bytes()
     assert store.deliver(session, stripe_headers(session, secret="whsec_other"))[0] == 401
@@ -251,7 +251,7 @@ def test_stripe_session_then_refunds_both_ways(api: Api, stack: Stack, service: 
     assert store.points(member, service) == 25
 
 
-def test_stripe_zero_decimal_currency_and_unpaid_sessions(api: Api, stack: Stack, service: Loyalty) -> None:
+def test_stripe_zero_decimal_currency_and_unpaid_sessions(api: Api, stack: Stack, service: Services) -> None:
     store = Store(api, "stripe", "JPY", program={"points_per_unit": "0.01"})
     event = sample("stripe_checkout_session_completed")
     session = event["data"]["object"]
@@ -275,7 +275,7 @@ def test_stripe_zero_decimal_currency_and_unpaid_sessions(api: Api, stack: Stack
 # ---------------------------------------------------------------------------- Youzan
 
 
-def test_youzan_trade_paid(api: Api, stack: Stack, service: Loyalty) -> None:
+def test_youzan_trade_paid(api: Api, stack: Stack, service: Services) -> None:
     store = Store(api, "youzan", "CNY", program={"points_per_unit": 100}, member_match=["customer_id", "phone"])
     body = (SAMPLES / "youzan_trade_TradePaid.json").read_bytes().rstrip(b"\n")
     assert youzan_headers(body)["Event-Sign"] == "d8956c236f04d2016d32fc6826fe7427"  # the sample's own note
@@ -289,7 +289,7 @@ def test_youzan_trade_paid(api: Api, stack: Stack, service: Loyalty) -> None:
     assert store.call("GET", "/members?phone=13800000000")[1]["items"][0]["member_id"].startswith("youzan-")
 
 
-def test_youzan_refund_and_close(api: Api, stack: Stack, service: Loyalty) -> None:
+def test_youzan_refund_and_close(api: Api, stack: Stack, service: Services) -> None:
     store = Store(api, "youzan", "CNY", program={"points_per_unit": 100})
     paid = (SAMPLES / "youzan_trade_TradePaid.json").read_bytes().rstrip(b"\n")
     store.deliver(paid, youzan_headers(paid))
@@ -332,7 +332,7 @@ def test_integrations_never_show_their_secret_and_unknown_platforms(api: Api, st
     assert api.call("POST", f"/v1/shops/{store.id}/webhooks/stripe", raw=data, headers=stripe_headers(data))[0] == 401
 
 
-def test_unknown_customers_wait_when_the_shop_does_not_auto_enrol(api: Api, stack: Stack, service: Loyalty) -> None:
+def test_unknown_customers_wait_when_the_shop_does_not_auto_enrol(api: Api, stack: Stack, service: Services) -> None:
     store = Store(api, "shopify", "USD", auto_enrol=False, member_match=["email"])
     assert store.call("POST", "/members", body={"member_id": "vip-7", "email": "john@example.com"})[0] == 201
     order = (SAMPLES / "shopify_orders_paid.json").read_bytes()
@@ -440,7 +440,7 @@ def test_every_sample_is_taken_signed_right_and_refused_signed_wrong(
     assert queued(stack) == len(answer["events"])
 
 
-def test_the_stripe_refund_sample_is_taken_as_a_refund_event(api: Api, stack: Stack, service: Loyalty) -> None:
+def test_the_stripe_refund_sample_is_taken_as_a_refund_event(api: Api, stack: Stack, service: Services) -> None:
     """The official refund object names a charge but no payment intent: recorded against the charge, waiting."""
     store = Store(api, "stripe", "USD")
     event = {

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from infra.local.resources import Stack
-from loyalty.service.loyalty import Loyalty
+from loyalty.runtime import Services
 from tests.conftest import Api
 from tests.helpers import check_invariants, drain, paid, send
 
@@ -32,12 +32,12 @@ def redeem(api: Api, shop: dict[str, str], points: int, key: str | None, reason:
     )
 
 
-def test_redeem_and_replay(api: Api, service: Loyalty, shop: dict[str, str], funded: str) -> None:
+def test_redeem_and_replay(api: Api, service: Services, shop: dict[str, str], funded: str) -> None:
     status, first = redeem(api, shop, 150, "k1")
     assert status == 201 and first["balance"] == {"available": 150, "pending": 0}
     status, again = redeem(api, shop, 150, "k1")
     assert (status, again) == (201, first)
-    assert service.member(funded, "m1").balance.available == 150
+    assert service.members.member(funded, "m1").balance.available == 150
     check_invariants(service, funded, "m1")
 
 
@@ -48,17 +48,17 @@ def test_same_key_for_another_request_is_refused(api: Api, shop: dict[str, str],
 
 
 def test_short_balance_is_409_and_changes_nothing(
-    api: Api, service: Loyalty, shop: dict[str, str], funded: str
+    api: Api, service: Services, shop: dict[str, str], funded: str
 ) -> None:
     status, body = redeem(api, shop, 301, "k1")
     assert (status, body["error"]["code"]) == (409, "insufficient_points")
-    assert service.member(funded, "m1").balance.available == 300
+    assert service.members.member(funded, "m1").balance.available == 300
     assert redeem(api, shop, 300, "k2")[0] == 201
     assert redeem(api, shop, 1, "k3")[0] == 409
     check_invariants(service, funded, "m1")
 
 
-def test_redemption_spans_lots_oldest_first(api: Api, service: Loyalty, shop: dict[str, str], funded: str) -> None:
+def test_redemption_spans_lots_oldest_first(api: Api, service: Services, shop: dict[str, str], funded: str) -> None:
     assert redeem(api, shop, 150, "k1")[0] == 201
     status, body = api.call("GET", f"/v1/shops/{funded}/members/m1/ledger?limit=1", key=shop["api_key"])
     assert status == 200

@@ -9,7 +9,7 @@ import pytest
 
 from infra.local import lambdas
 from infra.local.resources import Stack
-from loyalty.service.loyalty import Loyalty
+from loyalty.runtime import Services
 from loyalty.store import members as member_store
 from tests.conftest import Api
 from tests.helpers import check_invariants, drain, paid, refunded, send
@@ -83,7 +83,7 @@ def test_new_members_start_on_the_base_tier(api: Api, shop: dict[str, str], sid:
 
 
 def test_crossing_a_threshold_upgrades_at_once_and_the_tier_multiplies_earning(
-    api: Api, stack: Stack, service: Loyalty, shop: dict[str, str], sid: str
+    api: Api, stack: Stack, service: Services, shop: dict[str, str], sid: str
 ) -> None:
     buy(stack, sid, "o1", "600.00", days_ago(30))
     assert member(api, shop)["tier"] == "normal"
@@ -104,7 +104,7 @@ def test_crossing_a_threshold_upgrades_at_once_and_the_tier_multiplies_earning(
 
 
 def test_refunds_lower_the_metric_but_never_demote_before_the_review(
-    api: Api, stack: Stack, service: Loyalty, shop: dict[str, str], sid: str
+    api: Api, stack: Stack, service: Services, shop: dict[str, str], sid: str
 ) -> None:
     buy(stack, sid, "o1", "1200.00", days_ago(10))
     assert member(api, shop)["tier"] == "silver"
@@ -112,11 +112,11 @@ def test_refunds_lower_the_metric_but_never_demote_before_the_review(
     drain(stack)
     body = member(api, shop)
     assert body["tier"] == "silver" and body["points"]["available"] == 0
-    assert service.member(sid, "m1").tier.qualifying == {(NOW - timedelta(days=10)).date().isoformat(): 0}
+    assert service.members.member(sid, "m1").tier.qualifying == {(NOW - timedelta(days=10)).date().isoformat(): 0}
 
 
 def test_spending_points_does_not_lower_the_metric(
-    api: Api, stack: Stack, service: Loyalty, shop: dict[str, str], sid: str
+    api: Api, stack: Stack, service: Services, shop: dict[str, str], sid: str
 ) -> None:
     buy(stack, sid, "o1", "1000.00", days_ago(100))  # silver, reviewed 365 days later
     buy(stack, sid, "o2", "1000.00", days_ago(50))  # spent again during the tier year
@@ -205,7 +205,7 @@ def test_tier_changes_are_published(api: Api, stack: Stack, shop: dict[str, str]
 
 
 def test_a_review_already_overdue_when_filed_is_still_found(
-    api: Api, stack: Stack, service: Loyalty, shop: dict[str, str], sid: str
+    api: Api, stack: Stack, service: Services, shop: dict[str, str], sid: str
 ) -> None:
     """A late order whose tier validity ended before it arrived: its review is due in the past. It is filed
     under today, the earliest day a run still visits, not under its due day, which no run will visit again."""

@@ -1,16 +1,128 @@
-"""One service and one queue client per Lambda container (and per local-stack process), made on first use."""
+"""Where the capabilities are put together: one `Services` and one queue client per Lambda container (and per
+local-stack process), made on first use.
 
-from functools import cache
+Each capability is built (and its module imported) only when a handler first asks for it, with the capabilities it
+depends on passed in explicitly: the orders function never imports coupon templates' routes, the webhook
+mappers or the scheduled runs, so its cold start pays only for what it uses.
+"""
 
-from loyalty.service.loyalty import Loyalty
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import cache, cached_property
+from typing import TYPE_CHECKING
+
+from loyalty.store.dynamo import Dynamo
 from loyalty.store.queue import Queues
+
+if TYPE_CHECKING:
+    from loyalty.service.coupons import Coupons
+    from loyalty.service.members import Members
+    from loyalty.service.orders import Orders
+    from loyalty.service.platforms import Platforms
+    from loyalty.service.points import Points
+    from loyalty.service.runs import Runs
+    from loyalty.service.shops import Shops
+    from loyalty.service.tiers import Tiers
+    from loyalty.store.events import Events
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+class Services:
+    def __init__(
+        self,
+        db: Dynamo | None = None,
+        *,
+        shards: int | None = None,
+        cache_seconds: float | None = None,
+        clock: Callable[[], datetime] = now_utc,
+    ) -> None:
+        self.db = db or Dynamo()
+        # Due work is spread over this many partitions per day (template.yaml's DUE_SHARDS).
+        self.shards = shards or int(os.environ.get("DUE_SHARDS", "8"))
+        # How long a container trusts its copy of a shop, program, integration (a change shows within this).
+        self.cache_seconds = (
+            cache_seconds if cache_seconds is not None else float(os.environ.get("CONFIG_CACHE_SECONDS", "60"))
+        )
+        self.clock = clock
+
+    @cached_property
+    def events(self) -> "Events":
+        from loyalty.store.events import Events
+
+        return Events()
+
+    @cached_property
+    def shops(self) -> "Shops":
+        from loyalty.service.shops import Shops
+
+        return Shops(self.db, clock=self.clock, cache_seconds=self.cache_seconds)
+
+    @cached_property
+    def members(self) -> "Members":
+        from loyalty.service.members import Members
+
+        return Members(self.db, clock=self.clock)
+
+    @cached_property
+    def points(self) -> "Points":
+        from loyalty.service.points import Points
+
+        return Points(self.db, self.members, self.events, clock=self.clock, shards=self.shards)
+
+    @cached_property
+    def tiers(self) -> "Tiers":
+        from loyalty.service.tiers import Tiers
+
+        return Tiers(self.db, self.shops, self.events, shards=self.shards)
+
+    @cached_property
+    def orders(self) -> "Orders":
+        from loyalty.service.orders import Orders
+
+        return Orders(self.db, self.shops, self.members, self.tiers, clock=self.clock, shards=self.shards)
+
+    @cached_property
+    def coupons(self) -> "Coupons":
+        from loyalty.service.coupons import Coupons
+
+        return Coupons(
+            self.db,
+            self.shops,
+            self.members,
+            self.events,
+            clock=self.clock,
+            shards=self.shards,
+            cache_seconds=self.cache_seconds,
+        )
+
+    @cached_property
+    def platforms(self) -> "Platforms":
+        from loyalty.service.platforms import Platforms
+
+        return Platforms(self.db, clock=self.clock, cache_seconds=self.cache_seconds)
+
+    @cached_property
+    def runs(self) -> "Runs":
+        from loyalty.service.runs import Runs
+
+        return Runs(self.db, clock=self.clock, shards=self.shards)
 
 
 @cache
-def service() -> Loyalty:
-    return Loyalty()
+def services() -> Services:
+    return Services()
 
 
 @cache
 def queues() -> Queues:
     return Queues()
+
+
+def reset() -> None:
+    """Forget the container's services and clients (tests, and the local stack, between stacks)."""
+    services.cache_clear()
+    queues.cache_clear()

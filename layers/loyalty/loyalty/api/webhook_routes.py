@@ -5,7 +5,6 @@ POST /v1/shops/{shop_id}/webhooks/{platform}       shopify, woocommerce, stripe,
 """
 
 import json
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Annotated
 
@@ -13,18 +12,17 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from pydantic import ValidationError
 
+from loyalty import runtime
 from loyalty.api import errors
 from loyalty.api.common import json_response
 from loyalty.domain.integrations import PLATFORMS, Platform
 from loyalty.domain.orders import EVENT_TYPES, OrderEnvelope
-from loyalty.service.loyalty import Loyalty
-from loyalty.store.queue import Queues
 from loyalty.webhooks import standard, woocommerce, youzan
 from loyalty.webhooks.common import MappingError, SignatureError, lower
 from loyalty.webhooks.platforms import PLATFORMS as HANDLERS
 
 
-def build(service: Callable[[], Loyalty], queues: Callable[[], Queues]) -> APIGatewayRestResolver:
+def build() -> APIGatewayRestResolver:
     app = APIGatewayRestResolver(enable_validation=True)
     errors.install(app)  # the signature is the credential, checked in each route before the body is read
 
@@ -36,11 +34,12 @@ def build(service: Callable[[], Loyalty], queues: Callable[[], Queues]) -> APIGa
     def order_webhook(shop_id: Annotated[str, Path(max_length=64)]) -> Response[str]:
         event = app.current_event
         raw = event.decoded_body.encode() if event.decoded_body is not None else b""
-        shop = service().shop(shop_id)
+        services = runtime.services()
+        shop = services.shops.shop(shop_id)
         if shop is None:
             return errors.error_response(401, "unauthenticated", "unknown shop or bad signature")
         try:
-            delivery_id = standard.verify(shop.webhook_secret, event.headers, raw, service().clock())
+            delivery_id = standard.verify(shop.webhook_secret, event.headers, raw, services.clock())
         except SignatureError as exc:
             return errors.error_response(401, "bad_signature", str(exc))
         try:
@@ -57,7 +56,7 @@ def build(service: Callable[[], Loyalty], queues: Callable[[], Queues]) -> APIGa
             loc = tuple(first["loc"])
             field = "webhook-id" if loc[:1] == ("delivery_id",) else errors.field_name(loc)
             return errors.error_response(400, "invalid", f"{field}: {first['msg']}", field=field)
-        queues().enqueue_order_event(envelope)
+        runtime.queues().enqueue_order_event(envelope)
         return json_response(202, {"accepted": True, "delivery_id": delivery_id})
 
     @app.post(
@@ -76,11 +75,12 @@ def build(service: Callable[[], Loyalty], queues: Callable[[], Queues]) -> APIGa
         name: Platform = platform
         if name == "woocommerce" and woocommerce.is_ping(headers, raw):
             return json_response(200, {"accepted": False, "reason": "WooCommerce webhook created (ping)"})
-        integration = service().integration(shop_id, name) if service().shop(shop_id) else None
+        services = runtime.services()
+        integration = services.platforms.integration(shop_id, name) if services.shops.shop(shop_id) else None
         if integration is None:
             return errors.error_response(401, "unauthenticated", f"unknown shop, or no {name} integration")
         try:
-            HANDLERS[name].verify(integration, headers, raw, service().clock())
+            HANDLERS[name].verify(integration, headers, raw, services.clock())
         except SignatureError as exc:
             return errors.error_response(401, "bad_signature", str(exc))
         try:
@@ -90,7 +90,7 @@ def build(service: Callable[[], Loyalty], queues: Callable[[], Queues]) -> APIGa
         if not isinstance(body, dict):
             return errors.error_response(400, "invalid", "body is not a JSON object", field="body")
         try:
-            delivery = service().platform_delivery(shop_id, integration, headers, body, queues())
+            delivery = services.platforms.platform_delivery(shop_id, integration, headers, body, runtime.queues())
         except MappingError as exc:
             return errors.error_response(400, "invalid", exc.message, field=exc.field)
         answer: dict[str, object] = {"accepted": bool(delivery.events), "delivery_id": delivery.delivery_id}

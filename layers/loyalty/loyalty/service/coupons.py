@@ -1,7 +1,4 @@
-"""Coupon use cases: templates, claims and grants, and the checkout quote (their expiry run is in runs.py).
-
-Loyalty inherits these; what they use of it is declared on the class.
-"""
+"""Coupons: templates, claims and bulk grants, the checkout quote, and the reminders and expiry of unused ones."""
 
 import math
 import random
@@ -24,15 +21,17 @@ from loyalty.domain.coupons import (
 )
 from loyalty.domain.errors import Conflict, InvalidInput, NotFound
 from loyalty.domain.ledger import iso
-from loyalty.domain.members import Member
 from loyalty.domain.money import format_amount, parse_amount
 from loyalty.domain.orders import MAX_CODES, Identifier, OrderLine
-from loyalty.domain.program import Program
 from loyalty.service.cache import TTLCache
 from loyalty.service.idempotency import fingerprint, replay
+from loyalty.service.members import Members
+from loyalty.service.shops import Shops
 from loyalty.store import coupons as coupon_store
-from loyalty.store.dynamo import Dynamo
-from loyalty.store.keys import digest
+from loyalty.store import members as member_store
+from loyalty.store.dynamo import Dynamo, Item
+from loyalty.store.events import Events
+from loyalty.store.keys import code_of, digest, member_of
 from loyalty.store.queue import Queues
 
 logger = Logger(child=True)
@@ -65,22 +64,31 @@ class GrantBatch(BaseModel):
     member_ids: list[Identifier]
 
 
-class CouponService:
-    db: Dynamo
-    shards: int
-    clock: Callable[[], datetime]
-    _templates: TTLCache[tuple[Template, int] | None]
-
-    def program(self, shop_id: str) -> Program:
-        raise NotImplementedError
-
-    def member(self, shop_id: str, member_id: str) -> Member:
-        raise NotImplementedError
+class Coupons:
+    def __init__(
+        self,
+        db: Dynamo,
+        shops: Shops,
+        members: Members,
+        events: Events,
+        *,
+        clock: Callable[[], datetime],
+        shards: int,
+        cache_seconds: float,
+    ) -> None:
+        self.db = db
+        self.shops = shops
+        self.members = members
+        self.events = events
+        self.clock = clock
+        self.shards = shards
+        # Templates never change once made (their stock is kept apart): cached for at least an hour.
+        self._templates: TTLCache[tuple[Template, int] | None] = TTLCache(max(cache_seconds, 3600))
 
     # ------------------------------------------------------------------ templates
 
     def create_template(self, shop_id: str, request: TemplateRequest, *, stock_shards: int | None = None) -> Template:
-        program = self.program(shop_id)
+        program = self.shops.program(shop_id)
         currency = program.currency
 
         def minor(text: str | None, field: str) -> int:
@@ -139,7 +147,7 @@ class CouponService:
         when the stock is gone or the member has their limit. Conditions decide, never a read."""
         request = fingerprint({"member_id": member_id, "template_id": template_id})
         template, stock_shards = self.template(shop_id, template_id)
-        program = self.program(shop_id)
+        program = self.shops.program(shop_id)
         now = self.clock()
         why = template.claimable(now)
         if why:
@@ -209,9 +217,9 @@ class CouponService:
         raise Conflict("this coupon is out of stock", field="template_id", code="out_of_stock")
 
     def coupons(self, shop_id: str, member_id: str, status: str | None = None) -> list[dict[str, Any]]:
-        self.member(shop_id, member_id)
+        self.members.member(shop_id, member_id)
         now = self.clock()
-        currency = self.program(shop_id).currency
+        currency = self.shops.program(shop_id).currency
         items = []
         for coupon in coupon_store.member_coupons(self.db, shop_id, member_id):
             seen = coupon.status_at(now)
@@ -294,11 +302,11 @@ class CouponService:
     # ------------------------------------------------------------------ checkout
 
     def quote(self, shop_id: str, request: QuoteRequest) -> dict[str, Any]:
-        program = self.program(shop_id)
-        member = self.member(shop_id, request.member_id)
+        program = self.shops.program(shop_id)
+        member = self.members.member(shop_id, request.member_id)
         lines = priced_lines(request.lines, program.currency)
         codes = [normalise_code(code) for code in request.coupon_codes]
-        found = self.find_coupons(shop_id, request.member_id, codes)
+        found = coupon_store.find_coupons(self.db, shop_id, request.member_id, codes)
         result = program.price(
             lines,
             codes,
@@ -323,13 +331,34 @@ class CouponService:
             "payable": fmt(result.payable),
         }
 
-    def find_coupons(self, shop_id: str, member_id: str, codes: list[str]) -> dict[str, Coupon]:
-        found = {}
-        for code in dict.fromkeys(codes):
-            coupon = coupon_store.find_coupon(self.db, shop_id, member_id, code)
-            if coupon is not None:
-                found[code] = coupon
-        return found
+    # ------------------------------------------------------------------ reminders and expiry (scheduled runs)
+
+    def remind(self, item: Item, time: datetime) -> bool:
+        """Publish coupon.expiring for one unused coupon (as the due index lists it), once."""
+        pk, sk = item["PK"], item["SK"]
+        expires_at = datetime.fromisoformat(str(item["expires_at"]).replace("Z", "+00:00"))
+        if not coupon_store.refile_for_expiry(self.db, pk, sk, expires_at, now=time, shards=self.shards):
+            return False
+        shop_id, member_id = member_of(pk)
+        try:
+            self.events.publish(
+                "coupon.expiring",
+                {
+                    "shop_id": shop_id,
+                    "member_id": member_id,
+                    "code": code_of(sk),
+                    "coupon_id": item.get("coupon_id"),
+                    "template_id": item.get("template_id"),
+                    "expires_at": iso(expires_at),
+                },
+            )
+        except Exception:
+            member_store.unmark_reminded(self.db, pk, sk, (item["DuePK"], item["DueSK"]))
+            raise
+        return True
+
+    def expire(self, item: Item, time: datetime) -> bool:
+        return coupon_store.expire(self.db, item["PK"], item["SK"], time)
 
 
 def coupon_view(coupon: Coupon, status: str, currency: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 what never will."""
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -9,15 +10,18 @@ from pydantic import ValidationError
 
 from loyalty.domain.errors import DomainError, Retryable, first_problem
 from loyalty.domain.orders import OrderEnvelope
-from loyalty.service.coupons import GrantBatch
-from loyalty.service.loyalty import Loyalty
-from loyalty.service.runs import RunReport, ShardWork
+from loyalty.service.coupons import Coupons, GrantBatch
+from loyalty.service.runs import RunReport, Runs, ShardWork
 from loyalty.store.queue import Queues
+
+if TYPE_CHECKING:
+    from loyalty.service.orders import Orders
+    from loyalty.service.points import Points
 
 logger = Logger(child=True)
 
 
-def handle_record(record: SQSRecord, service: Loyalty, queues: Queues, *, max_receives: int) -> str:
+def handle_record(record: SQSRecord, orders: "Orders", queues: Queues, *, max_receives: int) -> str:
     """Returns the outcome; raising makes BatchProcessor report the record failed, so SQS redelivers it."""
     try:
         envelope = OrderEnvelope.model_validate_json(record.body)
@@ -28,7 +32,7 @@ def handle_record(record: SQSRecord, service: Loyalty, queues: Queues, *, max_re
     context = {"shop_id": envelope.shop_id, "event_type": event.type, "order_id": event.data.order_id}
     last_delivery = int(record.attributes.approximate_receive_count) >= max_receives
     try:
-        outcome = service.apply_order_event(envelope.shop_id, event)
+        outcome = orders.apply(envelope.shop_id, event)
     except Retryable as exc:
         if last_delivery:
             return _park(record, queues, exc.code, exc.message, **context)
@@ -45,7 +49,7 @@ def handle_record(record: SQSRecord, service: Loyalty, queues: Queues, *, max_re
     return outcome
 
 
-def handle_grant_batch(record: SQSRecord, service: Loyalty, queues: Queues, *, max_receives: int) -> dict[str, int]:
+def handle_grant_batch(record: SQSRecord, coupons: Coupons, queues: Queues, *, max_receives: int) -> dict[str, int]:
     """One batch of a bulk grant. Members it cannot grant to are part of its outcome, not failures; only a
     malformed batch is parked, and contention is retried (each member's claim is idempotent on its own key)."""
     try:
@@ -56,7 +60,7 @@ def handle_grant_batch(record: SQSRecord, service: Loyalty, queues: Queues, *, m
         return {"parked": 1}
     last_delivery = int(record.attributes.approximate_receive_count) >= max_receives
     try:
-        outcome = service.apply_grant_batch(batch)
+        outcome = coupons.apply_grant_batch(batch)
     except Retryable as exc:
         if last_delivery:
             _park(record, queues, exc.code, exc.message, dlq_env="COUPON_GRANTS_DLQ_URL", grant_id=batch.grant_id)
@@ -76,7 +80,13 @@ def handle_grant_batch(record: SQSRecord, service: Loyalty, queues: Queues, *, m
 
 
 def handle_shard_work(
-    record: SQSRecord, service: Loyalty, queues: Queues, *, max_receives: int, should_stop: Callable[[], bool]
+    record: SQSRecord,
+    runs: Runs,
+    points: "Points",
+    queues: Queues,
+    *,
+    max_receives: int,
+    should_stop: Callable[[], bool],
 ) -> RunReport:
     """One day-shard of a fanned-out run. A worker short of time queues where it stopped and succeeds; a
     failure is retried (every lot is handled by its own conditional write, so a retry repeats nothing)."""
@@ -87,7 +97,7 @@ def handle_shard_work(
         _park(record, queues, "invalid", f"{where}: {what}", dlq_env="RUNS_DLQ_URL")
         return RunReport(job="invalid", time="", complete=True)
     try:
-        report = service.expire_shard(work, should_stop=should_stop)
+        report = runs.expire_shard(work, points, should_stop=should_stop)
     except Exception as exc:
         last_delivery = int(record.attributes.approximate_receive_count) >= max_receives
         logger.warning("day-shard will be retried", extra={"day": work.day, "shard": work.shard, "error": repr(exc)})

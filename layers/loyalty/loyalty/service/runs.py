@@ -7,22 +7,12 @@ expire-coupons.
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, Field
 
-from loyalty.domain.errors import Retryable
-from loyalty.domain.ledger import Balance, iso
-from loyalty.domain.points import lapse
-from loyalty.domain.program import Program
-from loyalty.domain.settle import activate
-from loyalty.domain.tiers import TierChange, review, window_total
-from loyalty.store import coupons as coupon_store
-from loyalty.store import members as member_store
-from loyalty.store import orders as order_store
-from loyalty.store import points as point_store
-from loyalty.store.dynamo import Dynamo, Item, TransactionCancelled
-from loyalty.store.events import Events
+from loyalty.domain.ledger import iso
+from loyalty.store.dynamo import Dynamo, Item
 from loyalty.store.keys import (
     ACTIVATE_JOB,
     COUPON_EXPIRE_JOB,
@@ -30,18 +20,19 @@ from loyalty.store.keys import (
     EXPIRE_JOB,
     PUBLISH_JOB,
     REMIND_JOB,
-    REMIND_PREFIX,
     REVIEW_JOB,
     due_pk,
-    member_pk,
-    tier_decision_sk,
+    member_of,
+    order_of,
+    schedule_state_key,
 )
 from loyalty.store.queue import Queues
 
-logger = Logger(child=True)
-
-# Attempts at an optimistic write before giving up on an item for this run (the next run retries it).
-MAX_ATTEMPTS = 8
+if TYPE_CHECKING:  # the capabilities a run hands its items to; each handler's import brings only its own
+    from loyalty.service.coupons import Coupons
+    from loyalty.service.orders import Orders
+    from loyalty.service.points import Points
+    from loyalty.service.tiers import Tiers
 
 
 class ShardWork(BaseModel):
@@ -74,18 +65,18 @@ class RunReport:
         return {k: v.model_dump() if isinstance(v, BaseModel) else v for k, v in self.__dict__.items()}
 
 
-class ScheduledRuns:
-    """Run methods of the service (Loyalty inherits them); what they use of it is declared here."""
+class Runs:
+    """Finds each run's due work and hands each item to the capability that owns it, which the caller passes in
+    (a scheduled function imports only the capability its run needs)."""
 
-    db: Dynamo
-    events: Events
-    shards: int
-    clock: Callable[[], datetime]
+    def __init__(self, db: Dynamo, *, clock: Callable[[], datetime], shards: int) -> None:
+        self.db = db
+        self.clock = clock
+        self.shards = shards
 
-    def program(self, shop_id: str) -> Program:
-        raise NotImplementedError
-
-    def activate_pending(self, time: datetime, *, should_stop: Callable[[], bool] = lambda: False) -> RunReport:
+    def activate_pending(
+        self, time: datetime, orders: "Orders", *, should_stop: Callable[[], bool] = lambda: False
+    ) -> RunReport:
         """Make pending points available once their return window has closed, for every shop."""
         # Points due at `time` itself activate (the window has closed), hence the inclusive bound.
         return self._run(
@@ -93,26 +84,32 @@ class ScheduledRuns:
             ACTIVATE_JOB,
             time,
             should_stop,
-            lambda item: self._activate_order(*_order_of(item["PK"]), time),
+            lambda item: orders.activate(*order_of(item["PK"]), time),
             inclusive=True,
         )
 
-    def expire_points(self, time: datetime, *, should_stop: Callable[[], bool] = lambda: False) -> RunReport:
+    def expire_points(
+        self, time: datetime, points: "Points", *, should_stop: Callable[[], bool] = lambda: False
+    ) -> RunReport:
         """Remove what is left of every lot past its expiry, one transaction and one ledger entry per lot."""
-        return self._run("expire-points", EXPIRE_JOB, time, should_stop, lambda item: self._expire_lot(item, time))
+        return self._run("expire-points", EXPIRE_JOB, time, should_stop, lambda item: points.lapse(item, time))
 
-    def remind_expiring(self, time: datetime, *, should_stop: Callable[[], bool] = lambda: False) -> RunReport:
+    def remind_expiring(
+        self, time: datetime, points: "Points", *, should_stop: Callable[[], bool] = lambda: False
+    ) -> RunReport:
         """Publish points.expiring once per member and expiry instant, expiry_reminder_days ahead."""
         return self._run(
             "remind-expiring",
             REMIND_JOB,
             time,
             should_stop,
-            lambda item: self._remind(item["PK"], item["SK"], item["DuePK"], item["DueSK"], time),
+            lambda item: points.remind(item, time),
             inclusive=True,
         )
 
-    def review_tiers(self, time: datetime, *, should_stop: Callable[[], bool] = lambda: False) -> RunReport:
+    def review_tiers(
+        self, time: datetime, tiers: "Tiers", *, should_stop: Callable[[], bool] = lambda: False
+    ) -> RunReport:
         """Review members whose tier validity has ended: keep, one down, or recompute (the program's policy).
         Then publish any tier.changed event an earlier attempt could not."""
         report = self._run(
@@ -120,7 +117,7 @@ class ScheduledRuns:
             REVIEW_JOB,
             time,
             should_stop,
-            lambda item: self._review_member(item["PK"], time),
+            lambda item: tiers.review(*member_of(item["PK"]), time),
             inclusive=True,
         )
         if report.complete:
@@ -129,7 +126,7 @@ class ScheduledRuns:
                 PUBLISH_JOB,
                 time,
                 should_stop,
-                lambda item: self._publish_decision(item["PK"], item["SK"]),
+                lambda item: tiers.publish_decision(item["PK"], item["SK"]),
                 inclusive=True,
             )
             report.published, report.complete = outbox.applied, outbox.complete
@@ -161,7 +158,7 @@ class ScheduledRuns:
 
     def _days_due(self, job: str, time: datetime, lookback_days: int = 7) -> list[str]:
         """The days whose partitions a run at `time` visits: from where the last complete run left off."""
-        saved = self.db.get(*_state_key(job))
+        saved = self.db.get(*schedule_state_key(job))
         # Items are filed under their due day, or the day they were written if that is later: never before today.
         # So a first run looks back from the earlier of its own time and today (a simulated run may be far ahead).
         today = min(time.date(), self.clock().date())
@@ -172,7 +169,7 @@ class ScheduledRuns:
     def _save_progress(self, job: str, time: datetime) -> None:
         # Today may still gain due items; resume from it (never from a simulated future) next time.
         resume = min(time.date(), self.clock().date())
-        pk, sk = _state_key(job)
+        pk, sk = schedule_state_key(job)
         self.db.put({"PK": pk, "SK": sk, "resume_from": resume.isoformat(), "last_run": iso(time)})
 
     def _visit(
@@ -220,157 +217,23 @@ class ScheduledRuns:
         self._save_progress("expire-points", time)
         return report
 
-    def expire_shard(self, work: "ShardWork", *, should_stop: Callable[[], bool] = lambda: False) -> RunReport:
+    def expire_shard(
+        self, work: "ShardWork", points: "Points", *, should_stop: Callable[[], bool] = lambda: False
+    ) -> RunReport:
         """Expire one day-shard's due lots; `report.resume` says where to go on when it stopped for time."""
         time = datetime.fromisoformat(work.time.replace("Z", "+00:00"))
         report = RunReport(job=work.job, time=work.time, days=[work.day])
         stopped = self._visit(
-            EXPIRE_JOB, work, lambda item: self._expire_lot(item, time), should_stop, report, inclusive=False
+            EXPIRE_JOB, work, lambda item: points.lapse(item, time), should_stop, report, inclusive=False
         )
         if stopped is not None:
             report.complete = False
             report.resume = work.model_copy(update={"start": stopped})
         return report
 
-    def _activate_order(self, shop_id: str, order_id: str, time: datetime) -> bool:
-        program = self.program(shop_id)
-        for _ in range(MAX_ATTEMPTS):
-            state = order_store.get_order(self.db, shop_id, order_id)
-            if state is None or state.member_id is None:
-                return False
-            member = member_store.get_member(self.db, shop_id, state.member_id)
-            if member is None:
-                return False
-            settlement = activate(state, program, now=time, balance=member.balance)
-            if settlement is None:
-                return False
-            try:
-                order_store.commit_settlement(
-                    self.db,
-                    shop_id,
-                    settlement,
-                    previous=state,
-                    guard=member.balance,
-                    now=time,
-                    shards=self.shards,
-                    remind_days=program.expiry_reminder_days,
-                )
-            except TransactionCancelled:
-                continue
-            return True
-        raise Retryable(f"order {order_id}: too much contention")
-
-    def _review_member(self, pk: str, time: datetime) -> bool:
-        shop_id, member_id = _member_of(pk)
-        program = self.program(shop_id)
-        for _ in range(MAX_ATTEMPTS):
-            member = member_store.get_member(self.db, shop_id, member_id)
-            state = member.tier if member else None
-            if not program.tiers or state is None or state.review_at is None or state.review_at > time:
-                return False  # reviewed already (the index lags), or no longer under review
-            total = window_total(state.qualifying, time, program.tier_window_days, program.timezone)
-            change = review(
-                program.tiers,
-                state,
-                total,
-                time,
-                metric=program.tier_metric,
-                exponent=program.exponent,
-                valid_days=program.tier_valid_days,
-                policy=program.tier_downgrade,
-            )
-            tx = self.db.transaction()
-            member_store.add_member_update(
-                tx,
-                shop_id,
-                member_id,
-                now=time,
-                tier=member_store.TierUpdate(
-                    day=None, delta=0, change=change, expect_rev=state.rev, shards=self.shards
-                ),
-            )
-            member_store.add_tier_decision(tx, shop_id, member_id, change, self.shards, now=time)
-            try:
-                self.db.commit(tx)
-            except TransactionCancelled:
-                continue  # an order moved the member's tier state meanwhile: decide again
-            self._announce(shop_id, member_id, change)
-            return True
-        raise Retryable(f"member {member_id}: too much contention")
-
-    def _announce(self, shop_id: str, member_id: str, change: TierChange) -> None:
-        """Publish tier.changed now; if that fails the decision stays in the outbox for the review run."""
-        if not change.moved:
-            return
-        try:
-            self._publish(shop_id, member_id, change)
-        except Exception:  # the outbox keeps it: never fail a settled event for a notification
-            logger.warning("tier.changed left in the outbox", extra={"shop_id": shop_id})
-
-    def _publish_decision(self, pk: str, sk: str) -> bool:
-        change = member_store.unpublished_tier_decision(self.db, pk, sk)
-        if change is None:
-            return False  # published since it was listed
-        self._publish(*_member_of(pk), change)
-        return True
-
-    def _publish(self, shop_id: str, member_id: str, change: TierChange) -> None:
-        self.events.publish(
-            "tier.changed", {"shop_id": shop_id, "member_id": member_id, **change.model_dump(mode="json")}
-        )
-        self.db.update(member_pk(shop_id, member_id), tier_decision_sk(change), "REMOVE DuePK, DueSK")
-
-    def _expire_lot(self, item: Item, time: datetime) -> bool:
-        """Lapse one lot. The index's copy of the lot is tried first (one read per lot due); if the lot changed
-        since (spent from, or lapsed by an earlier run), the condition refuses and the lot is read afresh."""
-        pk, sk = item["PK"], item["SK"]
-        shop_id, member_id = _member_of(pk)
-        lot = point_store.lot_from_index(item)
-        for _ in range(MAX_ATTEMPTS):
-            move = lapse(lot, time) if lot else None
-            if lot is None or move is None:
-                return False  # spent, or already expired by an earlier run, or not due yet
-            # The lot (at the remainder it was read at), the balance, the entry, and for a purchase the order's
-            # count of lapsed points: one transaction.
-            tx = self.db.transaction()
-            point_store.add_move(tx, shop_id, member_id, move, guard=Balance(), now=time, shards=self.shards)
-            if lot.source == "purchase":
-                order_store.add_lapsed(tx, shop_id, lot.reference, lot.remaining)
-            try:
-                self.db.commit(tx)
-            except TransactionCancelled:
-                lot = point_store.get_lot(self.db, pk, sk)  # read the remainder as it is now
-                continue
-            return True
-        raise Retryable(f"lot {sk}: too much contention")
-
-    def _remind(self, pk: str, sk: str, due_pk_: str, due_sk: str, time: datetime) -> bool:
-        shop_id, member_id = _member_of(pk)
-        if not member_store.mark_reminded(self.db, pk, sk, time):
-            return False
-        expires = datetime.fromisoformat(sk.removeprefix(REMIND_PREFIX).replace("Z", "+00:00"))
-        points = point_store.lots_expiring_at(self.db, shop_id, member_id, expires)
-        if points <= 0:
-            return False
-        try:
-            self.events.publish(
-                "points.expiring",
-                {
-                    "shop_id": shop_id,
-                    "member_id": member_id,
-                    "points": points,
-                    "expires_at": iso(expires),
-                    "reminder_id": f"{member_id}:{iso(expires)}",
-                },
-            )
-        except Exception:
-            member_store.unmark_reminded(self.db, pk, sk, (due_pk_, due_sk))
-            raise
-        return True
-
-    # ------------------------------------------------------------------ the expiry run
-
-    def expire_coupons(self, time: datetime, *, should_stop: Callable[[], bool] = lambda: False) -> RunReport:
+    def expire_coupons(
+        self, time: datetime, coupons: "Coupons", *, should_stop: Callable[[], bool] = lambda: False
+    ) -> RunReport:
         """Publish coupon.expiring for unused coupons coupon_reminder_days ahead, then expire unused coupons past
         their expiry. Both through the due index; each coupon is handled by one conditional update."""
         reminded = self._run(
@@ -378,7 +241,7 @@ class ScheduledRuns:
             COUPON_REMIND_JOB,
             time,
             should_stop,
-            lambda item: self._remind_coupon(item, time),
+            lambda item: coupons.remind(item, time),
             inclusive=True,
         )
         if not reminded.complete:
@@ -388,45 +251,8 @@ class ScheduledRuns:
             COUPON_EXPIRE_JOB,
             time,
             should_stop,
-            lambda item: coupon_store.expire(self.db, item["PK"], item["SK"], time),
+            lambda item: coupons.expire(item, time),
             inclusive=True,
         )
         report.published = reminded.applied
         return report
-
-    def _remind_coupon(self, item: Item, time: datetime) -> bool:
-        pk, sk = item["PK"], item["SK"]
-        expires_at = datetime.fromisoformat(str(item["expires_at"]).replace("Z", "+00:00"))
-        if not coupon_store.refile_for_expiry(self.db, pk, sk, expires_at, now=time, shards=self.shards):
-            return False
-        shop_id, member_id = _member_of(pk)
-        try:
-            self.events.publish(
-                "coupon.expiring",
-                {
-                    "shop_id": shop_id,
-                    "member_id": member_id,
-                    "code": sk.removeprefix("COUPON#"),
-                    "coupon_id": item.get("coupon_id"),
-                    "template_id": item.get("template_id"),
-                    "expires_at": iso(expires_at),
-                },
-            )
-        except Exception:
-            member_store.unmark_reminded(self.db, pk, sk, (item["DuePK"], item["DueSK"]))
-            raise
-        return True
-
-
-def _state_key(job: str) -> tuple[str, str]:
-    return f"SCHEDULE#{job}", "STATE"
-
-
-def _order_of(pk: str) -> tuple[str, str]:
-    _, shop_id, _, order_id = pk.split("#", 3)
-    return shop_id, order_id
-
-
-def _member_of(pk: str) -> tuple[str, str]:
-    _, shop_id, _, member_id = pk.split("#", 3)
-    return shop_id, member_id

@@ -152,6 +152,16 @@ def get_coupon(db: Dynamo, shop_id: str, member_id: str, code: str) -> Coupon | 
     return model_of(Coupon, item) if item else None
 
 
+def find_coupons(db: Dynamo, shop_id: str, member_id: str, codes: list[str]) -> dict[str, Coupon]:
+    """The member's coupons among `codes` (normalised), one read per distinct code; codes not theirs are left out."""
+    found = {}
+    for code in dict.fromkeys(codes):
+        coupon = find_coupon(db, shop_id, member_id, code)
+        if coupon is not None:
+            found[code] = coupon
+    return found
+
+
 def find_coupon(db: Dynamo, shop_id: str, member_id: str, code: str) -> Coupon | None:
     """The coupon with this code: the member's own (one read) or, failing that, whoever holds it, so a checkout
     can say 'not this member's' rather than 'unknown'."""

@@ -154,3 +154,28 @@ def tier_decision_sk(change: "TierChange") -> str:
 
 def remind_sk(expires_at: datetime) -> str:
     return f"{REMIND_PREFIX}{iso(expires_at)}"
+
+
+def expiry_of_reminder(sk: str) -> datetime:
+    return datetime.fromisoformat(sk.removeprefix(REMIND_PREFIX).replace("Z", "+00:00"))
+
+
+def code_of(sk: str) -> str:
+    return sk.removeprefix(COUPON_PREFIX)
+
+
+def member_of(pk: str) -> tuple[str, str]:
+    """(shop_id, member_id) of a member's partition key, as the due index hands it to a run."""
+    _, shop_id, _, member_id = pk.split("#", 3)
+    return shop_id, member_id
+
+
+def order_of(pk: str) -> tuple[str, str]:
+    """(shop_id, order_id) of an order's partition key."""
+    _, shop_id, _, order_id = pk.split("#", 3)
+    return shop_id, order_id
+
+
+def schedule_state_key(job: str) -> tuple[str, str]:
+    """Where a scheduled run records the day its next run resumes from."""
+    return f"SCHEDULE#{job}", "STATE"

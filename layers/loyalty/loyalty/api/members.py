@@ -1,0 +1,66 @@
+"""/v1/shops/{shop_id}/members: enrolment, look-up by contact, a member and their points."""
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+
+from loyalty import runtime
+from loyalty.api.common import MemberId, ShopId, json_response, new_router
+from loyalty.domain.errors import InvalidInput
+from loyalty.domain.ledger import iso
+from loyalty.domain.members import Member, Profile, normalise_email, normalise_phone
+
+router = new_router()
+
+
+def member_view(shop_id: str, member: Member, *, new: bool = False) -> dict[str, Any]:
+    """The member as the API shows them: profile, tier (the base tier until they reach another) and points."""
+    services = runtime.services()
+    base = services.shops.program(shop_id).tiers[:1]
+    member_id = member.profile.member_id
+    expiring = [] if new else services.points.expiring(shop_id, member_id)  # a new member has no lots
+    balance = member.balance
+    review_at = member.tier.review_at
+    return {
+        **member.profile.model_dump(mode="json", exclude_none=True),
+        "enrolled_at": iso(member.enrolled_at),
+        "tier": member.tier.tier or (base[0].name if base else None),
+        "tier_review_at": iso(review_at) if review_at else None,
+        "points": {
+            "available": balance.available,
+            "pending": balance.pending,
+            "expiring": [{"points": points, "expires_at": iso(when)} for points, when in expiring],
+        },
+    }
+
+
+@router.post(
+    "/v1/shops/<shop_id>/members", summary="Enrol a member (201; 200 on an identical replay)", tags=["members"]
+)
+def enrol(shop_id: ShopId, body: Annotated[Profile, Body()]) -> Response[str]:
+    created, member = runtime.services().members.enrol(shop_id, body)
+    return json_response(201 if created else 200, member_view(shop_id, member, new=created))
+
+
+@router.get("/v1/shops/<shop_id>/members", summary="Find members by e-mail or phone", tags=["members"])
+def find(
+    shop_id: ShopId,
+    email: Annotated[str | None, Query(max_length=254)] = None,
+    phone: Annotated[str | None, Query(max_length=32)] = None,
+) -> Response[str]:
+    if (email is None) == (phone is None):
+        raise InvalidInput("give exactly one of email or phone", field="email")
+    try:
+        kind, value = (
+            ("email", normalise_email(email)) if email is not None else ("phone", normalise_phone(phone or ""))
+        )
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field="email" if email is not None else "phone") from exc
+    found = runtime.services().members.find(shop_id, kind, value)
+    return json_response(200, {"items": [member_view(shop_id, member) for member in found]})
+
+
+@router.get("/v1/shops/<shop_id>/members/<member_id>", summary="A member and their points", tags=["members"])
+def get_member(shop_id: ShopId, member_id: MemberId) -> Response[str]:
+    return json_response(200, member_view(shop_id, runtime.services().members.member(shop_id, member_id)))

@@ -1,0 +1,69 @@
+"""The member and merchant API: one resolver, a Router per resource, authentication in one place.
+
+Where a route goes: a new resource gets its own module here with a `router`, included below; its route functions
+parse, call one capability from `runtime.services()`, and shape the answer. Credentials are never checked in a
+route: `authenticate` (a middleware) does it for every path under /v1/shops.
+"""
+
+import json
+import re
+from decimal import Decimal
+from functools import partial
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+
+from loyalty import runtime
+from loyalty.api import coupons, errors, integrations, members, points, shops
+from loyalty.api.auth import bearer, require_operator
+
+SHOP_PATH = re.compile(r"^/v1/shops/(?P<shop_id>[^/]+)(/|$)")
+
+
+def build() -> APIGatewayRestResolver:
+    # JSON numbers are read as Decimal, never float: rates and multipliers stay exact.
+    app = APIGatewayRestResolver(
+        enable_validation=True, json_body_deserializer=partial(json.loads, parse_float=Decimal)
+    )
+
+    def check_caller() -> None:
+        """The credentials the requested path needs: the operator's for /v1/shops, else the shop's own key, which
+        opens that shop only. Raises PermissionError."""
+        path = app.current_event.path
+        shop = SHOP_PATH.match(path)
+        if shop:
+            runtime.services().shops.authenticate(bearer(app), shop["shop_id"])
+        elif path.rstrip("/") == "/v1/shops":
+            require_operator(app)
+
+    def authenticate(resolver: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[str]:
+        check_caller()
+        return next_middleware(resolver)
+
+    # Validation runs before middlewares; its error handler checks the caller too, so strangers get a 401/403 and
+    # never learn the schema.
+    errors.install(app, check_caller)
+    app.use(middlewares=[authenticate])
+    for resource in (shops, members, points, coupons, integrations):
+        app.include_router(resource.router)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi() -> Response[str]:
+        return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=openapi_json(app))
+
+    app.enable_swagger(
+        path="/swagger", title="loyalty", security_schemes={"bearer": HTTPBearer()}, security=[{"bearer": []}]
+    )
+    return app
+
+
+def openapi_json(app: APIGatewayRestResolver) -> str:
+    return app.get_openapi_json_schema(
+        title="loyalty",
+        version="0.1.0",
+        description="Members, points and their ledger for online shops. Errors: "
+        '{"error": {"code", "message", "field"}} with a 4xx status.',
+        security_schemes={"bearer": HTTPBearer()},
+        security=[{"bearer": []}],
+    )

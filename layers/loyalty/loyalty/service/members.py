@@ -1,0 +1,77 @@
+"""Members: enrolment, look-up by contact, and the member a shop platform's buyer is."""
+
+import hashlib
+from collections.abc import Callable
+from datetime import datetime
+
+from aws_lambda_powertools import Logger
+
+from loyalty.domain.errors import Conflict, InvalidInput, NotFound, Retryable
+from loyalty.domain.members import Member, Profile
+from loyalty.domain.orders import Customer
+from loyalty.store import members as member_store
+from loyalty.store.dynamo import Dynamo
+
+logger = Logger(child=True)
+
+
+class Members:
+    def __init__(self, db: Dynamo, *, clock: Callable[[], datetime]) -> None:
+        self.db = db
+        self.clock = clock
+
+    def enrol(self, shop_id: str, profile: Profile) -> tuple[bool, Member]:
+        return member_store.enrol(self.db, shop_id, profile, self.clock())
+
+    def member(self, shop_id: str, member_id: str) -> Member:
+        member = member_store.get_member(self.db, shop_id, member_id)
+        if member is None:
+            raise NotFound(f"member {member_id} not found", field="member_id")
+        return member
+
+    def find(self, shop_id: str, kind: str, normalised: str) -> list[Member]:
+        member_id = member_store.find_member_id(self.db, shop_id, kind, normalised)
+        found = member_store.get_member(self.db, shop_id, member_id) if member_id else None
+        return [found] if found else []
+
+    def for_customer(self, shop_id: str, customer: Customer) -> str:
+        """The member a platform's buyer is, by the shop's match rules in order; enrolled if none matches and the
+        shop allows it. Raises Retryable when none matches (the shop may enrol them yet)."""
+        own_id = _member_id(customer)
+        for kind in customer.match:
+            is_member = kind == "customer_id" and customer.customer_id and own_id
+            if is_member and own_id and member_store.get_member(self.db, shop_id, own_id, consistent=False):
+                return own_id
+            value = customer.email if kind == "email" else customer.phone if kind == "phone" else None
+            if value:
+                found = member_store.find_member_id(self.db, shop_id, kind, value)
+                if found:
+                    return found
+        if not customer.auto_enrol:
+            raise Retryable(f"no member matches this {customer.platform} customer, and the shop does not auto-enrol")
+        if own_id is None:
+            raise InvalidInput("the order names no customer, e-mail or phone", field="data.customer")
+        # Contact details another member holds are left off: they identify that member, not this buyer.
+        for contacts in ({"email": customer.email, "phone": customer.phone}, {"email": customer.email}, {}):
+            try:
+                self.enrol(shop_id, Profile(member_id=own_id, **{k: v for k, v in contacts.items() if v}))
+            except Conflict as exc:
+                if exc.field == "member_id":  # enrolled meanwhile, with these or other details: it is them
+                    return own_id
+                continue
+            logger.info(
+                "member enrolled from a platform order", extra={"shop_id": shop_id, "platform": customer.platform}
+            )
+            return own_id
+        raise NotFound("could not enrol this customer", field="data.customer")
+
+
+def _member_id(customer: Customer) -> str | None:
+    """Our member id for a platform buyer: the platform and its customer id, or (for guests who left an e-mail or
+    phone) a digest of that, so the id carries no personal data."""
+    if customer.customer_id:
+        return f"{customer.platform}-{customer.customer_id}"[:128]
+    contact = customer.email or customer.phone
+    if contact:
+        return f"{customer.platform}-guest-{hashlib.sha256(contact.encode()).hexdigest()[:24]}"
+    return None

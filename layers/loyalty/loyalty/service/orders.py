@@ -1,0 +1,163 @@
+"""Order events settled exactly once (payment, refunds, cancellation), and pending points activated."""
+
+from collections.abc import Callable
+from datetime import datetime
+
+from loyalty.domain.coupons import Coupon, normalise_code
+from loyalty.domain.errors import Retryable
+from loyalty.domain.ledger import Balance
+from loyalty.domain.orders import OrderEvent, OrderPaid, OrderState
+from loyalty.domain.settle import activate, is_duplicate, settle
+from loyalty.domain.tiers import MemberTier
+from loyalty.service.members import Members
+from loyalty.service.shops import Shops
+from loyalty.service.tiers import Tiers
+from loyalty.store import coupons as coupon_store
+from loyalty.store import members as member_store
+from loyalty.store import orders as order_store
+from loyalty.store import points as point_store
+from loyalty.store.dynamo import Dynamo, TransactionCancelled
+
+# Attempts at an optimistic write before giving the event back to the queue.
+MAX_ATTEMPTS = 8
+
+
+class Orders:
+    def __init__(
+        self,
+        db: Dynamo,
+        shops: Shops,
+        members: Members,
+        tiers: Tiers,
+        *,
+        clock: Callable[[], datetime],
+        shards: int,
+    ) -> None:
+        self.db = db
+        self.shops = shops
+        self.members = members
+        self.tiers = tiers
+        self.clock = clock
+        self.shards = shards
+
+    def apply(self, shop_id: str, event: OrderEvent) -> str:
+        """Settle one order event exactly once. Returns 'applied', 'recorded' (waits for its payment) or
+        'duplicate'. Raises InvalidInput for events that can never apply, Retryable for ones that may later."""
+        program = self.shops.program(shop_id)
+        order_id = event.data.order_id
+        payer = ""
+        if isinstance(event, OrderPaid):
+            if event.data.member_id is None:  # a platform's order: find (or enrol) the member it belongs to
+                assert event.data.customer is not None
+                resolved = self.members.for_customer(shop_id, event.data.customer)
+                event = event.model_copy(update={"data": event.data.model_copy(update={"member_id": resolved})})
+            payer = event.data.member_id or ""
+        if isinstance(event, OrderPaid) and not event.data.points_used:
+            # Fast path for a new order: one write, conditioned on the order not existing yet. Without tiers it
+            # assumes a member without debt (the write checks); with tiers, earning and upgrades depend on the
+            # member's tier state, so the member is read first (one read, one write). Coupons are read by code
+            # (one read each); the write requires each still available. Spending points needs the lots: the
+            # careful path.
+            now = self.clock()
+            member = member_store.get_member(self.db, shop_id, payer) if program.tiers else None
+            if member is not None or not program.tiers:
+                balance, tier = (member.balance, member.tier) if member else (Balance(), MemberTier())
+                settlement = settle(
+                    OrderState(order_id=order_id),
+                    event,
+                    program,
+                    now=now,
+                    balance=balance,
+                    lots=[],
+                    member_tier=tier,
+                    coupons=self._coupons(shop_id, event),
+                )
+                try:
+                    order_store.commit_settlement(
+                        self.db,
+                        shop_id,
+                        settlement,
+                        previous=None,
+                        guard=member.balance if member else None,
+                        now=now,
+                        shards=self.shards,
+                        remind_days=program.expiry_reminder_days,
+                    )
+                    if settlement.tier_change:
+                        self.tiers.announce(shop_id, payer, settlement.tier_change)
+                    return "applied"
+                except TransactionCancelled:
+                    pass  # the order exists already, or the member is missing, in debt or changed: the careful path
+        for _ in range(MAX_ATTEMPTS):
+            now = self.clock()
+            previous = order_store.get_order(self.db, shop_id, order_id)
+            state = previous or OrderState(order_id=order_id)
+            if is_duplicate(state, event, program.currency):
+                return "duplicate"
+            member_id = state.member_id or payer or None
+            balance, lots, tier = Balance(), [], MemberTier()
+            spends = isinstance(event, OrderPaid) and event.data.points_used > 0
+            if member_id is not None:
+                member = member_store.get_member(self.db, shop_id, member_id)
+                if member is None:
+                    raise Retryable(f"member {member_id} is not enrolled")
+                balance, tier = member.balance, member.tier
+                if state.credited > state.pending or spends:  # lots may be drawn from
+                    lots = point_store.lots(self.db, shop_id, member_id)
+            coupons = self._coupons(shop_id, event) if not state.paid else {}
+            settlement = settle(
+                state, event, program, now=now, balance=balance, lots=lots, member_tier=tier, coupons=coupons
+            )
+            try:
+                order_store.commit_settlement(
+                    self.db,
+                    shop_id,
+                    settlement,
+                    previous=previous,
+                    guard=balance,
+                    now=now,
+                    shards=self.shards,
+                    remind_days=program.expiry_reminder_days,
+                )
+            except TransactionCancelled:
+                continue  # another event for this order or member won the race: re-read and settle again
+            if settlement.tier_change and member_id:
+                self.tiers.announce(shop_id, member_id, settlement.tier_change)
+            return "applied" if settlement.order.paid else "recorded"
+        raise Retryable(f"order {order_id}: too much contention")
+
+    def activate(self, shop_id: str, order_id: str, time: datetime) -> bool:
+        """Make an order's pending points available once its return window has closed; False if nothing is due."""
+        program = self.shops.program(shop_id)
+        for _ in range(MAX_ATTEMPTS):
+            state = order_store.get_order(self.db, shop_id, order_id)
+            if state is None or state.member_id is None:
+                return False
+            member = member_store.get_member(self.db, shop_id, state.member_id)
+            if member is None:
+                return False
+            settlement = activate(state, program, now=time, balance=member.balance)
+            if settlement is None:
+                return False
+            try:
+                order_store.commit_settlement(
+                    self.db,
+                    shop_id,
+                    settlement,
+                    previous=state,
+                    guard=member.balance,
+                    now=time,
+                    shards=self.shards,
+                    remind_days=program.expiry_reminder_days,
+                )
+            except TransactionCancelled:
+                continue
+            return True
+        raise Retryable(f"order {order_id}: too much contention")
+
+    def _coupons(self, shop_id: str, event: OrderEvent) -> dict[str, Coupon]:
+        """The coupons a payment names, as found for its member (one read per code)."""
+        if not isinstance(event, OrderPaid) or not event.data.coupon_codes:
+            return {}
+        codes = [normalise_code(code) for code in event.data.coupon_codes]
+        return coupon_store.find_coupons(self.db, shop_id, event.data.member_id or "", codes)

@@ -1,0 +1,127 @@
+"""A member's points: what they hold and why (ledger, expiring amounts), spending them, their lots lapsing at
+expiry and the reminders before it."""
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from loyalty.domain import points as account
+from loyalty.domain.errors import Retryable
+from loyalty.domain.expiry import expiring_soon
+from loyalty.domain.ledger import Balance, LedgerEntry, iso
+from loyalty.service.idempotency import fingerprint, replay
+from loyalty.service.members import Members
+from loyalty.store import idempotency as idempotency_store
+from loyalty.store import members as member_store
+from loyalty.store import orders as order_store
+from loyalty.store import points as point_store
+from loyalty.store.dynamo import Dynamo, Item, TransactionCancelled
+from loyalty.store.events import Events
+from loyalty.store.keys import expiry_of_reminder, member_of
+
+# Attempts at an optimistic write before a 503 to the caller (or leaving a lot to the next run).
+MAX_ATTEMPTS = 8
+
+
+class Points:
+    def __init__(
+        self, db: Dynamo, members: Members, events: Events, *, clock: Callable[[], datetime], shards: int
+    ) -> None:
+        self.db = db
+        self.members = members
+        self.events = events
+        self.clock = clock
+        self.shards = shards
+
+    def expiring(self, shop_id: str, member_id: str) -> list[tuple[int, datetime]]:
+        """The member's next expiring amounts, soonest first."""
+        return expiring_soon(point_store.lots(self.db, shop_id, member_id))
+
+    def ledger(
+        self, shop_id: str, member_id: str, *, limit: int, cursor: str | None
+    ) -> tuple[list[LedgerEntry], str | None]:
+        self.members.member(shop_id, member_id)
+        return point_store.ledger_page(self.db, shop_id, member_id, limit=limit, cursor=cursor)
+
+    def redeem(self, shop_id: str, member_id: str, *, key: str, points: int, reason: str) -> dict[str, Any]:
+        """Spend available points, oldest-expiring lots first. The same key answers as its first success did."""
+        request = fingerprint({"member_id": member_id, "points": points, "reason": reason})
+        for _ in range(MAX_ATTEMPTS):
+            stored = idempotency_store.get_record(self.db, shop_id, "redemption", key)
+            if stored is not None:
+                return replay(stored, request)
+            now = self.clock()
+            member = self.members.member(shop_id, member_id)
+            lots = point_store.lots(self.db, shop_id, member_id)
+            move = account.spend(
+                member.balance, lots, points, reason="redemption", reference=key, at=now, detail={"note": reason}
+            )
+            response = {
+                "redemption_id": key,
+                "member_id": member_id,
+                "points": points,
+                "balance": {"available": member.balance.available - points, "pending": member.balance.pending},
+                "at": iso(now),
+            }
+            tx = self.db.transaction()
+            idempotency_store.add_record(tx, shop_id, "redemption", key, request=request, response=response, now=now)
+            point_store.add_move(tx, shop_id, member_id, move, guard=member.balance, now=now, shards=self.shards)
+            try:
+                self.db.commit(tx)
+            except TransactionCancelled:
+                continue  # a concurrent spend or replay: read again; the next look finds which
+            return response
+        raise Retryable("too much contention on this member; try again")
+
+    # ------------------------------------------------------------------ expiry and reminders (scheduled runs)
+
+    def lapse(self, item: Item, time: datetime) -> bool:
+        """Lapse one lot, as the due index lists it. The index's copy of the lot is tried first (one read per lot
+        due); if the lot changed since (spent from, or lapsed by an earlier run), the condition refuses and the lot
+        is read afresh."""
+        pk, sk = item["PK"], item["SK"]
+        shop_id, member_id = member_of(pk)
+        lot = point_store.lot_from_index(item)
+        for _ in range(MAX_ATTEMPTS):
+            move = account.lapse(lot, time) if lot else None
+            if lot is None or move is None:
+                return False  # spent, or already expired by an earlier run, or not due yet
+            # The lot (at the remainder it was read at), the balance, the entry, and for a purchase the order's
+            # count of lapsed points: one transaction.
+            tx = self.db.transaction()
+            point_store.add_move(tx, shop_id, member_id, move, guard=Balance(), now=time, shards=self.shards)
+            if lot.source == "purchase":
+                order_store.add_lapsed(tx, shop_id, lot.reference, lot.remaining)
+            try:
+                self.db.commit(tx)
+            except TransactionCancelled:
+                lot = point_store.get_lot(self.db, pk, sk)  # read the remainder as it is now
+                continue
+            return True
+        raise Retryable(f"lot {sk}: too much contention")
+
+    def remind(self, item: Item, time: datetime) -> bool:
+        """Publish points.expiring once for a member and expiry instant (a reminder the due index lists)."""
+        pk, sk = item["PK"], item["SK"]
+        shop_id, member_id = member_of(pk)
+        if not member_store.mark_reminded(self.db, pk, sk, time):
+            return False
+        expires = expiry_of_reminder(sk)
+        points = point_store.lots_expiring_at(self.db, shop_id, member_id, expires)
+        if points <= 0:
+            return False
+        try:
+            self.events.publish(
+                "points.expiring",
+                {
+                    "shop_id": shop_id,
+                    "member_id": member_id,
+                    "points": points,
+                    "expires_at": iso(expires),
+                    "reminder_id": f"{member_id}:{iso(expires)}",
+                },
+            )
+        except Exception:
+            member_store.unmark_reminded(self.db, pk, sk, (item["DuePK"], item["DueSK"]))
+            raise
+        return True
