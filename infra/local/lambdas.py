@@ -71,7 +71,7 @@ class _Containers:
     container for a concurrent one, so a handler module's state (Powertools' resolver and its per-request context)
     is never shared by two invocations at once. So here: each concurrent invocation takes an idle copy of the
     handler's module, or loads a new one (a cold start) under a module name of its own. The layer's modules
-    (loyalty.*, loyalty.runtime's service and its caches) are one per process, shared as threads share them."""
+    (loyalty.*, loyalty.runtime's services and their caches) are one per process, shared as threads share them."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

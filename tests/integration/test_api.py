@@ -4,6 +4,8 @@ from typing import Any
 
 import pytest
 
+from infra.local import lambdas
+from infra.local.resources import Stack
 from tests.conftest import OPERATOR_KEY, Api
 
 
@@ -136,3 +138,10 @@ def test_openapi_document_lists_the_contract(api: Api) -> None:
     assert "/v1/shops/{shop_id}/members/{member_id}/redemptions" in paths
     assert "/v1/shops/{shop_id}/program" in paths
     assert "bearer" in spec["components"]["securitySchemes"]
+
+
+def test_swagger_ui_serves_the_same_contract(stack: Stack) -> None:
+    response = lambdas.invoke(lambdas.functions()["ApiFunction"], lambdas.api_event("GET", "/swagger"))
+    assert response["statusCode"] == 200
+    assert response["multiValueHeaders"]["Content-Type"] == ["text/html"]
+    assert "SwaggerUIBundle" in response["body"] and "/v1/shops/{shop_id}/program" in response["body"]
