@@ -116,6 +116,22 @@ def requests_per_event() -> list[tuple[str, Counter[str]]]:
             measure(service, lambda: service.points.redeem(shop, "m1", key="k1", points=10, reason="bench")),
         )
     )
+    engaging = Program.model_validate(
+        {
+            "check_in": {"points": 5},
+            "behaviours": {"review": {"points": 20, "daily_cap": 60}},
+            "behaviour_monthly_cap": 300,
+        }
+    )
+    service.shops.set_program(shop, engaging)
+    service.shops.program(shop)  # warm the cache again
+    rows.append(("check-in", measure(service, lambda: service.engagement.check_in(shop, "m1"))))
+    rows.append(
+        ("activity (a review)", measure(service, lambda: service.engagement.activity(shop, "m1", "review", "o1")))
+    )
+    rows.append(
+        ("activity repeated", measure(service, lambda: service.engagement.activity(shop, "m1", "review", "o1")))
+    )
     service.shops.set_program(shop, Program(pending_days=7))
     service.shops.program(shop)  # warm the cache again
     rows.append(("order.paid (pending)", measure(service, lambda: service.orders.apply(shop, paid("p1")))))

@@ -13,6 +13,7 @@ from infra.local.resources import table_definition
 from loyalty.domain.coupons import NotApplicable, TemplateRequest
 from loyalty.domain.errors import Conflict, InsufficientPoints, Retryable
 from loyalty.domain.members import Profile
+from loyalty.domain.program import Program
 from loyalty.runtime import Services
 from loyalty.store.dynamo import Dynamo
 from tests.helpers import check_invariants, event_model, paid
@@ -186,3 +187,21 @@ def test_concurrent_invocations_of_one_function_each_get_a_container(api: Any, s
     assert set(statuses) <= {200, 201} and sum(statuses.values()) == 48, statuses
     function = lambdas.functions()["ApiFunction"]
     assert lambdas.handler(function) is not None  # the first container is still there for the tests' own use
+
+
+def test_concurrent_activities_stay_within_the_caps(service: Services) -> None:
+    """Many containers at once: the counters' conditions, not the reads, keep the grants within the caps."""
+    shop_id = service.shops.create_shop("Busy")["shop_id"]
+    behaviours = {"review": {"points": 20, "daily_cap": 30}, "share": {"points": 10, "monthly_cap": 25}}
+    service.shops.set_program(shop_id, Program.model_validate({"behaviours": behaviours, "behaviour_monthly_cap": 45}))
+    service.members.enrol(shop_id, Profile(member_id="m1"))
+
+    def send(n: int) -> int:
+        worker = fresh(service)
+        behaviour = "review" if n % 2 else "share"
+        return int(with_retries(lambda: worker.engagement.activity(shop_id, "m1", behaviour, f"r{n}"))[1]["points"])
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        granted = list(pool.map(send, range(16)))
+    assert sum(granted) == 45  # 30 of review (its daily cap) and 25 of share would be 55: the monthly cap wins
+    assert check_invariants(service, shop_id, "m1")["available"] == 45

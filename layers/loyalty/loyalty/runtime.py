@@ -17,6 +17,7 @@ from loyalty.store.queue import Queues
 
 if TYPE_CHECKING:
     from loyalty.service.coupons import Coupons
+    from loyalty.service.engagement import Engagement
     from loyalty.service.members import Members
     from loyalty.service.orders import Orders
     from loyalty.service.platforms import Platforms
@@ -98,6 +99,12 @@ class Services:
             shards=self.shards,
             cache_seconds=self.cache_seconds,
         )
+
+    @cached_property
+    def engagement(self) -> "Engagement":
+        from loyalty.service.engagement import Engagement
+
+        return Engagement(self.db, self.shops, clock=self.clock, shards=self.shards)
 
     @cached_property
     def platforms(self) -> "Platforms":

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from loyalty.domain import coupons as coupons_rules
 from loyalty.domain.coupons import Coupon, PointsOffset, PricedLine, Quote
+from loyalty.domain.engagement import BehaviourName, BehaviourRule, CheckInRule
 from loyalty.domain.expiry import ExpiryRule
 from loyalty.domain.money import currency_exponent, normalise_currency
 from loyalty.domain.tiers import Tier
@@ -17,8 +18,9 @@ from loyalty.domain.tiers import Tier
 # A rate or multiplier: exact decimal, at most 4 decimal places (JSON numbers are parsed as Decimal, never float).
 Rate = Annotated[Decimal, Field(ge=0, le=10_000, decimal_places=4, allow_inf_nan=False)]
 Category = Annotated[str, Field(min_length=1, max_length=64)]
-# Where points come from; each source may have its own expiry policy. Behaviour points add sources later.
-Source = Literal["purchase"]
+# Where points come from; each source has its own expiry policy. "behaviour": every source but purchases (check-ins,
+# behaviours, and the rewards built on them).
+Source = Literal["purchase", "behaviour"]
 
 
 class RefundReturns(BaseModel):
@@ -91,6 +93,19 @@ class Program(BaseModel):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError("must be an IANA time zone name such as 'Asia/Shanghai'") from exc
         return value
+
+    check_in: CheckInRule | None = Field(
+        default=None, description="daily check-in: {points, streak_bonus: {day: points}}; absent: no check-ins"
+    )
+    behaviours: dict[BehaviourName, BehaviourRule] = Field(
+        default_factory=dict,
+        max_length=50,
+        description="points for behaviours, e.g. {review: {points: 20, daily_cap: 60}, profile: {points: 50, "
+        "once: true}}; a behaviour not listed earns nothing",
+    )
+    behaviour_monthly_cap: int | None = Field(
+        default=None, ge=0, le=100_000_000, description="points all behaviours together may earn a member a month"
+    )
 
     tiers: list[Tier] = Field(
         default_factory=list,

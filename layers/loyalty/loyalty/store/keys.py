@@ -12,6 +12,9 @@
 | idempotency     | SHOP#<shop>#IDEMPOTENCY#<scope>#<sha256 of key> | IDEMPOTENCY          |
 | expiry reminder | SHOP#<shop>#MEMBER#<member>          | REMIND#<expires>                |
 | tier decision   | SHOP#<shop>#MEMBER#<member>          | TIER#<at>#<reason>              |
+| check-in        | SHOP#<shop>#MEMBER#<member>          | CHECKIN#<local date>            |
+| activity        | SHOP#<shop>#MEMBER#<member>          | ACTIVITY#<behaviour>[#<reference>] |
+| earned (caps)   | SHOP#<shop>#MEMBER#<member>          | EARNED#<local month or date>    |
 | run state       | SCHEDULE#<job>                       | STATE                           |
 | coupon template | SHOP#<shop>#COUPONTPL#<template>     | TEMPLATE                        |
 | template stock  | SHOP#<shop>#COUPONTPL#<template>#STOCK#<n> | STOCK                     |
@@ -32,7 +35,7 @@ The sparse DueIndex (DuePK = DUE#<job>#<date>#<shard>) lists work due on a date;
 
 import hashlib
 import zlib
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 from loyalty.domain.ledger import iso
@@ -50,6 +53,9 @@ LEDGER_PREFIX = "LEDGER#"
 LOT_PREFIX = "LOT#"
 REMIND_PREFIX = "REMIND#"
 TIER_PREFIX = "TIER#"
+CHECK_IN_PREFIX = "CHECKIN#"  # one per member and local day: the day's check-in and the streak it made
+ACTIVITY_PREFIX = "ACTIVITY#"  # one per member, behaviour and reference (behaviour alone when it earns once)
+EARNED_PREFIX = "EARNED#"  # per member and local day or month: behaviour points earned, against the caps
 
 # Jobs of the due index: orders whose pending points activate, lots that lapse, reminders to publish.
 ACTIVATE_JOB = "activate"
@@ -179,3 +185,16 @@ def order_of(pk: str) -> tuple[str, str]:
 def schedule_state_key(job: str) -> tuple[str, str]:
     """Where a scheduled run records the day its next run resumes from."""
     return f"SCHEDULE#{job}", "STATE"
+
+
+def check_in_sk(day: date) -> str:
+    return f"{CHECK_IN_PREFIX}{day.isoformat()}"
+
+
+def activity_sk(behaviour: str, reference: str | None) -> str:
+    return f"{ACTIVITY_PREFIX}{behaviour}" + (f"#{reference}" if reference is not None else "")
+
+
+def earned_sk(period: str) -> str:
+    """'2026-12' (a month) or '2026-12-03' (a day)."""
+    return f"{EARNED_PREFIX}{period}"

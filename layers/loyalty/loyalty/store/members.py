@@ -61,18 +61,18 @@ def enrol(db: Dynamo, shop_id: str, profile: Profile, now: datetime) -> tuple[bo
         if exc.failed(0):
             existing = exc.items[0] or db.get(pk, PROFILE_SK)
             if existing and _profile(existing) == profile:
-                return False, _member(existing)
+                return False, member_from_item(existing)
             raise Conflict(f"member {profile.member_id} exists with other details", field="member_id") from exc
         for index, kind in enumerate(contacts, start=1):
             if exc.failed(index):
                 raise Conflict(f"this {kind} belongs to another member", field=kind) from exc
         raise
-    return True, _member(item)  # what was written, without reading it back
+    return True, member_from_item(item)  # what was written, without reading it back
 
 
 def get_member(db: Dynamo, shop_id: str, member_id: str, *, consistent: bool = True) -> Member | None:
     item = db.get(member_pk(shop_id, member_id), PROFILE_SK, consistent=consistent)
-    return _member(item) if item else None
+    return member_from_item(item) if item else None
 
 
 def find_member_id(db: Dynamo, shop_id: str, kind: str, normalised: str) -> str | None:
@@ -203,7 +203,7 @@ def _profile(item: Item) -> Profile:
     return model_of(Profile, item)  # absent fields are None: None is never stored
 
 
-def _member(item: Item) -> Member:
+def member_from_item(item: Item) -> Member:
     return Member(
         profile=_profile(item),
         balance=Balance(available=item["available"], pending=item["pending"], debt=item["debt"]),

@@ -1,0 +1,183 @@
+"""Engagement: the daily check-in and behaviours earning points (rules in domain/engagement.py). Each grant is one
+transaction: its record (which makes it happen once), the cap counters, and the points move."""
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from loyalty.domain import points as account
+from loyalty.domain.engagement import Cap, check_in_points, local_day, streak, within_caps
+from loyalty.domain.errors import Conflict, NotFound, Retryable
+from loyalty.domain.expiry import expires_at
+from loyalty.domain.ledger import iso
+from loyalty.domain.members import Member
+from loyalty.domain.program import Program
+from loyalty.service.shops import Shops
+from loyalty.store import engagement as engagement_store
+from loyalty.store import points as point_store
+from loyalty.store.dynamo import Dynamo, TransactionCancelled
+
+# Attempts at an optimistic write before a 503 to the caller.
+MAX_ATTEMPTS = 8
+
+
+class Engagement:
+    def __init__(self, db: Dynamo, shops: Shops, *, clock: Callable[[], datetime], shards: int) -> None:
+        self.db = db
+        self.shops = shops
+        self.clock = clock
+        self.shards = shards
+
+    # ------------------------------------------------------------------ check-in
+
+    def check_in(self, shop_id: str, member_id: str) -> dict[str, Any]:
+        """Today's check-in: points, plus the streak's bonus. 409 already_checked_in for a second one today."""
+        program = self.shops.program(shop_id)
+        rule = program.check_in
+        if rule is None:
+            raise Conflict("this program has no check-in", field="check_in", code="not_offered")
+        for _ in range(MAX_ATTEMPTS):
+            now = self.clock()
+            today = local_day(now, program.timezone)
+            member, last_streak = engagement_store.check_in_state(
+                self.db, shop_id, member_id, today - timedelta(days=1)
+            )
+            if member is None:
+                raise NotFound(f"member {member_id} not found", field="member_id")
+            days = streak(today, today - timedelta(days=1) if last_streak else None, last_streak)
+            earned = check_in_points(rule, days)
+            record = {"date": today.isoformat(), "streak": days, "points": earned.total, "at": iso(now)}
+            detail = {"date": today.isoformat(), "streak": days, "base": earned.base, "streak_bonus": earned.bonus}
+            move = _grant(program, member, earned.total, "check_in", f"check-in-{today.isoformat()}", now, detail)
+            tx = self.db.transaction()
+            engagement_store.add_check_in(tx, shop_id, member_id, today, record)
+            point_store.add_move(
+                tx,
+                shop_id,
+                member_id,
+                move,
+                guard=member.balance,
+                now=now,
+                shards=self.shards,
+                remind_days=program.expiry_reminder_days,
+            )
+            try:
+                self.db.commit(tx)
+            except TransactionCancelled as exc:
+                if exc.failed(0):
+                    raise Conflict(
+                        f"member {member_id} has checked in on {today.isoformat()} already",
+                        field="member_id",
+                        code="already_checked_in",
+                    ) from exc
+                continue  # the member's balance moved meanwhile: read again
+            return {"member_id": member_id, **record, "bonus": earned.bonus}
+        raise Retryable("too much contention on this member; try again")
+
+    def check_ins(self, shop_id: str, member_id: str, month: str | None) -> dict[str, Any]:
+        """A month's check-ins (this month by default, in the program's time zone)."""
+        program = self.shops.program(shop_id)
+        month = month or local_day(self.clock(), program.timezone).isoformat()[:7]
+        items = engagement_store.check_ins(self.db, shop_id, member_id, month)
+        days = [{"date": item["date"], "streak": item["streak"], "points": item["points"]} for item in items]
+        return {"member_id": member_id, "month": month, "items": days}
+
+    # ------------------------------------------------------------------ behaviours
+
+    def activity(self, shop_id: str, member_id: str, behaviour: str, reference: str) -> tuple[bool, dict[str, Any]]:
+        """Points for a behaviour, once per (behaviour, reference), or once ever for a `once` behaviour, within its
+        caps. Returns (new, answer); an activity seen before answers as it did the first time."""
+        program = self.shops.program(shop_id)
+        rule = program.behaviours.get(behaviour)
+        if rule is None:
+            raise NotFound(f"this program gives no points for {behaviour!r}", field="behaviour")
+        key = None if rule.once else reference
+        for _ in range(MAX_ATTEMPTS):
+            now = self.clock()
+            today = local_day(now, program.timezone)
+            state = engagement_store.activity_state(self.db, shop_id, member_id, behaviour, key, today)
+            if state.member is None:
+                raise NotFound(f"member {member_id} not found", field="member_id")
+            if state.earlier is not None:
+                return False, dict(state.earlier["response"])
+            caps = [
+                Cap(name="daily_cap", limit=rule.daily_cap, used=state.earned_today(behaviour))
+                if rule.daily_cap is not None
+                else None,
+                Cap(name="monthly_cap", limit=rule.monthly_cap, used=state.earned_this_month(behaviour))
+                if rule.monthly_cap is not None
+                else None,
+                Cap(name="behaviour_monthly_cap", limit=program.behaviour_monthly_cap, used=state.earned_this_month())
+                if program.behaviour_monthly_cap is not None
+                else None,
+            ]
+            granted = within_caps(rule.points, [cap for cap in caps if cap is not None])
+            detail: dict[str, Any] = {"behaviour": behaviour, "configured": rule.points}
+            if granted.capped_by:
+                detail["capped_by"] = granted.capped_by
+            response = {
+                "member_id": member_id,
+                "behaviour": behaviour,
+                "reference": reference,
+                "points": granted.points,
+                "capped": granted.capped_by is not None,
+                "at": iso(now),
+            }
+            grant_reference = f"{behaviour}-{reference}"
+            move = _grant(program, state.member, granted.points, f"behaviour.{behaviour}", grant_reference, now, detail)
+            tx = self.db.transaction()
+            engagement_store.add_activity(
+                tx,
+                shop_id,
+                member_id,
+                behaviour,
+                key,
+                points=granted.points,
+                caps={
+                    "daily": rule.daily_cap,
+                    "monthly": rule.monthly_cap,
+                    "all_monthly": program.behaviour_monthly_cap,
+                },
+                day=today,
+                response=response,
+                now=now,
+            )
+            point_store.add_move(
+                tx,
+                shop_id,
+                member_id,
+                move,
+                guard=state.member.balance,
+                now=now,
+                shards=self.shards,
+                remind_days=program.expiry_reminder_days,
+            )
+            try:
+                self.db.commit(tx)
+            except TransactionCancelled:
+                continue  # recorded meanwhile, a counter moved or the balance did: read again and decide again
+            return True, response
+        raise Retryable("too much contention on this member; try again")
+
+
+def _grant(
+    program: Program,
+    member: Member,
+    points: int,
+    reason: str,
+    reference: str,
+    now: datetime,
+    detail: dict[str, Any],
+) -> account.Move:
+    """Engagement points are available at once, expiring by the program's policy for behaviour points."""
+    return account.grant(
+        member.balance,
+        points,
+        reason=reason,
+        reference=reference,
+        at=now,
+        source="behaviour",
+        earned_at=now,
+        expires_at=expires_at(program.expiry_rule("behaviour"), now, program.timezone),
+        detail=detail,
+    )

@@ -1,0 +1,197 @@
+"""Check-ins and behaviours: points for showing up and for doing things, within caps, once each; all on moto."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from loyalty.domain.errors import Conflict
+from loyalty.domain.members import Profile
+from loyalty.domain.program import Program
+from loyalty.runtime import Services
+from loyalty.store import points as point_store
+from loyalty.store.dynamo import Dynamo
+from tests.conftest import Api
+from tests.helpers import check_invariants, fresh_shop
+
+SHANGHAI = "Asia/Shanghai"
+CHECK_IN = {"points": 5, "streak_bonus": {"3": 10, "7": 30}}
+BEHAVIOURS = {
+    "review": {"points": 20, "daily_cap": 30},
+    "share": {"points": 10, "monthly_cap": 25},
+    "profile": {"points": 50, "once": True},
+}
+
+
+def program(**changes: Any) -> Program:
+    fields = {"timezone": SHANGHAI, "check_in": CHECK_IN, "behaviours": BEHAVIOURS, "behaviour_monthly_cap": 300}
+    return Program.model_validate(fields | changes)
+
+
+class Clock:
+    def __init__(self, at: str) -> None:
+        self.now = datetime.fromisoformat(at)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def set(self, at: str) -> None:
+        self.now = datetime.fromisoformat(at)
+
+
+@pytest.fixture
+def shop_id(service: Services, stack: Any) -> str:
+    return service.shops.create_shop("Engaged")["shop_id"]
+
+
+def at(clock: Clock, services: Services) -> Services:
+    """The same table, on the given clock."""
+    return Services(Dynamo(services.db.table_name), cache_seconds=0, clock=clock)
+
+
+# ---------------------------------------------------------------- through the API
+
+
+def test_a_check_in_grants_points_once_a_day_and_lists_the_month(api: Api, shop: dict[str, str]) -> None:
+    base, key = f"/v1/shops/{shop['shop_id']}", shop["api_key"]
+    api.call("PUT", f"{base}/program", key=key, body=program().model_dump(mode="json"))
+    api.call("POST", f"{base}/members", key=key, body={"member_id": "m1"})
+    status, first = api.call("POST", f"{base}/members/m1/check-ins", key=key)
+    assert status == 201, first
+    assert (first["points"], first["streak"], first["bonus"]) == (5, 1, 0)
+    status, again = api.call("POST", f"{base}/members/m1/check-ins", key=key)
+    assert (status, again["error"]["code"]) == (409, "already_checked_in")
+    status, month = api.call("GET", f"{base}/members/m1/check-ins", key=key)
+    assert status == 200 and [(d["date"], d["streak"]) for d in month["items"]] == [(first["date"], 1)]
+    status, ledger = api.call("GET", f"{base}/members/m1/ledger", key=key)
+    (entry,) = ledger["items"]
+    assert (entry["reason"], entry["points"], entry["detail"]["base"], entry["detail"]["streak_bonus"]) == (
+        "check_in",
+        5,
+        5,
+        0,
+    )
+    status, member = api.call("GET", f"{base}/members/m1", key=key)
+    assert member["points"]["available"] == 5
+
+
+def test_check_ins_need_a_program_that_offers_them_and_a_member(api: Api, shop: dict[str, str]) -> None:
+    base, key = f"/v1/shops/{shop['shop_id']}", shop["api_key"]
+    api.call("POST", f"{base}/members", key=key, body={"member_id": "m1"})
+    status, body = api.call("POST", f"{base}/members/m1/check-ins", key=key)
+    assert (status, body["error"]["code"]) == (409, "not_offered")
+    api.call("PUT", f"{base}/program", key=key, body=program().model_dump(mode="json"))
+    status, body = api.call("POST", f"{base}/members/nobody/check-ins", key=key)
+    assert (status, body["error"]["field"]) == (404, "member_id")
+    status, body = api.call("GET", f"{base}/members/m1/check-ins?month=2026-13", key=key)
+    assert (status, body["error"]["field"]) == (400, "query.month")
+
+
+def test_an_activity_earns_once_per_reference_within_its_daily_cap(api: Api, shop: dict[str, str]) -> None:
+    base, key = f"/v1/shops/{shop['shop_id']}", shop["api_key"]
+    api.call("PUT", f"{base}/program", key=key, body=program().model_dump(mode="json"))
+    api.call("POST", f"{base}/members", key=key, body={"member_id": "m1"})
+
+    def activity(behaviour: str, reference: str) -> tuple[int, Any]:
+        body = {"behaviour": behaviour, "reference": reference}
+        return api.call("POST", f"{base}/members/m1/activities", key=key, body=body)
+
+    status, first = activity("review", "order-1")
+    assert (status, first["points"], first["capped"]) == (201, 20, False)
+    assert activity("review", "order-1") == (200, first)  # the same review earns once, and answers the same
+    status, second = activity("review", "order-2")
+    assert (status, second["points"], second["capped"]) == (201, 10, True)  # 30 a day
+    assert activity("review", "order-3")[1]["points"] == 0
+    status, profile = activity("profile", "completed")
+    assert (status, profile["points"]) == (201, 50)
+    assert activity("profile", "again") == (200, profile)  # once per member, ever
+    status, unknown = activity("dance", "x")
+    assert (status, unknown["error"]["field"]) == (404, "behaviour")
+    status, _ = api.call("POST", f"{base}/members/m1/activities", key=key, body={"behaviour": "Review!"})
+    assert status == 400
+    status, ledger = api.call("GET", f"{base}/members/m1/ledger?limit=100", key=key)
+    capped = [e for e in ledger["items"] if e["detail"].get("capped_by")]
+    assert {e["detail"]["capped_by"] for e in capped} == {"daily_cap"}
+    assert sum(e["points"] for e in ledger["items"]) == 80
+
+
+# ---------------------------------------------------------------- rules over time, on a clock we set
+
+
+def test_streaks_count_local_days_across_midnight_and_month_ends(service: Services, shop_id: str) -> None:
+    service.shops.set_program(shop_id, program())
+    service.members.enrol(shop_id, Profile(member_id="m1"))
+    clock = Clock("2026-11-29T23:30:00+08:00")
+    timed = at(clock, service)
+    streaks = []
+    # 29 Nov late, 30 Nov just after local midnight (the same UTC day as the first), 1 Dec: three days in a row
+    for moment in ("2026-11-29T23:30:00+08:00", "2026-11-30T00:10:00+08:00", "2026-12-01T12:00:00+08:00"):
+        clock.set(moment)
+        streaks.append(timed.engagement.check_in(shop_id, "m1")["streak"])
+    assert streaks == [1, 2, 3]
+    clock.set("2026-12-01T23:59:59+08:00")
+    with pytest.raises(Conflict) as refused:
+        timed.engagement.check_in(shop_id, "m1")
+    assert refused.value.code == "already_checked_in"
+    clock.set("2026-12-03T09:00:00+08:00")  # 2 December missed: the streak starts again
+    again = timed.engagement.check_in(shop_id, "m1")
+    assert (again["streak"], again["points"]) == (1, 5)
+    november = timed.engagement.check_ins(shop_id, "m1", "2026-11")["items"]
+    assert [(d["date"], d["streak"], d["points"]) for d in november] == [("2026-11-29", 1, 5), ("2026-11-30", 2, 5)]
+    december = timed.engagement.check_ins(shop_id, "m1", None)["items"]
+    assert [(d["date"], d["points"]) for d in december] == [("2026-12-01", 15), ("2026-12-03", 5)]  # day 3: +10
+    assert check_invariants(timed, shop_id, "m1")["available"] == 30
+
+
+def test_behaviour_points_expire_by_their_own_policy_and_are_reminded(service: Services, shop_id: str) -> None:
+    service.shops.set_program(
+        shop_id,
+        program(expiry={"purchase": {"policy": "never"}, "behaviour": {"policy": "days", "days": 90}}),
+    )
+    service.members.enrol(shop_id, Profile(member_id="m1"))
+    clock = Clock("2026-12-03T10:00:00+08:00")
+    timed = at(clock, service)
+    timed.engagement.check_in(shop_id, "m1")
+    timed.engagement.activity(shop_id, "m1", "review", "order-1")
+    (lot_a, lot_b) = point_store.lots(service.db, shop_id, "m1")
+    assert {lot_a.source, lot_b.source} == {"behaviour"}
+    expiry = datetime(2027, 3, 3, 15, 59, 59, tzinfo=UTC)  # 90 days on, to the end of that day in Shanghai
+    assert lot_a.expires_at == lot_b.expires_at == expiry
+    assert timed.points.expiring(shop_id, "m1") == [(25, expiry)]
+    report = timed.runs.expire_points(expiry + timedelta(seconds=1), timed.points)
+    assert report.applied == 2
+    assert check_invariants(timed, shop_id, "m1")["available"] == 0
+
+
+# ---------------------------------------------------------------- caps under concurrency and replay
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["review", "share", "profile"]), st.integers(min_value=0, max_value=5)),
+        min_size=1,
+        max_size=14,
+    ),
+    st.integers(min_value=0, max_value=80),
+)
+def test_caps_are_never_exceeded_whatever_the_order_and_however_often_sent(
+    aws: None, activities: list[tuple[str, int]], monthly_cap: int
+) -> None:
+    with fresh_shop(program(behaviour_monthly_cap=monthly_cap), ["m1"]) as (service, shop_id):
+        clock = Clock("2026-12-03T10:00:00+08:00")
+        timed = at(clock, service)
+        answers: dict[tuple[str, str], Any] = {}
+        for behaviour, n in activities + activities[::2]:  # every other one sent twice
+            reference = f"r{n}"
+            _, answer = timed.engagement.activity(shop_id, "m1", behaviour, reference)
+            key = (behaviour, "once" if behaviour == "profile" else reference)
+            answers.setdefault(key, answer)
+            assert answer == answers[key]  # a repeat answers as the first did
+        granted = {(b, r): a["points"] for (b, r), a in answers.items()}
+        per = {name: sum(p for (b, _), p in granted.items() if b == name) for name in BEHAVIOURS}
+        assert per["review"] <= 30 and per["share"] <= 25 and per["profile"] <= 50
+        assert sum(per.values()) <= monthly_cap
+        assert check_invariants(timed, shop_id, "m1")["available"] == sum(per.values())
