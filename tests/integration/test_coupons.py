@@ -152,6 +152,9 @@ def test_quote_breakdown_and_refusals(tea: Shop) -> None:
         "points_offset": "0.00",
         "points_max": 1900,  # half of 190.00 at 20 points a yuan
         "payable": "190.00",
+        "member_discount": "0.00",
+        "points_to_earn": 190,  # what is paid earns, after the coupon
+        "earning": {"base": 190, "lines": 190},
     }
     assert quote["discounts"] == [{"code": full_reduction, "amount": "20.00"}]
     status, both = tea.call(

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from infra.local.resources import Stack
 from loyalty.domain.errors import Conflict
 from loyalty.domain.members import Profile
 from loyalty.domain.program import Program
@@ -14,7 +15,7 @@ from loyalty.runtime import Services
 from loyalty.store import points as point_store
 from loyalty.store.dynamo import Dynamo
 from tests.conftest import Api
-from tests.helpers import check_invariants, fresh_shop
+from tests.helpers import check_invariants, drain, fresh_shop, paid, send
 
 SHANGHAI = "Asia/Shanghai"
 CHECK_IN = {"points": 5, "streak_bonus": {"3": 10, "7": 30}}
@@ -195,3 +196,34 @@ def test_caps_are_never_exceeded_whatever_the_order_and_however_often_sent(
         assert per["review"] <= 30 and per["share"] <= 25 and per["profile"] <= 50
         assert sum(per.values()) <= monthly_cap
         assert check_invariants(timed, shop_id, "m1")["available"] == sum(per.values())
+
+
+# ---------------------------------------------------------------- member price and campaigns, quoted as earned
+
+
+def test_the_quote_previews_exactly_what_the_order_then_earns(api: Api, shop: dict[str, str], stack: Stack) -> None:
+    base, key = f"/v1/shops/{shop['shop_id']}", shop["api_key"]
+    now = datetime.now(UTC)
+    running = {"id": "tea-days", "name": "Tea days", "multiplier": 3, "categories": ["tea"]}
+    running |= {"from": (now - timedelta(days=1)).isoformat(), "until": (now + timedelta(days=1)).isoformat()}
+    tiers = [{"name": "member", "threshold": 0, "multiplier": "1.5", "discount_percent": 10}]
+    body = {"tiers": tiers, "campaigns": [running], "category_multipliers": {"ware": "0.5"}}
+    assert api.call("PUT", f"{base}/program", key=key, body=body)[0] == 200
+    api.call("POST", f"{base}/members", key=key, body={"member_id": "m1"})
+    lines = [
+        {"sku": "tea-1", "category": "tea", "amount": "100.00"},
+        {"sku": "cup", "category": "ware", "amount": "33.33"},
+    ]
+    status, quote = api.call("POST", f"{base}/checkout/quote", key=key, body={"member_id": "m1", "lines": lines})
+    assert status == 200, quote
+    # member price: 90.00 and 30.00 (3.333 off, rounded to 3.33); tea x3, ware x0.5, then the tier's 1.5
+    assert (quote["member_discount"], quote["payable"]) == ("13.33", "120.00")
+    assert quote["points_to_earn"] == int((90 * 3 + 30 * 0.5) * 1.5) == 427
+    order = paid("o1", total=quote["payable"], lines=lines, paid_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    send(stack, shop["shop_id"], order)
+    drain(stack)
+    status, ledger = api.call("GET", f"{base}/members/m1/ledger", key=key)
+    (entry,) = ledger["items"]
+    assert entry["points"] == quote["points_to_earn"]
+    assert entry["detail"]["earning"] == quote["earning"]
+    assert entry["detail"]["earning"]["campaigns"] == ["tea-days"]

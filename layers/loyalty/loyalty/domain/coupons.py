@@ -7,7 +7,7 @@ remainder method, so line figures always add up to the whole to the cent.
 
 import secrets
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from typing import Annotated, Literal
 
@@ -189,6 +189,21 @@ def priced_lines(lines: list[OrderLine], currency: str, where: str = "lines") ->
             raise InvalidInput(str(exc), field=f"{where}[{index}].amount") from exc
         out.append(PricedLine(sku=line.sku, category=line.category, amount=amount))
     return out
+
+
+def member_priced(lines: list[PricedLine], percent: Decimal) -> list[PricedLine]:
+    """Lines at the member's price (a tier's discount_percent): each line's own discount rounded half up to the
+    minor unit. Member price comes first; coupons and points apply to what it leaves."""
+    if not percent:
+        return lines
+    return [
+        line.model_copy(
+            update={
+                "amount": line.amount - int((Decimal(line.amount) * percent / 100).to_integral_value(ROUND_HALF_UP))
+            }
+        )
+        for line in lines
+    ]
 
 
 class PointsOffset(BaseModel):

@@ -13,6 +13,7 @@ Rules, all in the program's time zone:
              gets an answer, with `capped` naming the cap.
 """
 
+import calendar
 from datetime import date, datetime, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -53,6 +54,18 @@ class BehaviourRule(BaseModel):
 
 def local_day(at: datetime, timezone: str) -> date:
     return at.astimezone(ZoneInfo(timezone)).date()
+
+
+def is_birthday(birthday: date | None, at: datetime, timezone: str) -> bool:
+    """Whether `at` falls on the member's birthday in the program's time zone; 29 February is kept on 28 February
+    in other years."""
+    if birthday is None:
+        return False
+    day = local_day(at, timezone)
+    month, dom = birthday.month, birthday.day
+    if (month, dom) == (2, 29) and not calendar.isleap(day.year):
+        dom = 28
+    return (day.month, day.day) == (month, dom)
 
 
 def streak(today: date, last_day: date | None, last_streak: int) -> int:

@@ -156,6 +156,8 @@ class OrderState(BaseModel):
     coupons: dict[str, datetime] = Field(default_factory=dict)  # code -> its expiry, of the coupons it used
     coupons_returned: bool = False  # given back (cancellation, or a full refund under the program's policy)
     discount: int = 0  # minor units its coupons took off
+    member_discount: int = 0  # minor units the member's tier price took off (before coupons)
+    earning: dict[str, Any] = Field(default_factory=dict)  # how its points were reached (domain/earning.py)
     points_used: int = 0  # points it used as payment
     points_offset: int = 0  # minor units those points paid
     spent: list[Draw] = Field(default_factory=list)  # the lots those points came from, to give them back

@@ -12,6 +12,7 @@ from loyalty.domain import coupons as coupons_rules
 from loyalty.domain.coupons import Coupon, PointsOffset, PricedLine, Quote
 from loyalty.domain.engagement import BehaviourName, BehaviourRule, CheckInRule
 from loyalty.domain.expiry import ExpiryRule
+from loyalty.domain.ledger import BusinessTime
 from loyalty.domain.money import currency_exponent, normalise_currency
 from loyalty.domain.tiers import Tier
 
@@ -21,6 +22,43 @@ Category = Annotated[str, Field(min_length=1, max_length=64)]
 # Where points come from; each source has its own expiry policy. "behaviour": every source but purchases (check-ins,
 # behaviours, and the rewards built on them).
 Source = Literal["purchase", "behaviour"]
+
+
+class Campaign(BaseModel):
+    """A promotion (e.g. double points on tea for a weekend): orders paid from `from` until `until` earn its
+    multiplier on lines it matches. Empty `categories` and `skus` match every line; empty `tiers`, every member."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True, serialize_by_alias=True)
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    multiplier: Rate
+    starts: BusinessTime = Field(alias="from")
+    ends: BusinessTime = Field(alias="until")
+    categories: list[Category] = Field(default_factory=list, max_length=100)
+    skus: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(default_factory=list, max_length=500)
+    tiers: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default_factory=list, max_length=20)
+
+    @model_validator(mode="after")
+    def _window(self) -> "Campaign":
+        if self.ends <= self.starts:
+            raise ValueError("until must be after from")
+        return self
+
+    def matches(self, sku: str, category: str, tier: str | None, at: datetime) -> bool:
+        if not self.starts <= at <= self.ends:
+            return False
+        if self.tiers and tier not in self.tiers:
+            return False
+        if not self.categories and not self.skus:
+            return True
+        return category in self.categories or sku in self.skus
+
+
+class BirthdayRule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    multiplier: Rate = Field(default=Decimal(1), description="orders paid on the member's birthday earn this")
 
 
 class RefundReturns(BaseModel):
@@ -107,6 +145,15 @@ class Program(BaseModel):
         default=None, ge=0, le=100_000_000, description="points all behaviours together may earn a member a month"
     )
 
+    campaigns: list[Campaign] = Field(
+        default_factory=list,
+        max_length=50,
+        description="promotions multiplying points on matching lines in a window; the best one applies per line",
+    )
+    birthday: BirthdayRule | None = Field(
+        default=None, description="{multiplier}: orders paid on the member's birthday (program time zone) earn more"
+    )
+
     tiers: list[Tier] = Field(
         default_factory=list,
         max_length=20,
@@ -171,3 +218,7 @@ class Program(BaseModel):
 
     def multiplier(self, category: str) -> Decimal:
         return self.category_multipliers.get(category, Decimal(1))
+
+    def best_campaign(self, sku: str, category: str, tier: str | None, at: datetime) -> Campaign | None:
+        running = [c for c in self.campaigns if c.matches(sku, category, tier, at)]
+        return max(running, key=lambda c: c.multiplier) if running else None

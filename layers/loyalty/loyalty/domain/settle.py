@@ -6,14 +6,15 @@ difference is credited or clawed back. Events may therefore arrive in any order,
 order always ends at the same figure.
 """
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from loyalty.domain.coupons import Coupon, NotApplicable, normalise_code, priced_lines
-from loyalty.domain.earning import kept_after_refunds, points_for_lines
+from loyalty.domain.coupons import Coupon, NotApplicable, member_priced, normalise_code, priced_lines
+from loyalty.domain.earning import earn, kept_after_refunds
+from loyalty.domain.engagement import is_birthday
 from loyalty.domain.errors import InvalidInput, Retryable
 from loyalty.domain.expiry import expires_at
 from loyalty.domain.ledger import NEVER, Balance, Draw, LedgerEntry, Lot, draw
@@ -21,7 +22,7 @@ from loyalty.domain.money import normalise_currency, parse_amount
 from loyalty.domain.orders import OrderCancelled, OrderEvent, OrderPaid, OrderRefunded, OrderState
 from loyalty.domain.points import Move, grant, hold, repay_first
 from loyalty.domain.program import Program
-from loyalty.domain.tiers import MemberTier, TierChange, qualifying_day, rank, upgrade, window_total
+from loyalty.domain.tiers import MemberTier, Tier, TierChange, qualifying_day, rank, upgrade, window_total
 
 # How far ahead of our clock a payment's time may be (platform clocks drift); beyond it the event is refused.
 FUTURE_SKEW = timedelta(days=1)
@@ -82,6 +83,7 @@ def settle(
     lots: list[Lot],
     member_tier: MemberTier | None = None,
     coupons: dict[str, Coupon] | None = None,
+    birthday: date | None = None,
 ) -> Settlement:
     """Apply a new (not duplicate) event. `lots` is needed only when points must come back from available or
     be spent; `member_tier` only when the program has tiers (it sets the earning multiplier and decides
@@ -93,7 +95,7 @@ def settle(
     if isinstance(event, OrderPaid):
         if event.data.paid_at > now + FUTURE_SKEW:
             raise InvalidInput("paid_at is in the future", field="data.paid_at")
-        _record_payment(order, event, program, _multiplier(program, member_tier), balance, coupons or {})
+        _record_payment(order, event, program, member_tier, balance, coupons or {}, birthday)
     elif isinstance(event, OrderRefunded):
         amount = _amount(event.data.amount, program.currency, "amount")
         if event.data.cumulative:  # refunded so far: only ever rises, whatever order the events come in
@@ -110,6 +112,8 @@ def settle(
     delta = target - state.credited
     order.credited = target
     detail: dict[str, object] = {"order_id": order.order_id, "earned": order.earned, "kept": target}
+    if order.earning:
+        detail["earning"] = order.earning
     payment = _points_as_payment(state, order, event, program, reference, now)
     if delta >= 0:
         move = _credit(order, delta, event.type, reference, now, balance, detail, program, payment, lots)
@@ -229,8 +233,9 @@ def _qualify(
     )
 
 
-def _multiplier(program: Program, member_tier: MemberTier) -> Decimal:
-    return program.tiers[rank(program.tiers, member_tier.tier)].multiplier if program.tiers else Decimal(1)
+def _tier(program: Program, member_tier: MemberTier) -> Tier | None:
+    """The member's tier in the program (the base tier until they reach another), or None without tiers."""
+    return program.tiers[rank(program.tiers, member_tier.tier)] if program.tiers else None
 
 
 def activate(state: OrderState, program: Program, *, now: datetime, balance: Balance) -> Settlement | None:
@@ -255,9 +260,10 @@ def _record_payment(
     order: OrderState,
     event: OrderPaid,
     program: Program,
-    tier_multiplier: Decimal,
+    member_tier: MemberTier,
     balance: Balance,
     coupons: dict[str, Coupon],
+    birthday: date | None,
 ) -> None:
     data = event.data
     if data.member_id is None:  # the service resolves a platform's customer to a member before settling
@@ -269,7 +275,10 @@ def _record_payment(
         raise InvalidInput(str(exc), field="data.currency") from exc
     if currency != program.currency:
         raise InvalidInput(f"order currency {currency} is not the program's {program.currency}", field="data.currency")
-    lines = priced_lines(list(data.lines), currency, "data.lines")
+    tier = _tier(program, member_tier)
+    listed = priced_lines(list(data.lines), currency, "data.lines")
+    lines = member_priced(listed, tier.discount_percent if tier else Decimal(0))
+    order.member_discount = sum(line.amount for line in listed) - sum(line.amount for line in lines)
     if data.coupon_codes or data.points_used:
         codes = [normalise_code(code) for code in data.coupon_codes]
         try:
@@ -299,7 +308,16 @@ def _record_payment(
     order.member_id = member_id
     order.currency = currency
     order.total = _amount(data.total, currency, "data.total")
-    order.earned = points_for_lines(lines, program, tier_multiplier)
+    earning = earn(
+        lines,
+        program,
+        at=data.paid_at,
+        tier=tier.name if tier else None,
+        tier_multiplier=tier.multiplier if tier else Decimal(1),
+        birthday=is_birthday(birthday, data.paid_at, program.timezone),
+    )
+    order.earned = earning.points
+    order.earning = earning.detail
     order.paid_at = data.paid_at
     order.activates_at = data.paid_at + timedelta(days=program.pending_days)
 

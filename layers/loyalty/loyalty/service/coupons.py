@@ -5,6 +5,7 @@ import random
 import secrets
 from collections.abc import Callable
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -15,14 +16,18 @@ from loyalty.domain.coupons import (
     Template,
     TemplateRequest,
     Terms,
+    member_priced,
     new_code,
     normalise_code,
     priced_lines,
 )
+from loyalty.domain.earning import earn
+from loyalty.domain.engagement import is_birthday
 from loyalty.domain.errors import Conflict, InvalidInput, NotFound
 from loyalty.domain.ledger import iso
 from loyalty.domain.money import format_amount, parse_amount
 from loyalty.domain.orders import MAX_CODES, Identifier, OrderLine
+from loyalty.domain.tiers import rank
 from loyalty.service.cache import TTLCache
 from loyalty.service.idempotency import fingerprint, replay
 from loyalty.service.members import Members
@@ -302,9 +307,14 @@ class Coupons:
     # ------------------------------------------------------------------ checkout
 
     def quote(self, shop_id: str, request: QuoteRequest) -> dict[str, Any]:
+        """The cart priced as order.paid will price it: member price, then coupons, then points; and the points it
+        would earn, by the same rule as earning (domain/earning.py)."""
         program = self.shops.program(shop_id)
         member = self.members.member(shop_id, request.member_id)
-        lines = priced_lines(request.lines, program.currency)
+        now = self.clock()
+        tier = program.tiers[rank(program.tiers, member.tier.tier)] if program.tiers else None
+        listed = priced_lines(request.lines, program.currency)
+        lines = member_priced(listed, tier.discount_percent if tier else Decimal(0))
         codes = [normalise_code(code) for code in request.coupon_codes]
         found = coupon_store.find_coupons(self.db, shop_id, request.member_id, codes)
         result = program.price(
@@ -314,7 +324,15 @@ class Coupons:
             member_id=request.member_id,
             points=request.points,
             available=member.balance.available,
-            at=self.clock(),
+            at=now,
+        )
+        earning = earn(
+            result.lines,
+            program,
+            at=now,
+            tier=tier.name if tier else None,
+            tier_multiplier=tier.multiplier if tier else Decimal(1),
+            birthday=is_birthday(member.profile.birthday, now, program.timezone),
         )
         money = program.currency
 
@@ -323,12 +341,15 @@ class Coupons:
 
         return {
             "currency": money,
-            "subtotal": fmt(result.subtotal),
+            "subtotal": fmt(sum(line.amount for line in listed)),
+            "member_discount": fmt(sum(line.amount for line in listed) - result.subtotal),
             "discounts": [{"code": d.code, "amount": fmt(d.amount)} for d in result.discounts],
             "points_used": result.points_used,
             "points_offset": fmt(result.points_offset),
             "points_max": result.points_max,
             "payable": fmt(result.payable),
+            "points_to_earn": earning.points,
+            "earning": earning.detail,
         }
 
     # ------------------------------------------------------------------ reminders and expiry (scheduled runs)

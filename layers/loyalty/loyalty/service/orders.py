@@ -54,13 +54,14 @@ class Orders:
             payer = event.data.member_id or ""
         if isinstance(event, OrderPaid) and not event.data.points_used:
             # Fast path for a new order: one write, conditioned on the order not existing yet. Without tiers it
-            # assumes a member without debt (the write checks); with tiers, earning and upgrades depend on the
-            # member's tier state, so the member is read first (one read, one write). Coupons are read by code
-            # (one read each); the write requires each still available. Spending points needs the lots: the
-            # careful path.
+            # assumes a member without debt (the write checks); with tiers (or a birthday multiplier), earning
+            # depends on the member's tier state (or birthday), so the member is read first (one read, one write).
+            # Coupons are read by code (one read each); the write requires each still available. Spending points
+            # needs the lots: the careful path.
             now = self.clock()
-            member = member_store.get_member(self.db, shop_id, payer) if program.tiers else None
-            if member is not None or not program.tiers:
+            needs_member = bool(program.tiers) or program.birthday is not None
+            member = member_store.get_member(self.db, shop_id, payer) if needs_member else None
+            if member is not None or not needs_member:
                 balance, tier = (member.balance, member.tier) if member else (Balance(), MemberTier())
                 settlement = settle(
                     OrderState(order_id=order_id),
@@ -71,6 +72,7 @@ class Orders:
                     lots=[],
                     member_tier=tier,
                     coupons=self._coupons(shop_id, event),
+                    birthday=member.profile.birthday if member else None,
                 )
                 try:
                     order_store.commit_settlement(
@@ -95,18 +97,26 @@ class Orders:
             if is_duplicate(state, event, program.currency):
                 return "duplicate"
             member_id = state.member_id or payer or None
-            balance, lots, tier = Balance(), [], MemberTier()
+            balance, lots, tier, birthday = Balance(), [], MemberTier(), None
             spends = isinstance(event, OrderPaid) and event.data.points_used > 0
             if member_id is not None:
                 member = member_store.get_member(self.db, shop_id, member_id)
                 if member is None:
                     raise Retryable(f"member {member_id} is not enrolled")
-                balance, tier = member.balance, member.tier
+                balance, tier, birthday = member.balance, member.tier, member.profile.birthday
                 if state.credited > state.pending or spends:  # lots may be drawn from
                     lots = point_store.lots(self.db, shop_id, member_id)
             coupons = self._coupons(shop_id, event) if not state.paid else {}
             settlement = settle(
-                state, event, program, now=now, balance=balance, lots=lots, member_tier=tier, coupons=coupons
+                state,
+                event,
+                program,
+                now=now,
+                balance=balance,
+                lots=lots,
+                member_tier=tier,
+                coupons=coupons,
+                birthday=birthday,
             )
             try:
                 order_store.commit_settlement(
