@@ -17,10 +17,11 @@ from loyalty.domain.earning import earn, kept_after_refunds
 from loyalty.domain.engagement import is_birthday
 from loyalty.domain.errors import InvalidInput, Retryable
 from loyalty.domain.expiry import expires_at
-from loyalty.domain.ledger import NEVER, Balance, Draw, LedgerEntry, Lot, draw
+from loyalty.domain.ledger import Balance, Draw, LedgerEntry, Lot, draw
 from loyalty.domain.money import normalise_currency, parse_amount
 from loyalty.domain.orders import OrderCancelled, OrderEvent, OrderPaid, OrderRefunded, OrderState
 from loyalty.domain.points import Move, grant, hold, repay_first
+from loyalty.domain.points_payment import PointsPayment, points_as_payment, returned_lots
 from loyalty.domain.program import Program
 from loyalty.domain.tiers import MemberTier, Tier, TierChange, qualifying_day, rank, upgrade, window_total
 
@@ -114,7 +115,7 @@ def settle(
     detail: dict[str, object] = {"order_id": order.order_id, "earned": order.earned, "kept": target}
     if order.earning:
         detail["earning"] = order.earning
-    payment = _points_as_payment(state, order, event, program, reference, now)
+    payment = points_as_payment(state, order, event, program, reference, now)
     if delta >= 0:
         move = _credit(order, delta, event.type, reference, now, balance, detail, program, payment, lots)
     else:
@@ -123,59 +124,6 @@ def settle(
         order=order, move=move + Move(entries=payment.entries), **_coupon_moves(state, order, event, program)
     )
     return _qualify(result, state, event, program, member_tier)
-
-
-class _Payment(BaseModel):
-    """What an event moves of the points an order used as payment: spent now (its payment) or given back."""
-
-    spent: int = 0
-    given_back: int = 0
-    entries: list[LedgerEntry] = []
-
-    @property
-    def net(self) -> int:
-        return self.given_back - self.spent
-
-
-def _points_as_payment(
-    state: OrderState, order: OrderState, event: OrderEvent, program: Program, reference: str, now: datetime
-) -> _Payment:
-    """Points used as payment are spent by the payment and given back by a cancellation (all) or refunds (in
-    proportion to the amount refunded, if the program says so), cumulatively like earned points."""
-    if order.cancelled:
-        target = order.points_used
-    elif program.refund_returns.points == "proportional" and order.refunded:
-        target = (
-            order.points_used * min(order.refunded, order.total) // order.total if order.total else order.points_used
-        )
-    else:
-        target = 0
-    target = max(target, state.points_returned)  # what was given back stays given back, whatever the policy now
-    order.points_returned = target
-    spent = order.points_used if isinstance(event, OrderPaid) else 0
-    given_back = target - state.points_returned
-    entries = []
-    if spent:
-        entries.append(
-            LedgerEntry(
-                points=-spent,
-                reason="points.used",
-                reference=order.order_id,
-                at=now,
-                detail={"order_id": order.order_id, "paid": order.points_offset},
-            )
-        )
-    if given_back:
-        entries.append(
-            LedgerEntry(
-                points=given_back,
-                reason="points.returned",
-                reference=reference,
-                at=now,
-                detail={"order_id": order.order_id, "of_used": order.points_used},
-            )
-        )
-    return _Payment(spent=spent, given_back=given_back, entries=entries)
 
 
 def _coupon_moves(state: OrderState, order: OrderState, event: OrderEvent, program: Program) -> dict[str, Any]:
@@ -331,7 +279,7 @@ def _credit(
     balance: Balance,
     detail: dict[str, object],
     program: Program,
-    payment: _Payment,
+    payment: PointsPayment,
     lots: list[Lot],
 ) -> Move:
     # A late event counts at its own business time: a return window that closed already is closed.
@@ -351,7 +299,7 @@ def _credit(
         return earned + Move(available=payment.net, draws=draws, reads="all")
     if payment.net > 0:
         repaid, back = repay_first(Balance(available=balance.available, debt=balance.debt + earned.debt), payment.net)
-        returned = _returned_lots(order, back, already=order.points_returned - payment.net)
+        returned = returned_lots(order, back, already=order.points_returned - payment.net)
         return earned + Move(available=payment.net, debt=-repaid, returned=returned, reads="debt")
     return earned
 
@@ -399,7 +347,7 @@ def _clawback(
     program: Program,
     lots: list[Lot],
     detail: dict[str, object],
-    payment: _Payment,
+    payment: PointsPayment,
     balance: Balance,
 ) -> Move:
     """Take back from the order's pending points first, then available lots (its own first), then per policy.
@@ -435,7 +383,7 @@ def _clawback(
     if back:
         repaid, back = repay_first(balance, back)
         debt -= repaid
-        returned = _returned_lots(order, back, already=order.points_returned - payment.net)
+        returned = returned_lots(order, back, already=order.points_returned - payment.net)
     entry = LedgerEntry(points=-taken, pending=-from_pending, reason=reason, reference=reference, at=now, detail=detail)
     return Move(
         available=-taken + payment.net,
@@ -446,41 +394,6 @@ def _clawback(
         entries=[entry],
         reads="all" if need else ("debt" if back else "nothing"),
     )
-
-
-def _returned_lots(order: OrderState, amount: int, *, already: int) -> list[Lot]:
-    """Lots for `amount` points given back: last spent, first back (reverse of the spend), each keeping the
-    expiry and earning date of the lot it came from. `already` is what earlier events gave back."""
-    drawn = sum(d.take for d in order.spent)
-    skip = max(already - (order.points_used - drawn), 0)  # points never drawn (netted at payment) count first
-    found: dict[str, Lot] = {}
-    for spent in reversed(order.spent):
-        take = spent.take
-        skipped = min(skip, take)
-        skip -= skipped
-        give = min(take - skipped, amount)
-        amount -= give
-        if give:
-            expiry_text, earned_text, _ = spent.lot_id.split("#", 2)
-            expiry = None if expiry_text == NEVER else _instant(expiry_text)
-            earned_at = _instant(earned_text)
-            lot_id = Lot.make_id(expiry, earned_at, "returned", order.order_id)
-            before = found.get(lot_id)
-            size = give + (before.remaining if before else 0)
-            found[lot_id] = Lot(
-                lot_id=lot_id,
-                remaining=size,
-                granted=size,
-                expires_at=expiry,
-                earned_at=earned_at,
-                source="returned",
-                reference=order.order_id,
-            )
-    return list(found.values())
-
-
-def _instant(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _amount(text: str, currency: str, field: str) -> int:

@@ -1,0 +1,98 @@
+"""Points used as payment for an order: spent by its payment, given back by its cancellation or (in proportion, if
+the program says so) its refunds, to lots like those they were spent from. Pure; settle.py composes it."""
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from loyalty.domain.ledger import NEVER, LedgerEntry, Lot
+from loyalty.domain.orders import OrderEvent, OrderPaid, OrderState
+from loyalty.domain.program import Program
+
+
+class PointsPayment(BaseModel):
+    """What an event moves of the points an order used as payment: spent now (its payment) or given back."""
+
+    spent: int = 0
+    given_back: int = 0
+    entries: list[LedgerEntry] = []
+
+    @property
+    def net(self) -> int:
+        return self.given_back - self.spent
+
+
+def points_as_payment(
+    state: OrderState, order: OrderState, event: OrderEvent, program: Program, reference: str, now: datetime
+) -> PointsPayment:
+    """Points used as payment are spent by the payment and given back by a cancellation (all) or refunds (in
+    proportion to the amount refunded, if the program says so), cumulatively like earned points."""
+    if order.cancelled:
+        target = order.points_used
+    elif program.refund_returns.points == "proportional" and order.refunded:
+        target = (
+            order.points_used * min(order.refunded, order.total) // order.total if order.total else order.points_used
+        )
+    else:
+        target = 0
+    target = max(target, state.points_returned)  # what was given back stays given back, whatever the policy now
+    order.points_returned = target
+    spent = order.points_used if isinstance(event, OrderPaid) else 0
+    given_back = target - state.points_returned
+    entries = []
+    if spent:
+        entries.append(
+            LedgerEntry(
+                points=-spent,
+                reason="points.used",
+                reference=order.order_id,
+                at=now,
+                detail={"order_id": order.order_id, "paid": order.points_offset},
+            )
+        )
+    if given_back:
+        entries.append(
+            LedgerEntry(
+                points=given_back,
+                reason="points.returned",
+                reference=reference,
+                at=now,
+                detail={"order_id": order.order_id, "of_used": order.points_used},
+            )
+        )
+    return PointsPayment(spent=spent, given_back=given_back, entries=entries)
+
+
+def returned_lots(order: OrderState, amount: int, *, already: int) -> list[Lot]:
+    """Lots for `amount` points given back: last spent, first back (reverse of the spend), each keeping the
+    expiry and earning date of the lot it came from. `already` is what earlier events gave back."""
+    drawn = sum(d.take for d in order.spent)
+    skip = max(already - (order.points_used - drawn), 0)  # points never drawn (netted at payment) count first
+    found: dict[str, Lot] = {}
+    for spent in reversed(order.spent):
+        take = spent.take
+        skipped = min(skip, take)
+        skip -= skipped
+        give = min(take - skipped, amount)
+        amount -= give
+        if give:
+            expiry_text, earned_text, _ = spent.lot_id.split("#", 2)
+            expiry = None if expiry_text == NEVER else _instant(expiry_text)
+            earned_at = _instant(earned_text)
+            lot_id = Lot.make_id(expiry, earned_at, "returned", order.order_id)
+            before = found.get(lot_id)
+            size = give + (before.remaining if before else 0)
+            found[lot_id] = Lot(
+                lot_id=lot_id,
+                remaining=size,
+                granted=size,
+                expires_at=expiry,
+                earned_at=earned_at,
+                source="returned",
+                reference=order.order_id,
+            )
+    return list(found.values())
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
