@@ -1,6 +1,6 @@
 """Check-ins and behaviours: points for showing up and for doing things, within caps, once each; all on moto."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from infra.local.resources import Stack
+from loyalty.domain.coupons import TemplateRequest
 from loyalty.domain.errors import Conflict
 from loyalty.domain.members import Profile
 from loyalty.domain.program import Program
@@ -227,3 +228,47 @@ def test_the_quote_previews_exactly_what_the_order_then_earns(api: Api, shop: di
     assert entry["points"] == quote["points_to_earn"]
     assert entry["detail"]["earning"] == quote["earning"]
     assert entry["detail"]["earning"]["campaigns"] == ["tea-days"]
+
+
+# ---------------------------------------------------------------- birthdays
+
+
+def test_a_birthday_is_celebrated_once_a_year_with_points_and_the_tiers_coupons(
+    service: Services, shop_id: str
+) -> None:
+    template = service.coupons.create_template(
+        shop_id,
+        TemplateRequest.model_validate(
+            {
+                "name": "Birthday",
+                "kind": "amount_off",
+                "amount": "10.00",
+                "min_spend": "0",
+                "stock": 10,
+                "per_member_limit": 5,
+                "valid_days_after_claim": 30,
+            }
+        ),
+    )
+    tiers = [{"name": "member", "threshold": 0, "birthday_coupons": [template.template_id]}]
+    service.shops.set_program(shop_id, program(birthday={"points": 88}, tiers=tiers))
+    clock = Clock("2026-12-01T10:00:00+08:00")
+    timed = at(clock, service)
+    timed.members.enrol(shop_id, Profile(member_id="m1", birthday=date(1990, 12, 3)))
+    timed.members.enrol(shop_id, Profile(member_id="leap", birthday=date(2000, 2, 29)))
+    timed.members.enrol(shop_id, Profile(member_id="none"))
+    # 3 December begins at 16:00 UTC on the 2nd in Shanghai: a run just before celebrates nothing, one after does
+    assert timed.runs.grant_birthdays(datetime(2026, 12, 2, 15, 59, tzinfo=UTC), timed.engagement).applied == 0
+    report = timed.runs.grant_birthdays(datetime(2026, 12, 2, 16, 30, tzinfo=UTC), timed.engagement)
+    assert report.applied == 1
+    again = timed.runs.grant_birthdays(datetime(2026, 12, 2, 17, 0, tzinfo=UTC), timed.engagement)
+    assert again.applied == 0  # a repeated run celebrates nothing twice
+    assert check_invariants(timed, shop_id, "m1")["available"] == 88
+    assert [c["template_id"] for c in timed.coupons.coupons(shop_id, "m1")] == [template.template_id]
+    entries = point_store.ledger_all(service.db, shop_id, "m1")
+    assert [(e.reason, e.reference, e.points) for e in entries] == [("birthday", "birthday-2026", 88)]
+    # next year's is filed; 29 February is celebrated on 28 February in 2027
+    year_later = timed.runs.grant_birthdays(datetime(2027, 12, 3, 1, 0, tzinfo=UTC), timed.engagement)
+    assert year_later.applied == 2  # the leap-day member on 28 Feb 2027, m1 on 3 Dec 2027
+    assert check_invariants(timed, shop_id, "leap")["available"] == 88
+    assert check_invariants(timed, shop_id, "m1")["available"] == 176

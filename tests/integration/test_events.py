@@ -71,6 +71,7 @@ def test_coupon_grant_sample_for_an_unknown_shop_is_parked(stack: Stack) -> None
         ("RemindExpiringFunction", "remind_expiring"),
         ("ReviewTiersFunction", "review_tiers"),
         ("ExpireCouponsFunction", "expire_coupons"),
+        ("GrantBirthdaysFunction", "grant_birthdays"),
     ],
 )
 def test_schedule_samples(stack: Stack, function: str, name: str) -> None:

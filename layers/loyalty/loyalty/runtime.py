@@ -66,7 +66,7 @@ class Services:
     def members(self) -> "Members":
         from loyalty.service.members import Members
 
-        return Members(self.db, clock=self.clock)
+        return Members(self.db, self.shops, clock=self.clock, shards=self.shards)
 
     @cached_property
     def points(self) -> "Points":
@@ -104,7 +104,7 @@ class Services:
     def engagement(self) -> "Engagement":
         from loyalty.service.engagement import Engagement
 
-        return Engagement(self.db, self.shops, clock=self.clock, shards=self.shards)
+        return Engagement(self.db, self.shops, self.coupons, clock=self.clock, shards=self.shards)
 
     @cached_property
     def platforms(self) -> "Platforms":

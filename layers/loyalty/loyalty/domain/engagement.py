@@ -14,7 +14,7 @@ Rules, all in the program's time zone:
 """
 
 import calendar
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -56,16 +56,29 @@ def local_day(at: datetime, timezone: str) -> date:
     return at.astimezone(ZoneInfo(timezone)).date()
 
 
+def birthday_in(birthday: date, year: int) -> date:
+    """The member's birthday in a year; 29 February is kept on 28 February in other years."""
+    if (birthday.month, birthday.day) == (2, 29) and not calendar.isleap(year):
+        return date(year, 2, 28)
+    return birthday.replace(year=year)
+
+
 def is_birthday(birthday: date | None, at: datetime, timezone: str) -> bool:
-    """Whether `at` falls on the member's birthday in the program's time zone; 29 February is kept on 28 February
-    in other years."""
+    """Whether `at` falls on the member's birthday in the program's time zone."""
     if birthday is None:
         return False
     day = local_day(at, timezone)
-    month, dom = birthday.month, birthday.day
-    if (month, dom) == (2, 29) and not calendar.isleap(day.year):
-        dom = 28
-    return (day.month, day.day) == (month, dom)
+    return birthday_in(birthday, day.year) == day
+
+
+def next_birthday(birthday: date, on_or_after: date) -> date:
+    this_year = birthday_in(birthday, on_or_after.year)
+    return this_year if this_year >= on_or_after else birthday_in(birthday, on_or_after.year + 1)
+
+
+def day_starts(day: date, timezone: str) -> datetime:
+    """The instant (UTC) a local day begins."""
+    return datetime.combine(day, time(0), tzinfo=ZoneInfo(timezone)).astimezone(UTC)
 
 
 def streak(today: date, last_day: date | None, last_streak: int) -> int:

@@ -59,6 +59,7 @@ class BirthdayRule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     multiplier: Rate = Field(default=Decimal(1), description="orders paid on the member's birthday earn this")
+    points: int = Field(default=0, ge=0, le=1_000_000, description="granted on the birthday by the birthday run")
 
 
 class RefundReturns(BaseModel):
@@ -151,7 +152,9 @@ class Program(BaseModel):
         description="promotions multiplying points on matching lines in a window; the best one applies per line",
     )
     birthday: BirthdayRule | None = Field(
-        default=None, description="{multiplier}: orders paid on the member's birthday (program time zone) earn more"
+        default=None,
+        description="{multiplier, points}: on the member's birthday (program time zone) orders earn more, and the "
+        "birthday run grants points (and the member tier's birthday_coupons)",
     )
 
     tiers: list[Tier] = Field(

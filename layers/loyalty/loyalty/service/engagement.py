@@ -1,30 +1,41 @@
-"""Engagement: the daily check-in and behaviours earning points (rules in domain/engagement.py). Each grant is one
-transaction: its record (which makes it happen once), the cap counters, and the points move."""
+"""Engagement: the daily check-in, behaviours earning points, and birthdays (rules in domain/engagement.py). Each
+grant is one transaction: its record (which makes it happen once), the cap counters, and the points move."""
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from aws_lambda_powertools import Logger
+
 from loyalty.domain import points as account
-from loyalty.domain.engagement import Cap, check_in_points, local_day, streak, within_caps
+from loyalty.domain.engagement import Cap, check_in_points, day_starts, local_day, next_birthday, streak, within_caps
 from loyalty.domain.errors import Conflict, NotFound, Retryable
 from loyalty.domain.expiry import expires_at
 from loyalty.domain.ledger import iso
 from loyalty.domain.members import Member
 from loyalty.domain.program import Program
+from loyalty.domain.tiers import rank
+from loyalty.service.coupons import Coupons
 from loyalty.service.shops import Shops
 from loyalty.store import engagement as engagement_store
+from loyalty.store import members as member_store
 from loyalty.store import points as point_store
-from loyalty.store.dynamo import Dynamo, TransactionCancelled
+from loyalty.store.dynamo import Dynamo, Item, TransactionCancelled
+from loyalty.store.keys import digest, member_of
+
+logger = Logger(child=True)
 
 # Attempts at an optimistic write before a 503 to the caller.
 MAX_ATTEMPTS = 8
 
 
 class Engagement:
-    def __init__(self, db: Dynamo, shops: Shops, *, clock: Callable[[], datetime], shards: int) -> None:
+    def __init__(
+        self, db: Dynamo, shops: Shops, coupons: Coupons, *, clock: Callable[[], datetime], shards: int
+    ) -> None:
         self.db = db
         self.shops = shops
+        self.coupons = coupons
         self.clock = clock
         self.shards = shards
 
@@ -158,6 +169,64 @@ class Engagement:
                 continue  # recorded meanwhile, a counter moved or the balance did: read again and decide again
             return True, response
         raise Retryable("too much contention on this member; try again")
+
+    # ------------------------------------------------------------------ birthdays (the birthday run)
+
+    def birthday(self, item: Item, time: datetime) -> bool:
+        """Celebrate a birthday the due index lists: the tier's birthday coupons (each claim idempotent on its own
+        key), then the birthday points and the next birthday filed, in one transaction conditioned on this birthday
+        still being the one filed, so a repeated run celebrates it once."""
+        shop_id, member_id = member_of(item["PK"])
+        program = self.shops.program(shop_id)
+        member, day = member_store.birthday_state(self.db, shop_id, member_id)
+        if member is None or member.profile.birthday is None or day is None:
+            return False
+        if day_starts(day, program.timezone) > time:
+            return False  # not begun yet where the shop is (the index lags, or the time zone changed)
+        tiers = program.tiers
+        tier = tiers[rank(tiers, member.tier.tier)] if tiers else None
+        for template_id in tier.birthday_coupons if tier else []:
+            key = f"birthday-{day.year}-{digest(f'{member_id}|{template_id}')[:32]}"
+            try:
+                self.coupons.claim(shop_id, member_id, template_id, key=key)
+            except (Conflict, NotFound) as exc:  # out of stock, over the limit, gone: the points still come
+                logger.warning("birthday coupon not granted", extra={"shop_id": shop_id, "code": exc.code})
+        points = program.birthday.points if program.birthday else 0
+        following = next_birthday(member.profile.birthday, day + timedelta(days=1))
+        for _ in range(MAX_ATTEMPTS):
+            tx = self.db.transaction()
+            member_store.add_next_birthday(
+                tx,
+                shop_id,
+                member_id,
+                following,
+                day_starts(following, program.timezone),
+                now=time,
+                shards=self.shards,
+                replacing=day,
+            )
+            if points:
+                detail = {"birthday": day.isoformat()}
+                move = _grant(program, member, points, "birthday", f"birthday-{day.year}", time, detail)
+                point_store.add_move(
+                    tx,
+                    shop_id,
+                    member_id,
+                    move,
+                    guard=member.balance,
+                    now=time,
+                    shards=self.shards,
+                    remind_days=program.expiry_reminder_days,
+                )
+            try:
+                self.db.commit(tx)
+            except TransactionCancelled as exc:
+                if exc.failed(0):
+                    return False  # celebrated already
+                member = member_store.get_member(self.db, shop_id, member_id) or member  # its balance moved
+                continue
+            return True
+        raise Retryable(f"member {member_id}: too much contention")
 
 
 def _grant(

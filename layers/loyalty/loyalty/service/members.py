@@ -6,9 +6,11 @@ from datetime import datetime
 
 from aws_lambda_powertools import Logger
 
+from loyalty.domain.engagement import day_starts, local_day, next_birthday
 from loyalty.domain.errors import Conflict, InvalidInput, NotFound, Retryable
 from loyalty.domain.members import Member, Profile
 from loyalty.domain.orders import Customer
+from loyalty.service.shops import Shops
 from loyalty.store import members as member_store
 from loyalty.store.dynamo import Dynamo
 
@@ -16,12 +18,22 @@ logger = Logger(child=True)
 
 
 class Members:
-    def __init__(self, db: Dynamo, *, clock: Callable[[], datetime]) -> None:
+    def __init__(self, db: Dynamo, shops: Shops, *, clock: Callable[[], datetime], shards: int) -> None:
         self.db = db
+        self.shops = shops
         self.clock = clock
+        self.shards = shards
 
     def enrol(self, shop_id: str, profile: Profile) -> tuple[bool, Member]:
-        return member_store.enrol(self.db, shop_id, profile, self.clock())
+        """A member with a birthday is filed for the birthday run from the start (its next birthday in the
+        program's time zone), whatever the program rewards today: a birthday rule added later finds them."""
+        now = self.clock()
+        birthday = None
+        if profile.birthday is not None:
+            timezone = self.shops.program(shop_id).timezone
+            day = next_birthday(profile.birthday, local_day(now, timezone))
+            birthday = (day, day_starts(day, timezone))
+        return member_store.enrol(self.db, shop_id, profile, now, birthday=birthday, shards=self.shards)
 
     def member(self, shop_id: str, member_id: str) -> Member:
         member = member_store.get_member(self.db, shop_id, member_id)

@@ -1,7 +1,7 @@
 """The scheduled runs: each finds its due work through the sparse DueIndex and settles it item by item.
 
 Nightly, in this order (template.yaml): activate-pending, expire-points, remind-expiring, review-tiers,
-expire-coupons.
+expire-coupons, grant-birthdays.
 """
 
 from collections.abc import Callable
@@ -15,6 +15,7 @@ from loyalty.domain.ledger import iso
 from loyalty.store.dynamo import Dynamo, Item
 from loyalty.store.keys import (
     ACTIVATE_JOB,
+    BIRTHDAY_JOB,
     COUPON_EXPIRE_JOB,
     COUPON_REMIND_JOB,
     EXPIRE_JOB,
@@ -30,6 +31,7 @@ from loyalty.store.queue import Queues
 
 if TYPE_CHECKING:  # the capabilities a run hands its items to; each handler's import brings only its own
     from loyalty.service.coupons import Coupons
+    from loyalty.service.engagement import Engagement
     from loyalty.service.orders import Orders
     from loyalty.service.points import Points
     from loyalty.service.tiers import Tiers
@@ -131,6 +133,19 @@ class Runs:
             )
             report.published, report.complete = outbox.applied, outbox.complete
         return report
+
+    def grant_birthdays(
+        self, time: datetime, engagement: "Engagement", *, should_stop: Callable[[], bool] = lambda: False
+    ) -> RunReport:
+        """Celebrate every birthday that has begun, in each shop's time zone: points, the tier's coupons."""
+        return self._run(
+            "grant-birthdays",
+            BIRTHDAY_JOB,
+            time,
+            should_stop,
+            lambda item: engagement.birthday(item, time),
+            inclusive=True,
+        )
 
     def _run(
         self,

@@ -15,6 +15,7 @@
 | check-in        | SHOP#<shop>#MEMBER#<member>          | CHECKIN#<local date>            |
 | activity        | SHOP#<shop>#MEMBER#<member>          | ACTIVITY#<behaviour>[#<reference>] |
 | earned (caps)   | SHOP#<shop>#MEMBER#<member>          | EARNED#<local month or date>    |
+| next birthday   | SHOP#<shop>#MEMBER#<member>          | BIRTHDAY                        |
 | run state       | SCHEDULE#<job>                       | STATE                           |
 | coupon template | SHOP#<shop>#COUPONTPL#<template>     | TEMPLATE                        |
 | template stock  | SHOP#<shop>#COUPONTPL#<template>#STOCK#<n> | STOCK                     |
@@ -55,6 +56,7 @@ REMIND_PREFIX = "REMIND#"
 TIER_PREFIX = "TIER#"
 CHECK_IN_PREFIX = "CHECKIN#"  # one per member and local day: the day's check-in and the streak it made
 ACTIVITY_PREFIX = "ACTIVITY#"  # one per member, behaviour and reference (behaviour alone when it earns once)
+BIRTHDAY_SK = "BIRTHDAY"  # a member's next birthday, on the due index for the birthday run
 EARNED_PREFIX = "EARNED#"  # per member and local day or month: behaviour points earned, against the caps
 
 # Jobs of the due index: orders whose pending points activate, lots that lapse, reminders to publish.
@@ -65,6 +67,7 @@ REVIEW_JOB = "review"  # members whose tier validity ends
 PUBLISH_JOB = "publish"  # tier decisions whose tier.changed event is not yet published (an outbox)
 COUPON_REMIND_JOB = "coupon-remind"  # unused coupons to remind of (then re-filed under coupon-expire)
 COUPON_EXPIRE_JOB = "coupon-expire"  # unused coupons past their expiry
+BIRTHDAY_JOB = "birthday"  # members whose birthday has begun (program time zone)
 
 TEMPLATE_SK = "TEMPLATE"
 STOCK_SK = "STOCK"

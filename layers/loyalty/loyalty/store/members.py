@@ -1,7 +1,7 @@
 """Members, their contact look-ups, lots and ledger."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from loyalty.domain.errors import Conflict
@@ -10,6 +10,8 @@ from loyalty.domain.members import Member, Profile
 from loyalty.domain.tiers import MemberTier, TierChange
 from loyalty.store.dynamo import ConditionFailed, Dynamo, Item, Transaction, TransactionCancelled, model_of
 from loyalty.store.keys import (
+    BIRTHDAY_JOB,
+    BIRTHDAY_SK,
     CONTACT_SK,
     PROFILE_SK,
     PUBLISH_JOB,
@@ -22,8 +24,17 @@ from loyalty.store.keys import (
 )
 
 
-def enrol(db: Dynamo, shop_id: str, profile: Profile, now: datetime) -> tuple[bool, Member]:
-    """Create the member and claim its phone and e-mail for it, atomically. Returns (created, member).
+def enrol(
+    db: Dynamo,
+    shop_id: str,
+    profile: Profile,
+    now: datetime,
+    *,
+    birthday: tuple[date, datetime] | None = None,
+    shards: int = 8,
+) -> tuple[bool, Member]:
+    """Create the member and claim its phone and e-mail for it, atomically; with `birthday` (its next local date and
+    the instant that day begins), file it for the birthday run in the same transaction. Returns (created, member).
 
     Enrolling again with identical details is a replay (created False); different details are a conflict.
     """
@@ -55,6 +66,8 @@ def enrol(db: Dynamo, shop_id: str, profile: Profile, now: datetime) -> tuple[bo
             condition="attribute_not_exists(PK) OR member_id = :member",
             values={":member": profile.member_id},
         )
+    if birthday is not None:
+        add_next_birthday(tx, shop_id, profile.member_id, *birthday, now=now, shards=shards)
     try:
         db.commit(tx)
     except TransactionCancelled as exc:
@@ -68,6 +81,37 @@ def enrol(db: Dynamo, shop_id: str, profile: Profile, now: datetime) -> tuple[bo
                 raise Conflict(f"this {kind} belongs to another member", field=kind) from exc
         raise
     return True, member_from_item(item)  # what was written, without reading it back
+
+
+def add_next_birthday(
+    tx: Transaction,
+    shop_id: str,
+    member_id: str,
+    day: date,
+    starts: datetime,
+    *,
+    now: datetime,
+    shards: int,
+    replacing: date | None = None,
+) -> int:
+    """File the member's next birthday (its local date, due when that day begins) for the birthday run. `replacing`:
+    the birthday a run has just celebrated, which must still be the one filed (so it is celebrated once)."""
+    pk = member_pk(shop_id, member_id)
+    due_pk_, due_sk_ = due_keys(BIRTHDAY_JOB, starts, pk, shards, BIRTHDAY_SK, now=now)
+    item = {"PK": pk, "SK": BIRTHDAY_SK, "type": "birthday", "day": day.isoformat(), "DuePK": due_pk_, "DueSK": due_sk_}
+    if replacing is None:
+        return tx.put(item, condition="attribute_not_exists(SK)")
+    return tx.put(
+        item, condition="#day = :celebrated", values={":celebrated": replacing.isoformat()}, names={"#day": "day"}
+    )
+
+
+def birthday_state(db: Dynamo, shop_id: str, member_id: str) -> tuple[Member | None, date | None]:
+    """The member and the birthday filed for the run (its local date), in one read."""
+    pk = member_pk(shop_id, member_id)
+    found = db.get_many([(pk, PROFILE_SK), (pk, BIRTHDAY_SK)], consistent=True)
+    profile, filed = found.get((pk, PROFILE_SK)), found.get((pk, BIRTHDAY_SK))
+    return (member_from_item(profile) if profile else None), date.fromisoformat(filed["day"]) if filed else None
 
 
 def get_member(db: Dynamo, shop_id: str, member_id: str, *, consistent: bool = True) -> Member | None:
