@@ -20,7 +20,7 @@ from loyalty.service.shops import Shops
 from loyalty.store import engagement as engagement_store
 from loyalty.store import members as member_store
 from loyalty.store import points as point_store
-from loyalty.store.dynamo import Dynamo, Item, TransactionCancelled
+from loyalty.store.dynamo import Dynamo, Item, Transaction, TransactionCancelled
 from loyalty.store.keys import digest, member_of
 
 logger = Logger(child=True)
@@ -59,19 +59,10 @@ class Engagement:
             earned = check_in_points(rule, days)
             record = {"date": today.isoformat(), "streak": days, "points": earned.total, "at": iso(now)}
             detail = {"date": today.isoformat(), "streak": days, "base": earned.base, "streak_bonus": earned.bonus}
-            move = _grant(program, member, earned.total, "check_in", f"check-in-{today.isoformat()}", now, detail)
             tx = self.db.transaction()
             engagement_store.add_check_in(tx, shop_id, member_id, today, record)
-            point_store.add_move(
-                tx,
-                shop_id,
-                member_id,
-                move,
-                guard=member.balance,
-                now=now,
-                shards=self.shards,
-                remind_days=program.expiry_reminder_days,
-            )
+            reference = f"check-in-{today.isoformat()}"
+            self._add_points(tx, shop_id, program, member, earned.total, "check_in", reference, now, detail)
             try:
                 self.db.commit(tx)
             except TransactionCancelled as exc:
@@ -134,8 +125,6 @@ class Engagement:
                 "capped": granted.capped_by is not None,
                 "at": iso(now),
             }
-            grant_reference = f"{behaviour}-{reference}"
-            move = _grant(program, state.member, granted.points, f"behaviour.{behaviour}", grant_reference, now, detail)
             tx = self.db.transaction()
             engagement_store.add_activity(
                 tx,
@@ -153,16 +142,8 @@ class Engagement:
                 response=response,
                 now=now,
             )
-            point_store.add_move(
-                tx,
-                shop_id,
-                member_id,
-                move,
-                guard=state.member.balance,
-                now=now,
-                shards=self.shards,
-                remind_days=program.expiry_reminder_days,
-            )
+            reason, grant_reference = f"behaviour.{behaviour}", f"{behaviour}-{reference}"
+            self._add_points(tx, shop_id, program, state.member, granted.points, reason, grant_reference, now, detail)
             try:
                 self.db.commit(tx)
             except TransactionCancelled:
@@ -207,17 +188,7 @@ class Engagement:
             )
             if points:
                 detail = {"birthday": day.isoformat()}
-                move = _grant(program, member, points, "birthday", f"birthday-{day.year}", time, detail)
-                point_store.add_move(
-                    tx,
-                    shop_id,
-                    member_id,
-                    move,
-                    guard=member.balance,
-                    now=time,
-                    shards=self.shards,
-                    remind_days=program.expiry_reminder_days,
-                )
+                self._add_points(tx, shop_id, program, member, points, "birthday", f"birthday-{day.year}", time, detail)
             try:
                 self.db.commit(tx)
             except TransactionCancelled as exc:
@@ -228,25 +199,37 @@ class Engagement:
             return True
         raise Retryable(f"member {member_id}: too much contention")
 
-
-def _grant(
-    program: Program,
-    member: Member,
-    points: int,
-    reason: str,
-    reference: str,
-    now: datetime,
-    detail: dict[str, Any],
-) -> account.Move:
-    """Engagement points are available at once, expiring by the program's policy for behaviour points."""
-    return account.grant(
-        member.balance,
-        points,
-        reason=reason,
-        reference=reference,
-        at=now,
-        source="behaviour",
-        earned_at=now,
-        expires_at=expires_at(program.expiry_rule("behaviour"), now, program.timezone),
-        detail=detail,
-    )
+    def _add_points(
+        self,
+        tx: Transaction,
+        shop_id: str,
+        program: Program,
+        member: Member,
+        points: int,
+        reason: str,
+        reference: str,
+        now: datetime,
+        detail: dict[str, Any],
+    ) -> None:
+        """Engagement points are available at once, expiring by the program's policy for behaviour points."""
+        move = account.grant(
+            member.balance,
+            points,
+            reason=reason,
+            reference=reference,
+            at=now,
+            source="behaviour",
+            earned_at=now,
+            expires_at=expires_at(program.expiry_rule("behaviour"), now, program.timezone),
+            detail=detail,
+        )
+        point_store.add_move(
+            tx,
+            shop_id,
+            member.profile.member_id,
+            move,
+            guard=member.balance,
+            now=now,
+            shards=self.shards,
+            remind_days=program.expiry_reminder_days,
+        )
