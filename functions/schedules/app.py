@@ -60,7 +60,7 @@ def scheduled(run: Callable[[Services, datetime, Callable[[], bool]], RunReport]
 
 
 activate_pending = scheduled(
-    lambda s, time, stop: s.runs.activate_pending(time, s.orders, should_stop=stop), "PendingActivated"
+    lambda s, time, stop: s.runs.activate_pending(time, s.orders, s.engagement, should_stop=stop), "PendingActivated"
 )
 remind_expiring = scheduled(
     lambda s, time, stop: s.runs.remind_expiring(time, s.points, should_stop=stop), "ExpiryRemindersPublished"

@@ -10,13 +10,13 @@ from hypothesis import strategies as st
 from infra.local.resources import Stack
 from loyalty.domain.coupons import TemplateRequest
 from loyalty.domain.errors import Conflict
-from loyalty.domain.members import Profile
+from loyalty.domain.members import Profile, referral_code
 from loyalty.domain.program import Program
 from loyalty.runtime import Services
 from loyalty.store import points as point_store
 from loyalty.store.dynamo import Dynamo
 from tests.conftest import Api
-from tests.helpers import check_invariants, drain, fresh_shop, paid, send
+from tests.helpers import cancelled, check_invariants, drain, event_model, fresh_shop, paid, refunded, send
 
 SHANGHAI = "Asia/Shanghai"
 CHECK_IN = {"points": 5, "streak_bonus": {"3": 10, "7": 30}}
@@ -272,3 +272,75 @@ def test_a_birthday_is_celebrated_once_a_year_with_points_and_the_tiers_coupons(
     assert year_later.applied == 2  # the leap-day member on 28 Feb 2027, m1 on 3 Dec 2027
     assert check_invariants(timed, shop_id, "leap")["available"] == 88
     assert check_invariants(timed, shop_id, "m1")["available"] == 176
+
+
+# ---------------------------------------------------------------- referrals
+
+
+def test_a_referral_code_names_its_member_and_a_wrong_one_is_refused(api: Api, shop: dict[str, str]) -> None:
+    base, key = f"/v1/shops/{shop['shop_id']}", shop["api_key"]
+    status, referrer = api.call("POST", f"{base}/members", key=key, body={"member_id": "m1", "phone": "13800000001"})
+    assert status == 201 and len(referrer["referral_code"]) == 8
+    body = {"member_id": "m2", "referred_by": referrer["referral_code"]}
+    status, referee = api.call("POST", f"{base}/members", key=key, body=body)
+    assert (status, referee["referred_by"]) == (201, referrer["referral_code"])
+    status, refused = api.call("POST", f"{base}/members", key=key, body={"member_id": "m3", "referred_by": "AAAAAAAA"})
+    assert (status, refused["error"]["field"]) == (400, "referred_by")
+
+
+REFERRAL = {"referrer_points": 100, "referee_points": 50, "monthly_cap": 2}
+
+
+def referred(services: Services, shop_id: str, referrer: str, referee: str) -> None:
+    services.members.enrol(shop_id, Profile(member_id=referee, referred_by=referral_code(shop_id, referrer)))
+
+
+def pay(services: Services, shop_id: str, order_id: str, member_id: str, at: str, total: str = "10.00") -> None:
+    services.orders.apply(shop_id, event_model(paid(order_id, member_id=member_id, total=total, paid_at=at)))
+
+
+@pytest.mark.parametrize(
+    ("after_payment", "rewarded"),
+    [
+        ([], True),
+        ([refunded("o1", "r1", "1.00")], False),  # any refund inside the window voids it
+        ([cancelled("o1")], False),
+        ([paid("o2", member_id="m2")], True),  # a second order changes nothing
+    ],
+)
+def test_both_are_rewarded_once_the_first_order_is_past_its_window(
+    service: Services, shop_id: str, after_payment: list[dict[str, Any]], rewarded: bool
+) -> None:
+    service.shops.set_program(shop_id, program(referral=REFERRAL, pending_days=7))
+    clock = Clock("2026-12-01T10:00:00+08:00")
+    timed = at(clock, service)
+    timed.members.enrol(shop_id, Profile(member_id="m1"))
+    referred(timed, shop_id, "m1", "m2")
+    pay(timed, shop_id, "o1", "m2", "2026-12-01T02:00:00Z")
+    for event in after_payment:
+        timed.orders.apply(shop_id, event_model(event))
+    early = timed.runs.activate_pending(datetime(2026, 12, 7, tzinfo=UTC), timed.orders, timed.engagement)
+    assert early.rewarded == 0  # the window is still open
+    done = timed.runs.activate_pending(datetime(2026, 12, 9, tzinfo=UTC), timed.orders, timed.engagement)
+    again = timed.runs.activate_pending(datetime(2026, 12, 9, 1, tzinfo=UTC), timed.orders, timed.engagement)
+    assert (done.rewarded, again.rewarded) == (int(rewarded), 0)
+    referrer_points = check_invariants(timed, shop_id, "m1")["available"]
+    assert referrer_points == (100 if rewarded else 0)
+    entries = [e for e in point_store.ledger_all(service.db, shop_id, "m2") if e.reason == "referral"]
+    assert [e.points for e in entries] == ([50] if rewarded else [])
+
+
+def test_a_referrers_rewards_stop_at_the_monthly_cap_but_their_referees_still_earn(
+    service: Services, shop_id: str
+) -> None:
+    service.shops.set_program(shop_id, program(referral=REFERRAL))  # no return window: due at payment
+    timed = at(Clock("2026-12-01T10:00:00+08:00"), service)
+    timed.members.enrol(shop_id, Profile(member_id="m1"))
+    for n in range(3):
+        referred(timed, shop_id, "m1", f"r{n}")
+        pay(timed, shop_id, f"o{n}", f"r{n}", "2026-12-01T02:00:00Z")
+    report = timed.runs.activate_pending(datetime(2026, 12, 2, tzinfo=UTC), timed.orders, timed.engagement)
+    assert report.rewarded == 3
+    assert check_invariants(timed, shop_id, "m1")["available"] == 200  # two of three: the cap
+    for n in range(3):
+        assert check_invariants(timed, shop_id, f"r{n}")["available"] == 10 + 50

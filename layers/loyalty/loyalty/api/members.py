@@ -9,7 +9,7 @@ from loyalty import runtime
 from loyalty.api.common import MemberId, ShopId, json_response, new_router
 from loyalty.domain.errors import InvalidInput
 from loyalty.domain.ledger import iso
-from loyalty.domain.members import Member, Profile, normalise_email, normalise_phone
+from loyalty.domain.members import Member, Profile, normalise_email, normalise_phone, referral_code
 
 router = new_router()
 
@@ -27,6 +27,7 @@ def member_view(shop_id: str, member: Member, *, new: bool = False) -> dict[str,
         "enrolled_at": iso(member.enrolled_at),
         "tier": member.tier.tier or (base[0].name if base else None),
         "tier_review_at": iso(review_at) if review_at else None,
+        "referral_code": referral_code(shop_id, member_id),
         "points": {
             "available": balance.available,
             "pending": balance.pending,

@@ -1,5 +1,7 @@
 """Members: who they are (normalised contact details) and what the API shows of them."""
 
+import base64
+import hashlib
 import re
 from datetime import date, datetime
 from typing import Annotated
@@ -40,6 +42,9 @@ class Profile(BaseModel):
     phone: Annotated[str, Field(max_length=32)] | None = None
     email: Annotated[str, Field(max_length=254)] | None = None
     birthday: date | None = None
+    referred_by: Annotated[str, Field(pattern=r"^[A-Z2-7]{8}$")] | None = Field(
+        default=None, description="the referral code of the member who invited them"
+    )
 
     @field_validator("phone")
     @classmethod
@@ -56,8 +61,16 @@ class Profile(BaseModel):
         return {kind: value for kind, value in (("email", self.email), ("phone", self.phone)) if value}
 
 
+def referral_code(shop_id: str, member_id: str) -> str:
+    """A member's referral code: 8 characters of base32 (no 0, 1, 8 or 9 to misread), the same every time."""
+    digest = hashlib.sha256(f"{shop_id}|{member_id}".encode()).digest()
+    return base64.b32encode(digest).decode()[:8]
+
+
 class Member(BaseModel):
     profile: Profile
     balance: Balance
     enrolled_at: datetime
     tier: MemberTier = MemberTier()
+    referrer: str | None = None  # the member who referred them (from `referred_by`), whose reward waits
+    first_order: str | None = None  # the first order they paid (set once; it decides the referral reward)

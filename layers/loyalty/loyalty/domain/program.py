@@ -62,6 +62,16 @@ class BirthdayRule(BaseModel):
     points: int = Field(default=0, ge=0, le=1_000_000, description="granted on the birthday by the birthday run")
 
 
+class ReferralRule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    referrer_points: int = Field(ge=0, le=1_000_000, description="for the member who invited")
+    referee_points: int = Field(ge=0, le=1_000_000, description="for the member invited")
+    monthly_cap: int | None = Field(
+        default=None, ge=0, le=10_000, description="rewards one referrer may earn per calendar month"
+    )
+
+
 class RefundReturns(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -150,6 +160,11 @@ class Program(BaseModel):
         default_factory=list,
         max_length=50,
         description="promotions multiplying points on matching lines in a window; the best one applies per line",
+    )
+    referral: ReferralRule | None = Field(
+        default=None,
+        description="both members are rewarded when the referee's first order is paid and past its return window "
+        "(pending_days) without a refund or cancellation",
     )
     birthday: BirthdayRule | None = Field(
         default=None,

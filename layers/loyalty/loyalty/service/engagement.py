@@ -19,6 +19,7 @@ from loyalty.service.coupons import Coupons
 from loyalty.service.shops import Shops
 from loyalty.store import engagement as engagement_store
 from loyalty.store import members as member_store
+from loyalty.store import orders as order_store
 from loyalty.store import points as point_store
 from loyalty.store.dynamo import Dynamo, Item, Transaction, TransactionCancelled
 from loyalty.store.keys import digest, member_of
@@ -198,6 +199,46 @@ class Engagement:
                 continue
             return True
         raise Retryable(f"member {member_id}: too much contention")
+
+    # ------------------------------------------------------------------ referrals (with the activation run)
+
+    def referral(self, item: Item, time: datetime) -> bool:
+        """Reward a referral whose referee's first order is past its return window: both members in one
+        transaction, or neither if that order was refunded or cancelled meanwhile (the referral is then void).
+        The referrer's reward counts against `monthly_cap` (the referee's is never held back for it)."""
+        shop_id, referee_id = member_of(item["PK"])
+        program = self.shops.program(shop_id)
+        month = local_day(time, program.timezone).isoformat()[:7]
+        for _ in range(MAX_ATTEMPTS):
+            state = engagement_store.referral_state(self.db, shop_id, referee_id, month)
+            referral = state.referral
+            if referral is None or referral.get("status") != "waiting" or "order_id" not in referral:
+                return False
+            order = order_store.get_order(self.db, shop_id, str(referral["order_id"]))
+            rule = program.referral
+            tx = self.db.transaction()
+            voided = order is None or order.cancelled or order.refunded > 0 or rule is None
+            engagement_store.close_referral(tx, shop_id, referee_id, "void" if voided else "rewarded", time)
+            if not voided and rule is not None and state.referee is not None:
+                detail = {"referrer": str(referral["referrer"]), "order_id": str(referral["order_id"])}
+                reference = f"referral-{referee_id}"
+                points = rule.referee_points
+                self._add_points(tx, shop_id, program, state.referee, points, "referral", reference, time, detail)
+                capped = rule.monthly_cap is not None and state.rewarded_this_month >= rule.monthly_cap
+                if state.referrer is not None and not capped:
+                    referrer_id = state.referrer.profile.member_id
+                    engagement_store.add_referral_reward_count(tx, shop_id, referrer_id, month, rule.monthly_cap)
+                    detail = {"referee": referee_id, "order_id": str(referral["order_id"])}
+                    points = rule.referrer_points
+                    self._add_points(tx, shop_id, program, state.referrer, points, "referral", reference, time, detail)
+            try:
+                self.db.commit(tx)
+            except TransactionCancelled as exc:
+                if exc.failed(0):
+                    return False  # closed already
+                continue  # a balance or the month's count moved: read again
+            return not voided
+        raise Retryable(f"referral of {referee_id}: too much contention")
 
     def _add_points(
         self,

@@ -33,7 +33,22 @@ class Members:
             timezone = self.shops.program(shop_id).timezone
             day = next_birthday(profile.birthday, local_day(now, timezone))
             birthday = (day, day_starts(day, timezone))
-        return member_store.enrol(self.db, shop_id, profile, now, birthday=birthday, shards=self.shards)
+        referrer = self._referrer(shop_id, profile) if profile.referred_by else None
+        return member_store.enrol(
+            self.db, shop_id, profile, now, birthday=birthday, referrer=referrer, shards=self.shards
+        )
+
+    def _referrer(self, shop_id: str, profile: Profile) -> str:
+        """The member a `referred_by` code names; never the new member themselves (the same phone or e-mail)."""
+        assert profile.referred_by is not None
+        referrer_id = member_store.find_member_id(self.db, shop_id, member_store.REFERRAL_CODE, profile.referred_by)
+        referrer = member_store.get_member(self.db, shop_id, referrer_id) if referrer_id else None
+        if referrer is None:
+            raise InvalidInput("no member of this shop has this referral code", field="referred_by")
+        theirs, mine = referrer.profile.contacts(), profile.contacts()
+        if referrer_id == profile.member_id or any(theirs.get(kind) == value for kind, value in mine.items()):
+            raise InvalidInput("a member cannot refer themselves", field="referred_by")
+        return referrer.profile.member_id
 
     def member(self, shop_id: str, member_id: str) -> Member:
         member = member_store.get_member(self.db, shop_id, member_id)

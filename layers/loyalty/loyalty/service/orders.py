@@ -6,8 +6,10 @@ from datetime import datetime
 from loyalty.domain.coupons import Coupon, normalise_code
 from loyalty.domain.errors import Retryable
 from loyalty.domain.ledger import Balance
+from loyalty.domain.members import Member
 from loyalty.domain.orders import OrderEvent, OrderPaid, OrderState
-from loyalty.domain.settle import activate, is_duplicate, settle
+from loyalty.domain.program import Program
+from loyalty.domain.settle import Settlement, activate, is_duplicate, settle
 from loyalty.domain.tiers import MemberTier
 from loyalty.service.members import Members
 from loyalty.service.shops import Shops
@@ -59,7 +61,7 @@ class Orders:
             # Coupons are read by code (one read each); the write requires each still available. Spending points
             # needs the lots: the careful path.
             now = self.clock()
-            needs_member = bool(program.tiers) or program.birthday is not None
+            needs_member = bool(program.tiers) or program.birthday is not None or program.referral is not None
             member = member_store.get_member(self.db, shop_id, payer) if needs_member else None
             if member is not None or not needs_member:
                 balance, tier = (member.balance, member.tier) if member else (Balance(), MemberTier())
@@ -84,6 +86,7 @@ class Orders:
                         now=now,
                         shards=self.shards,
                         remind_days=program.expiry_reminder_days,
+                        referral_due=_referral_due(program, member, event, settlement),
                     )
                     if settlement.tier_change:
                         self.tiers.announce(shop_id, payer, settlement.tier_change)
@@ -97,7 +100,7 @@ class Orders:
             if is_duplicate(state, event, program.currency):
                 return "duplicate"
             member_id = state.member_id or payer or None
-            balance, lots, tier, birthday = Balance(), [], MemberTier(), None
+            balance, lots, tier, birthday, member = Balance(), [], MemberTier(), None, None
             spends = isinstance(event, OrderPaid) and event.data.points_used > 0
             if member_id is not None:
                 member = member_store.get_member(self.db, shop_id, member_id)
@@ -128,6 +131,7 @@ class Orders:
                     now=now,
                     shards=self.shards,
                     remind_days=program.expiry_reminder_days,
+                    referral_due=_referral_due(program, member, event, settlement),
                 )
             except TransactionCancelled:
                 continue  # another event for this order or member won the race: re-read and settle again
@@ -171,3 +175,16 @@ class Orders:
             return {}
         codes = [normalise_code(code) for code in event.data.coupon_codes]
         return coupon_store.find_coupons(self.db, shop_id, event.data.member_id or "", codes)
+
+
+def _referral_due(
+    program: Program, member: Member | None, event: OrderEvent, settlement: Settlement
+) -> datetime | None:
+    """When a referred member's first payment makes their referral due: as its return window closes (a refund or
+    cancellation before then voids the rewards). None for every other event."""
+    order = settlement.order
+    if program.referral is None or member is None or member.referrer is None or member.first_order is not None:
+        return None
+    if not isinstance(event, OrderPaid) or not order.paid or order.activates_at is None:
+        return None
+    return order.activates_at

@@ -20,6 +20,7 @@ from loyalty.store.keys import (
     COUPON_REMIND_JOB,
     EXPIRE_JOB,
     PUBLISH_JOB,
+    REFERRAL_JOB,
     REMIND_JOB,
     REVIEW_JOB,
     due_pk,
@@ -61,6 +62,7 @@ class RunReport:
     complete: bool = True
     days: list[str] = field(default_factory=list)
     published: int = 0  # events published by the run (tier.changed from the outbox)
+    rewarded: int = 0  # referrals rewarded by the run (after activation)
     resume: ShardWork | None = None  # a fanned-out worker's continuation, when it stopped for time
 
     def view(self) -> dict[str, object]:
@@ -77,11 +79,17 @@ class Runs:
         self.shards = shards
 
     def activate_pending(
-        self, time: datetime, orders: "Orders", *, should_stop: Callable[[], bool] = lambda: False
+        self,
+        time: datetime,
+        orders: "Orders",
+        engagement: "Engagement | None" = None,
+        *,
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> RunReport:
-        """Make pending points available once their return window has closed, for every shop."""
+        """Make pending points available once their return window has closed, for every shop; then (given
+        `engagement`) reward the referrals whose referee's first order has passed its window too."""
         # Points due at `time` itself activate (the window has closed), hence the inclusive bound.
-        return self._run(
+        report = self._run(
             "activate-pending",
             ACTIVATE_JOB,
             time,
@@ -89,6 +97,17 @@ class Runs:
             lambda item: orders.activate(*order_of(item["PK"]), time),
             inclusive=True,
         )
+        if report.complete and engagement is not None:
+            referrals = self._run(
+                "reward-referrals",
+                REFERRAL_JOB,
+                time,
+                should_stop,
+                lambda item: engagement.referral(item, time),
+                inclusive=True,
+            )
+            report.rewarded, report.complete = referrals.applied, referrals.complete
+        return report
 
     def expire_points(
         self, time: datetime, points: "Points", *, should_stop: Callable[[], bool] = lambda: False

@@ -10,8 +10,12 @@ from loyalty.store.dynamo import Dynamo, Item, Transaction
 from loyalty.store.keys import (
     CHECK_IN_PREFIX,
     PROFILE_SK,
+    REFERRAL_JOB,
+    REFERRAL_SK,
+    REFERRALS_PREFIX,
     activity_sk,
     check_in_sk,
+    due_keys,
     earned_sk,
     member_pk,
 )
@@ -122,4 +126,70 @@ def add_activity(
         values=values,
         condition=" AND ".join(conditions) or None,
         names=names | {"#t": TOTAL},
+    )
+
+
+# ---------------------------------------------------------------------------- referrals
+
+
+def add_referral_due(
+    tx: Transaction, shop_id: str, referee: str, order_id: str, due: datetime, *, now: datetime, shards: int
+) -> int:
+    """The referee's first order is paid: the referral is due when its return window closes."""
+    pk = member_pk(shop_id, referee)
+    due_pk_, due_sk_ = due_keys(REFERRAL_JOB, due, pk, shards, REFERRAL_SK, now=now)
+    return tx.update(
+        {"PK": pk, "SK": REFERRAL_SK},
+        "SET order_id = :order, due_at = :due, DuePK = :due_pk, DueSK = :due_sk",
+        values={":order": order_id, ":due": iso(due), ":due_pk": due_pk_, ":due_sk": due_sk_, ":waiting": "waiting"},
+        condition="#status = :waiting AND attribute_not_exists(order_id)",
+        names={"#status": "status"},
+    )
+
+
+class ReferralState:
+    """A due referral as the reward decides on it: its item, both members, and the referrer's rewards this month."""
+
+    def __init__(self, referral: Item | None, referee: Member | None, referrer: Member | None, month: Item | None):
+        self.referral = referral
+        self.referee = referee
+        self.referrer = referrer
+        self.rewarded_this_month = int((month or {}).get("rewards", 0))
+
+
+def referral_state(db: Dynamo, shop_id: str, referee: str, month: str) -> ReferralState:
+    pk = member_pk(shop_id, referee)
+    referral = db.get(pk, REFERRAL_SK)
+    if referral is None:
+        return ReferralState(None, None, None, None)
+    referrer_pk = member_pk(shop_id, str(referral["referrer"]))
+    keys = [(pk, PROFILE_SK), (referrer_pk, PROFILE_SK), (referrer_pk, f"{REFERRALS_PREFIX}{month}")]
+    found = db.get_many(keys, consistent=True)
+    referee_item, referrer_item = found.get(keys[0]), found.get(keys[1])
+    return ReferralState(
+        referral,
+        member_from_item(referee_item) if referee_item else None,
+        member_from_item(referrer_item) if referrer_item else None,
+        found.get(keys[2]),
+    )
+
+
+def close_referral(tx: Transaction, shop_id: str, referee: str, outcome: str, now: datetime) -> int:
+    """Take the referral off the due index as `rewarded` or `void`, once."""
+    return tx.update(
+        {"PK": member_pk(shop_id, referee), "SK": REFERRAL_SK},
+        "SET #status = :outcome, closed_at = :now REMOVE DuePK, DueSK",
+        values={":outcome": outcome, ":now": iso(now), ":waiting": "waiting"},
+        condition="#status = :waiting",
+        names={"#status": "status"},
+    )
+
+
+def add_referral_reward_count(tx: Transaction, shop_id: str, referrer: str, month: str, cap: int | None) -> int:
+    """Count a reward against the referrer's month, within its cap."""
+    return tx.update(
+        {"PK": member_pk(shop_id, referrer), "SK": f"{REFERRALS_PREFIX}{month}"},
+        "ADD rewards :one",
+        values={":one": 1} | ({":cap": cap} if cap is not None else {}),
+        condition="attribute_not_exists(rewards) OR rewards < :cap" if cap is not None else None,
     )

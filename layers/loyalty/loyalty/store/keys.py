@@ -16,6 +16,9 @@
 | activity        | SHOP#<shop>#MEMBER#<member>          | ACTIVITY#<behaviour>[#<reference>] |
 | earned (caps)   | SHOP#<shop>#MEMBER#<member>          | EARNED#<local month or date>    |
 | next birthday   | SHOP#<shop>#MEMBER#<member>          | BIRTHDAY                        |
+| referral        | SHOP#<shop>#MEMBER#<referee>         | REFERRAL                        |
+| referral code   | SHOP#<shop>#REFCODE#<sha256>         | CONTACT                         |
+| referrals/month | SHOP#<shop>#MEMBER#<referrer>        | REFERRALS#<local month>         |
 | run state       | SCHEDULE#<job>                       | STATE                           |
 | coupon template | SHOP#<shop>#COUPONTPL#<template>     | TEMPLATE                        |
 | template stock  | SHOP#<shop>#COUPONTPL#<template>#STOCK#<n> | STOCK                     |
@@ -56,6 +59,8 @@ REMIND_PREFIX = "REMIND#"
 TIER_PREFIX = "TIER#"
 CHECK_IN_PREFIX = "CHECKIN#"  # one per member and local day: the day's check-in and the streak it made
 ACTIVITY_PREFIX = "ACTIVITY#"  # one per member, behaviour and reference (behaviour alone when it earns once)
+REFERRAL_SK = "REFERRAL"  # on the referee: who referred them and the state of both rewards
+REFERRALS_PREFIX = "REFERRALS#"  # on the referrer: rewards earned per local month (its cap's counter)
 BIRTHDAY_SK = "BIRTHDAY"  # a member's next birthday, on the due index for the birthday run
 EARNED_PREFIX = "EARNED#"  # per member and local day or month: behaviour points earned, against the caps
 
@@ -67,6 +72,7 @@ REVIEW_JOB = "review"  # members whose tier validity ends
 PUBLISH_JOB = "publish"  # tier decisions whose tier.changed event is not yet published (an outbox)
 COUPON_REMIND_JOB = "coupon-remind"  # unused coupons to remind of (then re-filed under coupon-expire)
 COUPON_EXPIRE_JOB = "coupon-expire"  # unused coupons past their expiry
+REFERRAL_JOB = "referral"  # referees whose first order's return window has closed
 BIRTHDAY_JOB = "birthday"  # members whose birthday has begun (program time zone)
 
 TEMPLATE_SK = "TEMPLATE"

@@ -6,7 +6,7 @@ from typing import Any
 
 from loyalty.domain.errors import Conflict
 from loyalty.domain.ledger import Balance, iso
-from loyalty.domain.members import Member, Profile
+from loyalty.domain.members import Member, Profile, referral_code
 from loyalty.domain.tiers import MemberTier, TierChange
 from loyalty.store.dynamo import ConditionFailed, Dynamo, Item, Transaction, TransactionCancelled, model_of
 from loyalty.store.keys import (
@@ -15,6 +15,7 @@ from loyalty.store.keys import (
     CONTACT_SK,
     PROFILE_SK,
     PUBLISH_JOB,
+    REFERRAL_SK,
     REVIEW_JOB,
     TIER_PREFIX,
     contact_pk,
@@ -22,6 +23,8 @@ from loyalty.store.keys import (
     member_pk,
     tier_decision_sk,
 )
+
+REFERRAL_CODE = "refcode"  # the kind of contact item a referral code is claimed as
 
 
 def enrol(
@@ -31,10 +34,13 @@ def enrol(
     now: datetime,
     *,
     birthday: tuple[date, datetime] | None = None,
+    referrer: str | None = None,
     shards: int = 8,
 ) -> tuple[bool, Member]:
     """Create the member and claim its phone and e-mail for it, atomically; with `birthday` (its next local date and
-    the instant that day begins), file it for the birthday run in the same transaction. Returns (created, member).
+    the instant that day begins), file it for the birthday run in the same transaction. The member's referral code
+    is claimed for them; with `referrer` (the member their `referred_by` code names), the referral waits for their
+    first order. Returns (created, member).
 
     Enrolling again with identical details is a replay (created False); different details are a conflict.
     """
@@ -52,8 +58,11 @@ def enrol(
         "qualifying": {},
         "rev": 0,
     }
+    if referrer is not None:
+        item["referrer"] = referrer
     tx.put(item, condition="attribute_not_exists(PK)")
-    contacts = profile.contacts()
+    # The referral code is claimed like a contact: unique in the shop, found by its digest.
+    contacts = profile.contacts() | {REFERRAL_CODE: referral_code(shop_id, profile.member_id)}
     for kind, value in contacts.items():
         tx.put(
             {
@@ -68,6 +77,9 @@ def enrol(
         )
     if birthday is not None:
         add_next_birthday(tx, shop_id, profile.member_id, *birthday, now=now, shards=shards)
+    if referrer is not None:
+        item_referral = {"PK": pk, "SK": REFERRAL_SK, "type": "referral", "referrer": referrer, "status": "waiting"}
+        tx.put(item_referral, condition="attribute_not_exists(SK)")
     try:
         db.commit(tx)
     except TransactionCancelled as exc:
@@ -77,6 +89,8 @@ def enrol(
                 return False, member_from_item(existing)
             raise Conflict(f"member {profile.member_id} exists with other details", field="member_id") from exc
         for index, kind in enumerate(contacts, start=1):
+            if exc.failed(index) and kind == REFERRAL_CODE:  # two member ids whose codes collide: ~never
+                raise Conflict("this member id's referral code is taken; choose another id", field="member_id") from exc
             if exc.failed(index):
                 raise Conflict(f"this {kind} belongs to another member", field=kind) from exc
         raise
@@ -140,11 +154,12 @@ def add_member_update(
     expect_debt: int | None = None,
     at_least: int | None = None,
     tier: "TierUpdate | None" = None,
+    first_order: str | None = None,
 ) -> int:
     """ADD the changes to the member's balance (only store/points.py moves points) and tier state; the member must
     exist. The `expect_*` values are what the change was computed from and must still hold; `at_least` requires
     that many available points (a spend never overdraws). `tier` moves the tier metric and applies a tier
-    decision, in the same update (one action per item)."""
+    decision, in the same update (one action per item); `first_order` marks the member's first paid order."""
     condition = "attribute_exists(PK)"
     values: dict[str, Any] = {":a": available, ":p": pending, ":d": debt, ":now": iso(now)}
     names: dict[str, str] = {}
@@ -159,6 +174,10 @@ def add_member_update(
     if at_least is not None:
         condition += " AND available >= :least"
         values[":least"] = at_least
+    if first_order is not None:  # the member's first paid order: set once, and only by this order
+        sets.append("first_order = :first")
+        condition += " AND attribute_not_exists(first_order)"
+        values[":first"] = first_order
     if tier is not None:
         tier.apply(member_pk(shop_id, member_id), sets, removes, values, names, now=now)
         if tier.expect_rev is not None:
@@ -259,6 +278,8 @@ def member_from_item(item: Item) -> Member:
             qualifying=item.get("qualifying", {}),
             rev=item.get("rev", 0),
         ),
+        referrer=item.get("referrer"),
+        first_order=item.get("first_order"),
     )
 
 

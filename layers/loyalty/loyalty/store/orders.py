@@ -5,7 +5,7 @@ from datetime import datetime
 from loyalty.domain.ledger import Balance
 from loyalty.domain.orders import OrderState
 from loyalty.domain.settle import Settlement
-from loyalty.store import coupons, members, points
+from loyalty.store import coupons, engagement, members, points
 from loyalty.store.dynamo import Dynamo, Item, Transaction, model_of
 from loyalty.store.keys import ACTIVATE_JOB, ORDER_SK, due_keys, order_pk
 
@@ -29,6 +29,7 @@ def commit_settlement(
     now: datetime,
     shards: int,
     remind_days: int = 0,
+    referral_due: datetime | None = None,
 ) -> None:
     """Write the whole effect of one event in one TransactWriteItems.
 
@@ -36,7 +37,8 @@ def commit_settlement(
     replaced only at the version it was read at, and it records the payment, each refund id and the
     cancellation. A replay or a concurrent duplicate therefore fails the condition and changes nothing.
     `guard` is the member balance the settlement was computed from (None: computed assuming a fresh balance,
-    which the member's condition then requires: the one-write fast path of a payment).
+    which the member's condition then requires: the one-write fast path of a payment). `referral_due`: this is a
+    referred member's first paid order; its referral is due then (and the member's first order is marked, once).
     """
     tx = db.transaction()
     _put_order(tx, shop_id, settlement, previous, now, shards)
@@ -61,7 +63,12 @@ def commit_settlement(
             shards=shards,
             remind_days=remind_days,
             tier=tier,
+            first_order=order.order_id if referral_due is not None else None,
         )
+        if referral_due is not None:
+            engagement.add_referral_due(
+                tx, shop_id, order.member_id, order.order_id, referral_due, now=now, shards=shards
+            )
         if settlement.tier_change:
             members.add_tier_decision(tx, shop_id, order.member_id, settlement.tier_change, shards, now=now)
         for code in settlement.coupons_used:

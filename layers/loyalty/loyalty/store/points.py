@@ -45,10 +45,11 @@ def add_move(
     shards: int,
     remind_days: int = 0,
     tier: TierUpdate | None = None,
+    first_order: str | None = None,
 ) -> None:
     """Add one move to `tx`: the member's balance (required unchanged from `guard` in what the move read), its new,
     drawn and returned lots, and its ledger entries. `tier` changes the member's tier state in the same update
-    (DynamoDB allows one action per item in a transaction)."""
+    (DynamoDB allows one action per item in a transaction), as does `first_order` (the member's first paid order)."""
     add_member_update(
         tx,
         shop_id,
@@ -61,6 +62,7 @@ def add_move(
         expect_debt=guard.debt if move.reads in ("all", "debt") else None,
         at_least=move.at_least or None,
         tier=tier,
+        first_order=first_order,
     )
     for lot in move.lots:
         _add_lot(tx, shop_id, member_id, lot, now=now, shards=shards, remind_days=remind_days)
