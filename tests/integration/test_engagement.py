@@ -344,3 +344,43 @@ def test_a_referrers_rewards_stop_at_the_monthly_cap_but_their_referees_still_ea
     assert check_invariants(timed, shop_id, "m1")["available"] == 200  # two of three: the cap
     for n in range(3):
         assert check_invariants(timed, shop_id, f"r{n}")["available"] == 10 + 50
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["refund", "cancel", "other_order"]), st.booleans()),  # (what, inside the window)
+        max_size=4,
+    )
+)
+def test_referral_rewards_follow_the_first_order_whatever_happens_to_it(
+    aws: None, happenings: list[tuple[str, bool]]
+) -> None:
+    """Rewarded exactly when nothing took the first order back before its window closed; never twice."""
+    with fresh_shop(program(referral=REFERRAL, pending_days=7), ["m1"]) as (service, shop_id):
+        timed = at(Clock("2026-12-01T10:00:00+08:00"), service)
+        referred(timed, shop_id, "m1", "m2")
+        pay(timed, shop_id, "o1", "m2", "2026-12-01T02:00:00Z")
+        inside = [what for what, early in happenings if early]
+        later = [what for what, early in happenings if not early]
+
+        def happen(whats: list[str], n: int) -> None:
+            for k, what in enumerate(whats):
+                if what == "refund":
+                    timed.orders.apply(shop_id, event_model(refunded("o1", f"r{n}{k}", "1.00")))
+                elif what == "cancel":
+                    timed.orders.apply(shop_id, event_model(cancelled("o1")))
+                else:
+                    pay(timed, shop_id, f"o{n}{k}x", "m2", "2026-12-01T03:00:00Z")
+
+        happen(inside, 1)
+        window_closed = datetime(2026, 12, 9, tzinfo=UTC)
+        first = timed.runs.activate_pending(window_closed, timed.orders, timed.engagement)
+        happen(later, 2)
+        second = timed.runs.activate_pending(window_closed + timedelta(days=1), timed.orders, timed.engagement)
+        expected = not any(what in ("refund", "cancel") for what in inside)
+        assert (first.rewarded, second.rewarded) == (int(expected), 0)
+        rewards = [e for e in point_store.ledger_all(service.db, shop_id, "m1") if e.reason == "referral"]
+        assert [e.points for e in rewards] == ([100] if expected else [])
+        check_invariants(timed, shop_id, "m1")
+        check_invariants(timed, shop_id, "m2")
