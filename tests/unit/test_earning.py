@@ -6,14 +6,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from loyalty.domain.coupons import PricedLine, member_priced
-from loyalty.domain.earning import earn, kept_after_refunds, points_for_lines
+from loyalty.domain.earning import earn, kept_after_refunds
 from loyalty.domain.engagement import is_birthday
 from loyalty.domain.money import parse_amount
 from loyalty.domain.program import Program
+from loyalty.domain.tiers import Tier
 
 
 def line(amount: str, category: str = "default", currency: str = "CNY") -> PricedLine:
     return PricedLine(sku="s", category=category, amount=parse_amount(amount, currency))
+
+
+def points_for_lines(lines: list[PricedLine], program: Program) -> int:
+    """Points for lines with no campaign, tier or birthday in play."""
+    return earn(lines, program, at=None).points
 
 
 def test_points_floor_the_sum_not_each_line() -> None:
@@ -86,7 +92,8 @@ def test_the_best_matching_campaign_multiplies_with_category_tier_and_birthday()
     )
     lines = [line("100.00", "tea"), line("100.00", "ware")]
     saturday = datetime(2026, 12, 5, 12, tzinfo=UTC)
-    result = earn(lines, program, at=saturday, tier="gold", tier_multiplier=Decimal("1.5"), birthday=True)
+    gold = Tier(name="gold", threshold=Decimal(0), multiplier=Decimal("1.5"))
+    result = earn(lines, program, at=saturday, tier=gold, birthday=True)
     # tea: 100 x 1.5 (category) x 2 (its best campaign); ware: 100 x 1.2 (the store-wide one); then x 1.5 x 2
     assert result.points == (300 + 120) * 3
     assert result.detail == {
@@ -103,8 +110,9 @@ def test_the_best_matching_campaign_multiplies_with_category_tier_and_birthday()
 def test_a_campaign_for_some_tiers_or_skus_passes_the_others_by() -> None:
     program = Program.model_validate({"campaigns": [campaign(tiers=["gold"], categories=[], skus=["s"])]})
     saturday = datetime(2026, 12, 5, 12, tzinfo=UTC)
-    assert earn([line("10.00")], program, at=saturday, tier="silver").points == 10
-    assert earn([line("10.00")], program, at=saturday, tier="gold").points == 20
+    silver, gold = (Tier(name=name, threshold=Decimal(0)) for name in ("silver", "gold"))
+    assert earn([line("10.00")], program, at=saturday, tier=silver).points == 10
+    assert earn([line("10.00")], program, at=saturday, tier=gold).points == 20
 
 
 def test_member_price_rounds_each_lines_discount_half_up() -> None:

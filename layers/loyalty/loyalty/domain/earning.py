@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from loyalty.domain.coupons import PricedLine
 from loyalty.domain.money import currency_exponent
 from loyalty.domain.program import Program
+from loyalty.domain.tiers import Tier
 
 
 class Earning(BaseModel):
@@ -37,8 +38,7 @@ def earn(
     program: Program,
     *,
     at: datetime | None,
-    tier: str | None = None,
-    tier_multiplier: Decimal = Decimal(1),
+    tier: Tier | None = None,
     birthday: bool = False,
 ) -> Earning:
     scale = 10 ** currency_exponent(program.currency)
@@ -48,26 +48,24 @@ def earn(
     for line in lines:
         amount = Fraction(line.amount, scale) * Fraction(program.points_per_unit)
         base += amount
-        campaign = program.best_campaign(line.sku, line.category, tier, at) if at is not None else None
+        campaign = None
+        if at is not None:
+            campaign = program.best_campaign(line.sku, line.category, tier.name if tier else None, at)
         if campaign is not None:
             campaigns.add(campaign.id)
         boost = campaign.multiplier if campaign is not None else Decimal(1)
         with_lines += amount * Fraction(program.multiplier(line.category)) * Fraction(boost)
     birthday_multiplier = program.birthday.multiplier if birthday and program.birthday else Decimal(1)
+    tier_multiplier = tier.multiplier if tier else Decimal(1)
     points = int(with_lines * Fraction(tier_multiplier) * Fraction(birthday_multiplier) // 1)
     detail: dict[str, Any] = {"base": int(base // 1), "lines": int(with_lines // 1)}
-    if tier_multiplier != 1:
-        detail["tier"] = {"name": tier, "multiplier": str(tier_multiplier)}
+    if tier is not None and tier_multiplier != 1:
+        detail["tier"] = {"name": tier.name, "multiplier": str(tier_multiplier)}
     if campaigns:
         detail["campaigns"] = sorted(campaigns)
     if birthday_multiplier != 1:
         detail["birthday"] = str(birthday_multiplier)
     return Earning(points=points, detail=detail)
-
-
-def points_for_lines(lines: list[PricedLine], program: Program, tier_multiplier: Decimal = Decimal(1)) -> int:
-    """Points for lines with no campaign or birthday in play (see `earn`)."""
-    return earn(lines, program, at=None, tier_multiplier=tier_multiplier).points
 
 
 def kept_after_refunds(earned: int, total: int, refunded: int, *, cancelled: bool = False) -> int:

@@ -14,7 +14,7 @@ from loyalty.domain.engagement import BehaviourName, BehaviourRule, CheckInRule
 from loyalty.domain.expiry import ExpiryRule
 from loyalty.domain.ledger import BusinessTime
 from loyalty.domain.money import currency_exponent, normalise_currency
-from loyalty.domain.tiers import Tier
+from loyalty.domain.tiers import Tier, rank
 
 # A rate or multiplier: exact decimal, at most 4 decimal places (JSON numbers are parsed as Decimal, never float).
 Rate = Annotated[Decimal, Field(ge=0, le=10_000, decimal_places=4, allow_inf_nan=False)]
@@ -236,6 +236,10 @@ class Program(BaseModel):
 
     def multiplier(self, category: str) -> Decimal:
         return self.category_multipliers.get(category, Decimal(1))
+
+    def tier_of(self, name: str | None) -> Tier | None:
+        """A member's tier on this ladder (the base tier for a name it no longer has), or None without tiers."""
+        return self.tiers[rank(self.tiers, name)] if self.tiers else None
 
     def best_campaign(self, sku: str, category: str, tier: str | None, at: datetime) -> Campaign | None:
         running = [c for c in self.campaigns if c.matches(sku, category, tier, at)]

@@ -23,7 +23,7 @@ from loyalty.domain.orders import OrderCancelled, OrderEvent, OrderPaid, OrderRe
 from loyalty.domain.points import Move, grant, hold, repay_first
 from loyalty.domain.points_payment import PointsPayment, points_as_payment, returned_lots
 from loyalty.domain.program import Program
-from loyalty.domain.tiers import MemberTier, Tier, TierChange, qualifying_day, rank, upgrade, window_total
+from loyalty.domain.tiers import MemberTier, TierChange, qualifying_day, upgrade, window_total
 
 # How far ahead of our clock a payment's time may be (platform clocks drift); beyond it the event is refused.
 FUTURE_SKEW = timedelta(days=1)
@@ -181,11 +181,6 @@ def _qualify(
     )
 
 
-def _tier(program: Program, member_tier: MemberTier) -> Tier | None:
-    """The member's tier in the program (the base tier until they reach another), or None without tiers."""
-    return program.tiers[rank(program.tiers, member_tier.tier)] if program.tiers else None
-
-
 def activate(state: OrderState, program: Program, *, now: datetime, balance: Balance) -> Settlement | None:
     """Pending points whose return window has closed become available. None if nothing is due."""
     if not state.paid or state.activated or state.activates_at is None or state.activates_at > now:
@@ -223,7 +218,7 @@ def _record_payment(
         raise InvalidInput(str(exc), field="data.currency") from exc
     if currency != program.currency:
         raise InvalidInput(f"order currency {currency} is not the program's {program.currency}", field="data.currency")
-    tier = _tier(program, member_tier)
+    tier = program.tier_of(member_tier.tier)
     listed = priced_lines(list(data.lines), currency, "data.lines")
     lines = member_priced(listed, tier.discount_percent if tier else Decimal(0))
     order.member_discount = sum(line.amount for line in listed) - sum(line.amount for line in lines)
@@ -260,8 +255,7 @@ def _record_payment(
         lines,
         program,
         at=data.paid_at,
-        tier=tier.name if tier else None,
-        tier_multiplier=tier.multiplier if tier else Decimal(1),
+        tier=tier,
         birthday=is_birthday(birthday, data.paid_at, program.timezone),
     )
     order.earned = earning.points

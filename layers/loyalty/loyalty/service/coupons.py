@@ -27,7 +27,6 @@ from loyalty.domain.errors import Conflict, InvalidInput, NotFound
 from loyalty.domain.ledger import iso
 from loyalty.domain.money import format_amount, parse_amount
 from loyalty.domain.orders import MAX_CODES, Identifier, OrderLine
-from loyalty.domain.tiers import rank
 from loyalty.service.cache import TTLCache
 from loyalty.service.idempotency import fingerprint, replay
 from loyalty.service.members import Members
@@ -312,7 +311,7 @@ class Coupons:
         program = self.shops.program(shop_id)
         member = self.members.member(shop_id, request.member_id)
         now = self.clock()
-        tier = program.tiers[rank(program.tiers, member.tier.tier)] if program.tiers else None
+        tier = program.tier_of(member.tier.tier)
         listed = priced_lines(request.lines, program.currency)
         lines = member_priced(listed, tier.discount_percent if tier else Decimal(0))
         codes = [normalise_code(code) for code in request.coupon_codes]
@@ -330,8 +329,7 @@ class Coupons:
             result.lines,
             program,
             at=now,
-            tier=tier.name if tier else None,
-            tier_multiplier=tier.multiplier if tier else Decimal(1),
+            tier=tier,
             birthday=is_birthday(member.profile.birthday, now, program.timezone),
         )
         money = program.currency

@@ -14,7 +14,6 @@ from loyalty.domain.expiry import expires_at
 from loyalty.domain.ledger import iso
 from loyalty.domain.members import Member
 from loyalty.domain.program import Program
-from loyalty.domain.tiers import rank
 from loyalty.service.coupons import Coupons
 from loyalty.service.shops import Shops
 from loyalty.store import engagement as engagement_store
@@ -165,8 +164,7 @@ class Engagement:
             return False
         if day_starts(day, program.timezone) > time:
             return False  # not begun yet where the shop is (the index lags, or the time zone changed)
-        tiers = program.tiers
-        tier = tiers[rank(tiers, member.tier.tier)] if tiers else None
+        tier = program.tier_of(member.tier.tier)
         for template_id in tier.birthday_coupons if tier else []:
             key = f"birthday-{day.year}-{digest(f'{member_id}|{template_id}')[:32]}"
             try:
