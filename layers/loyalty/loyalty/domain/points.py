@@ -113,16 +113,22 @@ def spend(
     detail: dict[str, Any] | None = None,
     field: str = "points",
 ) -> Move:
-    """Spend available points, oldest-expiring lot first; never more than the balance, whatever the lots say."""
+    """Spend available points, oldest-expiring lot first (a redemption)."""
+    draws = spend_draws(balance, lots, points, field=field)
+    detail = {**(detail or {}), "draws": [d.model_dump() for d in draws]}
+    entry = LedgerEntry(points=-points, reason=reason, reference=reference, at=at, detail=detail)
+    return Move(available=-points, draws=draws, entries=[entry], reads="all", at_least=points)
+
+
+def spend_draws(balance: Balance, lots: list[Lot], points: int, *, field: str = "points") -> list[Draw]:
+    """What spending `points` takes from which lots: never more than the balance, whatever the lots say."""
     if points > balance.available:
         raise InsufficientPoints(f"{points} points requested, {max(balance.available, 0)} available", field=field)
     draws, shortfall = draw(lots, points)
     if shortfall:
         # The lots disagree with the balance: a concurrent change between the two reads. The caller re-reads.
         raise InsufficientPoints(f"lots cover {points - shortfall} of {points} points", field=field)
-    detail = {**(detail or {}), "draws": [d.model_dump() for d in draws]}
-    entry = LedgerEntry(points=-points, reason=reason, reference=reference, at=at, detail=detail)
-    return Move(available=-points, draws=draws, entries=[entry], reads="all", at_least=points)
+    return draws
 
 
 def lapse(lot: Lot, at: datetime) -> Move | None:

@@ -15,12 +15,12 @@ from pydantic import BaseModel, ConfigDict
 from loyalty.domain.coupons import Coupon, NotApplicable, member_priced, normalise_code, priced_lines
 from loyalty.domain.earning import earn, kept_after_refunds
 from loyalty.domain.engagement import is_birthday
-from loyalty.domain.errors import InvalidInput, Retryable
+from loyalty.domain.errors import InsufficientPoints, InvalidInput, Retryable
 from loyalty.domain.expiry import expires_at
 from loyalty.domain.ledger import Balance, Draw, LedgerEntry, Lot, draw
 from loyalty.domain.money import normalise_currency, parse_amount
 from loyalty.domain.orders import OrderCancelled, OrderEvent, OrderPaid, OrderRefunded, OrderState
-from loyalty.domain.points import Move, grant, hold, repay_first
+from loyalty.domain.points import Move, grant, hold, repay_first, spend_draws
 from loyalty.domain.points_payment import PointsPayment, points_as_payment, returned_lots
 from loyalty.domain.program import Program
 from loyalty.domain.tiers import MemberTier, TierChange, qualifying_day, upgrade, window_total
@@ -284,11 +284,10 @@ def _credit(
         order.activated = True
         earned = _grant_purchase(order, points, balance, program, reason, reference, now, detail=detail)
     if payment.net < 0:  # the payment spends points: oldest-expiring lots first, never past the balance
-        if -payment.net > balance.available:
-            raise Retryable("the member's points changed while settling this order")
-        draws, shortfall = draw(lots, -payment.net)
-        if shortfall:  # the quote checked the balance: the lots changed since they were read
-            raise Retryable("the member's points changed while settling this order")
+        try:
+            draws = spend_draws(balance, lots, -payment.net)
+        except InsufficientPoints as exc:  # the quote checked the balance: the lots changed since they were read
+            raise Retryable("the member's points changed while settling this order") from exc
         order.spent = draws
         return earned + Move(available=payment.net, draws=draws, reads="all")
     if payment.net > 0:
