@@ -14,7 +14,7 @@ Rules, all in the program's time zone:
 """
 
 import calendar
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -81,9 +81,10 @@ def day_starts(day: date, timezone: str) -> datetime:
     return datetime.combine(day, time(0), tzinfo=ZoneInfo(timezone)).astimezone(UTC)
 
 
-def streak(today: date, last_day: date | None, last_streak: int) -> int:
-    """The streak a check-in today makes, given the member's previous check-in."""
-    return last_streak + 1 if last_day == today - timedelta(days=1) else 1
+def streak(yesterdays: int) -> int:
+    """The streak a check-in today makes: one more than yesterday's (0 when the member did not check in
+    yesterday, so a missed day starts again at 1)."""
+    return yesterdays + 1
 
 
 class CheckInPoints(BaseModel):

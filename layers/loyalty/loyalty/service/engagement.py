@@ -55,7 +55,7 @@ class Engagement:
             )
             if member is None:
                 raise NotFound(f"member {member_id} not found", field="member_id")
-            days = streak(today, today - timedelta(days=1) if last_streak else None, last_streak)
+            days = streak(last_streak)
             earned = check_in_points(rule, days)
             record = {"date": today.isoformat(), "streak": days, "points": earned.total, "at": iso(now)}
             detail = {"date": today.isoformat(), "streak": days, "base": earned.base, "streak_bonus": earned.bonus}

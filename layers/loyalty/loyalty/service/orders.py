@@ -56,8 +56,9 @@ class Orders:
             payer = event.data.member_id or ""
         if isinstance(event, OrderPaid) and not event.data.points_used:
             # Fast path for a new order: one write, conditioned on the order not existing yet. Without tiers it
-            # assumes a member without debt (the write checks); with tiers (or a birthday multiplier), earning
-            # depends on the member's tier state (or birthday), so the member is read first (one read, one write).
+            # assumes a member without debt (the write checks); with tiers, a birthday multiplier or referrals, the
+            # settlement depends on the member's tier state, birthday or first order, so the member is read first
+            # (one read, one write).
             # Coupons are read by code (one read each); the write requires each still available. Spending points
             # needs the lots: the careful path.
             now = self.clock()
