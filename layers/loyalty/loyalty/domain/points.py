@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from loyalty.domain.errors import InsufficientPoints
+from loyalty.domain.expiry import is_expired
 from loyalty.domain.ledger import Balance, Draw, LedgerEntry, Lot, draw
 
 # Which of the balance's figures a move was computed from, weakest first; the write requires them unchanged.
@@ -133,8 +134,9 @@ def spend_draws(balance: Balance, lots: list[Lot], points: int, *, field: str = 
 
 def lapse(lot: Lot, at: datetime) -> Move | None:
     """Remove what is left of a lot past its expiry; None if it is not (yet) expired or is empty."""
-    if lot.expires_at is None or at <= lot.expires_at or lot.remaining <= 0:
+    if not is_expired(lot.expires_at, at) or lot.remaining <= 0:
         return None
+    assert lot.expires_at is not None
     entry = LedgerEntry(
         points=-lot.remaining,
         reason="points.expired",

@@ -52,10 +52,6 @@ class Settlement(BaseModel):
         order = self.order
         return order.activates_at if order.pending > 0 and not order.activated else None
 
-    @property
-    def touches_member(self) -> bool:
-        return self.move is not None
-
 
 # Where an order refunded cumulatively (a platform that reports "refunded so far") keeps that figure.
 CUMULATIVE = "~cumulative"
