@@ -7,6 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from infra.local import lambdas
 from infra.local.resources import Stack
 from loyalty.domain.coupons import TemplateRequest
 from loyalty.domain.errors import Conflict
@@ -384,3 +385,44 @@ def test_referral_rewards_follow_the_first_order_whatever_happens_to_it(
         assert [e.points for e in rewards] == ([100] if expected else [])
         check_invariants(timed, shop_id, "m1")
         check_invariants(timed, shop_id, "m2")
+
+
+# ---------------------------------------------------------------- through the functions, under their own IAM policies
+
+
+def test_birthdays_and_referrals_run_as_their_functions_would(api: Api, shop: dict[str, str], stack: Stack) -> None:
+    """The scheduled functions and the orders consumer make every call of these paths under their own policies in
+    template.yaml (the local stack refuses what a policy does not grant)."""
+    base, key = f"/v1/shops/{shop['shop_id']}", shop["api_key"]
+    template = api.call(
+        "POST",
+        f"{base}/coupon-templates",
+        key=key,
+        body={
+            "name": "Gift",
+            "kind": "amount_off",
+            "amount": "5.00",
+            "min_spend": "0",
+            "stock": 5,
+            "per_member_limit": 5,
+            "valid_days_after_claim": 30,
+        },
+    )[1]["template_id"]
+    tiers = [{"name": "member", "threshold": 0, "birthday_coupons": [template]}]
+    body = {"tiers": tiers, "birthday": {"points": 8}, "referral": {"referrer_points": 100, "referee_points": 50}}
+    assert api.call("PUT", f"{base}/program", key=key, body=body)[0] == 200
+    now = datetime.now(UTC)
+    status, m1 = api.call("POST", f"{base}/members", key=key, body={"member_id": "m1", "birthday": str(now.date())})
+    assert status == 201
+    body = {"member_id": "m2", "referred_by": m1["referral_code"]}
+    assert api.call("POST", f"{base}/members", key=key, body=body)[0] == 201
+    send(stack, shop["shop_id"], paid("o1", member_id="m2", paid_at=now.strftime("%Y-%m-%dT%H:%M:%SZ")))
+    assert drain(stack) == [{"batchItemFailures": []}]
+    run_at = (now + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    birthdays = lambdas.invoke(lambdas.functions()["GrantBirthdaysFunction"], lambdas.schedule_event(run_at))
+    activation = lambdas.invoke(lambdas.functions()["ActivatePendingFunction"], lambdas.schedule_event(run_at))
+    assert (birthdays["applied"], activation["rewarded"]) == (1, 1)
+    m1_now = api.call("GET", f"{base}/members/m1", key=key)[1]
+    assert m1_now["points"]["available"] == 8 + 100
+    coupons = api.call("GET", f"{base}/members/m1/coupons", key=key)[1]["items"]
+    assert [c["template_id"] for c in coupons] == [template]
