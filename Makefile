@@ -9,7 +9,7 @@ SAM_VENV := .venv-sam
 SAM_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12 2>/dev/null))
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test lint typecheck unit build validate deploy bench bench-cost bench-cold bench-expiry bench-local iam-report openapi clean
+.PHONY: run test lint typecheck unit build validate deploy bench bench-cost bench-cold bench-overhead bench-expiry bench-local iam-report openapi clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ unit: $(BIN)/.installed
 
 bench: $(BIN)/.installed ## DynamoDB requests per business event, our path against the raw calls (~1 min)
 	$(BIN)/python -m bench.requests_per_event
+
+bench-overhead: $(BIN)/.installed ## each handler's warm invocation against the raw AWS calls it makes, AWS's replies canned (~2 min)
+	$(BIN)/python -m bench.overhead
 
 bench-cold: $(BIN)/.installed ## each function's cold import against a bare boto3 + DynamoDB client, interleaved (~3 min)
 	$(BIN)/python -m bench.cold_start
