@@ -1,6 +1,7 @@
 """What every route module shares: path parameters, identifiers from headers, the JSON answer."""
 
 import json
+from functools import cache
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
@@ -19,10 +20,16 @@ def json_response(status: int, body: Any) -> Response[str]:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
 
 
+@cache
+def _identifiers() -> TypeAdapter[str]:
+    # Built once, on first use: building a TypeAdapter costs more than a DynamoDB call (bench/overhead.py).
+    return TypeAdapter(Identifier)
+
+
 def identifier(value: str, field: str) -> str:
     """A header value that will be part of a key: 1-128 characters, no spaces or '#'."""
     try:
-        return TypeAdapter(Identifier).validate_python(value)
+        return _identifiers().validate_python(value)
     except ValidationError as exc:
         raise InvalidInput("must be 1-128 characters without spaces or '#'", field=field) from exc
 
