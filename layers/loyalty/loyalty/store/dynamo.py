@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
@@ -19,9 +18,6 @@ if TYPE_CHECKING:
 
 Item = dict[str, Any]
 M = TypeVar("M", bound=BaseModel)
-
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
 
 
 class ConditionFailed(Conflict):
@@ -58,22 +54,67 @@ def model_of(model: type[M], item: Item, **extra: Any) -> M:
 
 
 def serialise(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: _serializer.serialize(value) for key, value in item.items() if value is not None}
+    return {key: attribute(value) for key, value in item.items() if value is not None}
 
 
 def deserialise(item: Mapping[str, Any]) -> Item:
-    return {key: _plain(_deserializer.deserialize(value)) for key, value in item.items()}
+    return {key: plain(value) for key, value in item.items()}
 
 
-def _plain(value: Any) -> Any:
-    """DynamoDB numbers come back as Decimal; ours are whole numbers."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else value
-    if isinstance(value, dict):
-        return {key: _plain(inner) for key, inner in value.items()}
-    if isinstance(value, list):
-        return [_plain(inner) for inner in value]
-    return value
+# Our own (de)serialiser rather than boto3's TypeSerializer, which took a tenth or more of the time our code adds to a
+# request (bench/overhead.py), for the few types we store. Numbers are whole (int) or exact (Decimal); a float is
+# refused, as boto3 refuses it, so no binary fraction ever becomes a balance.
+def attribute(value: Any) -> dict[str, Any]:
+    """A Python value as a DynamoDB attribute value."""
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, bool):  # before int: a bool is an int
+        return {"BOOL": value}
+    if isinstance(value, int | Decimal):
+        return {"N": str(value)}
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, Mapping):
+        return {"M": {key: attribute(inner) for key, inner in value.items()}}
+    if isinstance(value, list | tuple):
+        return {"L": [attribute(inner) for inner in value]}
+    if isinstance(value, bytes):
+        return {"B": value}
+    if isinstance(value, set | frozenset) and value:
+        if all(isinstance(inner, str) for inner in value):
+            return {"SS": sorted(value)}
+        if all(isinstance(inner, int | Decimal) and not isinstance(inner, bool) for inner in value):
+            return {"NS": [str(inner) for inner in value]}
+    raise TypeError(f"cannot store a {type(value).__name__} in DynamoDB (floats are refused: use int or Decimal)")
+
+
+def plain(value: Mapping[str, Any]) -> Any:
+    """A DynamoDB attribute value as a Python value; numbers as int when whole (ours are), else Decimal."""
+    ((kind, inner),) = value.items()
+    if kind == "S":
+        return inner
+    if kind == "N":
+        return _number(inner)
+    if kind == "BOOL":
+        return inner
+    if kind == "M":
+        return {key: plain(nested) for key, nested in inner.items()}
+    if kind == "L":
+        return [plain(nested) for nested in inner]
+    if kind == "NULL":
+        return None
+    if kind == "SS" or kind == "BS":
+        return set(inner)
+    if kind == "NS":
+        return {_number(text) for text in inner}
+    if kind == "B":
+        return inner
+    raise TypeError(f"unknown DynamoDB attribute type {kind}")
+
+
+def _number(text: str) -> int | Decimal:
+    number = Decimal(text)
+    return int(number) if number == number.to_integral_value() else number
 
 
 @dataclass
