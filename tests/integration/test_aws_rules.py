@@ -185,3 +185,25 @@ def test_attribute_sizes_follow_dynamodb_rules() -> None:
 def test_every_function_is_checked(stack: Stack) -> None:
     """A function the template declares without an understood policy would run unchecked: none does."""
     assert set(strict._state.policies) == set(lambdas.functions())
+
+
+def test_every_function_has_logs_and_an_errors_alarm_within_cloudwatch_limits() -> None:
+    """CloudWatch refuses an alarm whose math uses more than 10 metrics (cfn-lint does not see it); and a function
+    added without a log group keeps its logs forever, one outside every errors alarm fails silently."""
+    resources = load_template()["Resources"]
+    alarmed: set[str] = set()
+    for name, resource in resources.items():
+        if resource["Type"] != "AWS::CloudWatch::Alarm" or "Metrics" not in resource["Properties"]:
+            continue
+        stats = [m["MetricStat"] for m in resource["Properties"]["Metrics"] if "MetricStat" in m]
+        assert len(stats) <= 10, f"{name} uses {len(stats)} metrics; CloudWatch allows 10"
+        for stat in stats:
+            if stat["Metric"]["MetricName"] == "Errors":
+                alarmed |= {d["Value"]["Ref"] for d in stat["Metric"]["Dimensions"] if d["Name"] == "FunctionName"}
+    logged = {
+        r["Properties"]["LogGroupName"]["Sub"].split("${", 1)[1].rstrip("}")
+        for r in resources.values()
+        if r["Type"] == "AWS::Logs::LogGroup" and "LogGroupName" in r["Properties"]  # not the API's access logs
+    }
+    assert alarmed == set(lambdas.functions())
+    assert logged == set(lambdas.functions())
