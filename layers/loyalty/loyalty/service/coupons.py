@@ -66,6 +66,10 @@ class GrantBatch(BaseModel):
     template_id: Identifier
     chunk: int = Field(ge=0)
     member_ids: list[Identifier]
+    # Each claim's idempotency key is "<claims>.<member>": by default the grant's id (a member once per grant);
+    # the monthly run names the month and template instead, so a member gets each month's coupon once whichever
+    # grants list them.
+    claims: Identifier | None = None
 
 
 class Coupons:
@@ -237,6 +241,23 @@ class Coupons:
         self, shop_id: str, template_id: str, member_ids: list[str], *, key: str, queues: Queues
     ) -> tuple[bool, dict[str, Any]]:
         """Record a bulk grant and queue it in batches; (created, view). The key makes the request idempotent."""
+        created, grant_id = self.queue_grant(shop_id, template_id, member_ids, key=key, queues=queues)
+        return created, self.grant_report(shop_id, grant_id)
+
+    def queue_grant(
+        self,
+        shop_id: str,
+        template_id: str,
+        member_ids: list[str],
+        *,
+        key: str,
+        queues: Queues,
+        claims: str | None = None,
+    ) -> tuple[bool, str]:
+        """Record a bulk grant, then queue its batches; (created, grant id). The same key again is a replay (another
+        grant under it is a 409); a replay of a grant not yet done queues its batches again, which repairs a
+        grant whose queueing was cut short and costs nothing twice: each claim has its own key and each batch's
+        outcome is recorded once. `claims` keys each member's claim (see GrantBatch)."""
         self.template(shop_id, template_id)
         unique = list(dict.fromkeys(member_ids))
         request = fingerprint({"template_id": template_id, "member_ids": unique})
@@ -260,18 +281,22 @@ class Coupons:
         )
         if existing is not None:
             replay(existing, request)  # the same key for another grant is a 409
-            return False, self.grant_report(shop_id, grant_id)
-        # Queued after the record exists; a crash between the two leaves a grant that never finishes, which the
-        # report shows (chunks_done < chunks) and a retry with the same key does not repair: documented limit.
+            if existing["chunks_done"] >= existing["chunks"]:
+                return False, grant_id
         queues.enqueue_grant_batches(
             [
                 GrantBatch(
-                    shop_id=shop_id, grant_id=grant_id, template_id=template_id, chunk=n, member_ids=chunk
-                ).model_dump()
+                    shop_id=shop_id,
+                    grant_id=grant_id,
+                    template_id=template_id,
+                    chunk=n,
+                    member_ids=chunk,
+                    claims=claims,
+                ).model_dump(exclude_none=True)
                 for n, chunk in enumerate(chunks)
             ]
         )
-        return True, self.grant_report(shop_id, grant_id)
+        return existing is None, grant_id
 
     def apply_grant_batch(self, batch: GrantBatch) -> dict[str, int]:
         """Claim for each member of the batch with a key of its own, so a redelivered batch grants nothing twice,
@@ -281,7 +306,8 @@ class Coupons:
         refused: dict[str, str] = {}
         for member_id in batch.member_ids:
             try:
-                self.claim(batch.shop_id, member_id, batch.template_id, key=f"{batch.grant_id}.{member_id}")
+                key = f"{batch.claims or batch.grant_id}.{member_id}"
+                self.claim(batch.shop_id, member_id, batch.template_id, key=key)
                 granted.append(member_id)
             except (Conflict, NotFound) as exc:
                 refused[member_id] = exc.code if exc.code != "conflict" else exc.message
