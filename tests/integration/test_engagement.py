@@ -1,4 +1,4 @@
-"""Check-ins and behaviours: points for showing up and for doing things, within caps, once each; all on moto."""
+"""Check-ins, behaviours, birthdays, referrals and the tiers' monthly coupons: within caps, once each; all on moto."""
 
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from infra.local import lambdas
 from infra.local.resources import Stack
+from loyalty import runtime
 from loyalty.domain.coupons import TemplateRequest
 from loyalty.domain.errors import Conflict
 from loyalty.domain.members import Profile, referral_code
@@ -16,6 +17,7 @@ from loyalty.domain.program import Program
 from loyalty.runtime import Services
 from loyalty.store import points as point_store
 from loyalty.store.dynamo import Dynamo
+from loyalty.store.keys import MONTHLY_SK, shop_pk
 from tests.conftest import Api
 from tests.helpers import cancelled, check_invariants, drain, event_model, fresh_shop, paid, refunded, send
 
@@ -426,3 +428,102 @@ def test_birthdays_and_referrals_run_as_their_functions_would(api: Api, shop: di
     assert m1_now["points"]["available"] == 8 + 100
     coupons = api.call("GET", f"{base}/members/m1/coupons", key=key)[1]["items"]
     assert [c["template_id"] for c in coupons] == [template]
+
+
+# ---------------------------------------------------------------- the tiers' monthly coupons
+
+
+def coupon_template(api: Api, base: str, key: str, name: str) -> str:
+    body = {
+        "name": name,
+        "kind": "amount_off",
+        "amount": "5.00",
+        "min_spend": "0",
+        "stock": 100,
+        "per_member_limit": 24,  # every month's coupon counts against it
+        "valid_days_after_claim": 30,
+    }
+    status, created = api.call("POST", f"{base}/coupon-templates", key=key, body=body)
+    assert status == 201, created
+    return str(created["template_id"])
+
+
+def templates_held(api: Api, base: str, key: str, member_id: str) -> list[str]:
+    items = api.call("GET", f"{base}/members/{member_id}/coupons", key=key)[1]["items"]
+    return sorted(c["template_id"] for c in items)
+
+
+def run_monthly(stack: Stack, when: str) -> dict[str, Any]:
+    """GrantMonthlyCouponsFunction at `when`, then CouponGrantsFunction until the grants queue is empty."""
+    report = lambdas.invoke(lambdas.functions()["GrantMonthlyCouponsFunction"], lambdas.schedule_event(when))
+    for batch in drain(stack, function_id="CouponGrantsFunction"):
+        assert batch == {"batchItemFailures": []}
+    return dict(report)
+
+
+def test_each_tier_gets_its_monthly_coupons_on_the_first_once(api: Api, shop: dict[str, str], stack: Stack) -> None:
+    """Through the functions, under their own IAM policies: the run finds the shop on its 1st (Shanghai time),
+    lists its members from the MembersIndex, and queues each tier's coupons; the grants function claims them."""
+    base, key = f"/v1/shops/{shop['shop_id']}", shop["api_key"]
+    welcome, gold_gift = coupon_template(api, base, key, "Welcome back"), coupon_template(api, base, key, "Gold gift")
+    tiers = [
+        {"name": "normal", "threshold": 0, "monthly_coupons": [welcome]},
+        {"name": "gold", "threshold": 1000, "monthly_coupons": [gold_gift, welcome]},
+    ]
+    assert api.call("PUT", f"{base}/program", key=key, body={"timezone": SHANGHAI, "tiers": tiers})[0] == 200
+    for member_id in ("m1", "m2", "m3"):
+        assert api.call("POST", f"{base}/members", key=key, body={"member_id": member_id})[0] == 201
+    paid_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    send(stack, shop["shop_id"], paid("o1", member_id="m2", total="1500.00", paid_at=paid_at))
+    assert drain(stack) == [{"batchItemFailures": []}]
+    assert api.call("GET", f"{base}/members/m2", key=key)[1]["tier"] == "gold"
+
+    first = datetime.now(UTC).date().replace(day=1) + timedelta(days=32)  # the next 1st, as set_program filed it
+    first = first.replace(day=1)
+    begins = datetime(first.year, first.month, first.day, tzinfo=UTC) - timedelta(hours=8)  # midnight in Shanghai
+    early = run_monthly(stack, (begins - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    assert early["applied"] == 0 and templates_held(api, base, key, "m1") == []
+    on_time = run_monthly(stack, (begins + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    assert on_time["applied"] == 1
+    assert templates_held(api, base, key, "m1") == [welcome]
+    assert templates_held(api, base, key, "m2") == sorted([gold_gift, welcome])
+    assert templates_held(api, base, key, "m3") == [welcome]
+    again = run_monthly(stack, (begins + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    assert again["applied"] == 0 and templates_held(api, base, key, "m1") == [welcome]
+
+    following = (first + timedelta(days=32)).replace(day=1)
+    next_begins = datetime(following.year, following.month, 1, tzinfo=UTC) - timedelta(hours=8)
+    assert run_monthly(stack, (next_begins + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ"))["applied"] == 1
+    assert templates_held(api, base, key, "m1") == [welcome, welcome]
+    assert templates_held(api, base, key, "m2") == sorted([gold_gift, welcome] * 2)
+
+
+def test_a_month_handled_twice_grants_each_coupon_once(service: Services, shop_id: str, stack: Stack) -> None:
+    """A run that stopped after queueing the grants but before filing the next 1st is run again: its grants are
+    the same (or, with members listed anew, keyed by member), so nobody gets a month's coupon twice."""
+    template = service.coupons.create_template(
+        shop_id,
+        TemplateRequest.model_validate(
+            {"name": "M", "kind": "amount_off", "amount": "5.00", "stock": 100, "valid_days_after_claim": 30}
+        ),
+    ).template_id
+    service.shops.set_program(
+        shop_id, Program.model_validate({"tiers": [{"name": "all", "threshold": 0, "monthly_coupons": [template]}]})
+    )
+    for n in range(5):
+        service.members.enrol(shop_id, Profile(member_id=f"m{n}"))
+    item = service.db.get(shop_pk(shop_id), MONTHLY_SK)
+    assert item is not None
+    time = datetime.fromisoformat(item["DueSK"].split("#", 1)[0].replace("Z", "+00:00")) + timedelta(minutes=1)
+    queues = runtime.queues()
+    first_pass = Services(Dynamo(service.db.table_name), cache_seconds=0)
+    assert first_pass.engagement.monthly_coupons(dict(item), time, queues) is True
+    service.members.enrol(shop_id, Profile(member_id="late"))  # the second pass lists another page
+    restored = dict(item)
+    service.db.put({**service.db.get(shop_pk(shop_id), MONTHLY_SK), "month": item["month"]})  # as if never re-filed
+    assert service.engagement.monthly_coupons(restored, time, queues) is True
+    for batch in drain(stack, function_id="CouponGrantsFunction"):
+        assert batch == {"batchItemFailures": []}
+    held = {f"m{n}": len(service.coupons.coupons(shop_id, f"m{n}")) for n in range(5)}
+    assert held == {f"m{n}": 1 for n in range(5)}
+    assert len(service.coupons.coupons(shop_id, "late")) == 1

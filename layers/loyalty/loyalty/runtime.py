@@ -60,7 +60,7 @@ class Services:
     def shops(self) -> "Shops":
         from loyalty.service.shops import Shops
 
-        return Shops(self.db, clock=self.clock, cache_seconds=self.cache_seconds)
+        return Shops(self.db, clock=self.clock, cache_seconds=self.cache_seconds, shards=self.shards)
 
     @cached_property
     def members(self) -> "Members":

@@ -81,6 +81,12 @@ def day_starts(day: date, timezone: str) -> datetime:
     return datetime.combine(day, time(0), tzinfo=ZoneInfo(timezone)).astimezone(UTC)
 
 
+def next_month_start(after: date) -> date:
+    """The first day of the month after `after`'s: when monthly benefits are next given (a program that starts
+    offering them mid-month, or on the 1st itself, starts on the next 1st)."""
+    return date(after.year + after.month // 12, after.month % 12 + 1, 1)
+
+
 def streak(yesterdays: int) -> int:
     """The streak a check-in today makes: one more than yesterday's (0 when the member did not check in
     yesterday, so a missed day starts again at 1)."""

@@ -1,14 +1,24 @@
-"""Engagement: the daily check-in, behaviours earning points, and birthdays (rules in domain/engagement.py). Each
-grant is one transaction: its record (which makes it happen once), the cap counters, and the points move."""
+"""Engagement: the daily check-in, behaviours earning points, birthdays, and the tiers' monthly coupons (rules in
+domain/engagement.py). Each grant of points is one transaction: its record (which makes it happen once), the cap
+counters, and the points move."""
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
 from loyalty.domain import points as account
-from loyalty.domain.engagement import Cap, check_in_points, day_starts, local_day, next_birthday, streak, within_caps
+from loyalty.domain.engagement import (
+    Cap,
+    check_in_points,
+    day_starts,
+    local_day,
+    next_birthday,
+    next_month_start,
+    streak,
+    within_caps,
+)
 from loyalty.domain.errors import Conflict, NotFound, Retryable
 from loyalty.domain.expiry import expires_at
 from loyalty.domain.ledger import iso
@@ -20,8 +30,10 @@ from loyalty.store import engagement as engagement_store
 from loyalty.store import members as member_store
 from loyalty.store import orders as order_store
 from loyalty.store import points as point_store
+from loyalty.store import shops as shop_store
 from loyalty.store.dynamo import Dynamo, Item, Transaction, TransactionCancelled
-from loyalty.store.keys import digest, member_of
+from loyalty.store.keys import digest, member_of, shop_of
+from loyalty.store.queue import Queues
 
 logger = Logger(child=True)
 
@@ -197,6 +209,60 @@ class Engagement:
                 continue
             return True
         raise Retryable(f"member {member_id}: too much contention")
+
+    # ------------------------------------------------------------------ monthly coupons (the monthly run)
+
+    def monthly_coupons(self, item: Item, time: datetime, queues: Queues) -> bool:
+        """Give each tier's monthly coupons for the 1st the due index lists. The shop's members are read from the
+        MembersIndex a page at a time; each page's members of a giving tier become a bulk grant of each of the
+        tier's templates (queued; CouponGrantsFunction claims). Each claim is keyed by month, template and member,
+        so a repeated run, or a member listed on two pages, gets each month's coupon once. Then the next 1st is
+        filed, conditioned on this one still being filed."""
+        shop_id = shop_of(item["PK"])
+        program = self.shops.program(shop_id)
+        month = shop_store.filed_month(self.db, shop_id)  # the index holds keys only
+        if month is None:
+            return False
+        if day_starts(month, program.timezone) > time:
+            return False  # not begun yet where the shop is (the index lags, or the time zone changed)
+        giving = {tier.name: tier.monthly_coupons for tier in program.tiers if tier.monthly_coupons}
+        if giving:
+            for page in member_store.members_pages(self.db, shop_id):
+                self._grant_monthly(shop_id, program, month, page, giving, queues)
+        following = next_month_start(month)
+        tx = self.db.transaction()
+        starts = day_starts(following, program.timezone)
+        shop_store.add_next_month(tx, shop_id, following, starts, now=time, shards=self.shards, replacing=month)
+        try:
+            self.db.commit(tx)
+        except TransactionCancelled as exc:
+            if exc.failed(0):
+                return False  # another run handled this month meanwhile
+            raise
+        return True
+
+    def _grant_monthly(
+        self,
+        shop_id: str,
+        program: Program,
+        month: date,
+        page: list[tuple[str, str | None]],
+        giving: dict[str, list[str]],
+        queues: Queues,
+    ) -> None:
+        by_tier: dict[str, list[str]] = {}
+        for member_id, stored_tier in page:
+            tier = program.tier_of(stored_tier)
+            if tier is not None and tier.name in giving:
+                by_tier.setdefault(tier.name, []).append(member_id)
+        for tier_name, member_ids in by_tier.items():
+            for template_id in giving[tier_name]:
+                claims = f"monthly-{month:%Y-%m}-{digest(template_id)[:16]}"
+                key = f"{claims}-{digest('|'.join(member_ids))[:32]}"
+                try:
+                    self.coupons.queue_grant(shop_id, template_id, member_ids, key=key, queues=queues, claims=claims)
+                except (Conflict, NotFound) as exc:  # the template is gone: the other templates still go
+                    logger.warning("monthly coupons not granted", extra={"shop_id": shop_id, "code": exc.code})
 
     # ------------------------------------------------------------------ referrals (with the activation run)
 

@@ -1,7 +1,7 @@
 """The scheduled runs: each finds its due work through the sparse DueIndex and settles it item by item.
 
 Nightly, in this order (template.yaml): activate-pending, expire-points, remind-expiring, review-tiers,
-expire-coupons, grant-birthdays.
+expire-coupons, grant-birthdays, grant-monthly-coupons.
 """
 
 from collections.abc import Callable
@@ -19,6 +19,7 @@ from loyalty.store.keys import (
     COUPON_EXPIRE_JOB,
     COUPON_REMIND_JOB,
     EXPIRE_JOB,
+    MONTHLY_JOB,
     PUBLISH_JOB,
     REFERRAL_JOB,
     REMIND_JOB,
@@ -163,6 +164,24 @@ class Runs:
             time,
             should_stop,
             lambda item: engagement.birthday(item, time),
+            inclusive=True,
+        )
+
+    def grant_monthly_coupons(
+        self,
+        time: datetime,
+        engagement: "Engagement",
+        queues: Queues,
+        *,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> RunReport:
+        """On each shop's 1st (its time zone), queue each tier's monthly coupons for the tier's members."""
+        return self._run(
+            "grant-monthly-coupons",
+            MONTHLY_JOB,
+            time,
+            should_stop,
+            lambda item: engagement.monthly_coupons(item, time, queues),
             inclusive=True,
         )
 

@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime
 
+from loyalty.domain.engagement import day_starts, local_day, next_month_start
 from loyalty.domain.errors import NotFound
 from loyalty.domain.program import Program
 from loyalty.service.cache import TTLCache
@@ -19,9 +20,10 @@ SHOP_ID = re.compile(r"shp_[0-9a-f]{16}")  # what create_shop makes
 
 
 class Shops:
-    def __init__(self, db: Dynamo, *, clock: Callable[[], datetime], cache_seconds: float) -> None:
+    def __init__(self, db: Dynamo, *, clock: Callable[[], datetime], cache_seconds: float, shards: int) -> None:
         self.db = db
         self.clock = clock
+        self.shards = shards
         self._shops: TTLCache[ShopRecord | None] = TTLCache(cache_seconds)
         self._programs: TTLCache[Program | None] = TTLCache(cache_seconds)
 
@@ -57,6 +59,12 @@ class Shops:
         return program
 
     def set_program(self, shop_id: str, program: Program) -> Program:
-        shop_store.put_program(self.db, shop_id, program, self.clock())
+        """Save the program; one whose tiers give monthly coupons files the shop for the monthly run's next 1st."""
+        now = self.clock()
+        monthly = None
+        if any(tier.monthly_coupons for tier in program.tiers):
+            first = next_month_start(local_day(now, program.timezone))
+            monthly = (first, day_starts(first, program.timezone))
+        shop_store.put_program(self.db, shop_id, program, now, monthly=monthly, shards=self.shards)
         self._programs.forget(shop_id)
         return program

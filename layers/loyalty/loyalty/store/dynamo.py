@@ -302,6 +302,24 @@ class Dynamo:
         last = response.get("LastEvaluatedKey")
         return [deserialise(item) for item in response["Items"]], deserialise(last) if last else None
 
+    def query_members(
+        self, members_pk: str, *, start: Item | None = None, limit: int = 1000
+    ) -> tuple[list[Item], Item | None]:
+        """A page of one MembersIndex partition: member ids (MembersSK) and their tiers."""
+        params: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": "MembersIndex",
+            "KeyConditionExpression": "MembersPK = :pk",
+            "ExpressionAttributeValues": serialise({":pk": members_pk}),
+            "Limit": limit,
+        }
+        if start:
+            params["ExclusiveStartKey"] = serialise(start)
+        response = self._call(self.client.query, **params)
+        self.items_read += int(response.get("ScannedCount", len(response["Items"])))
+        last = response.get("LastEvaluatedKey")
+        return [deserialise(item) for item in response["Items"]], deserialise(last) if last else None
+
     def transaction(self) -> Transaction:
         return Transaction(self.table_name)
 

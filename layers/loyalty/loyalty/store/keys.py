@@ -17,6 +17,7 @@
 | earned (caps)   | SHOP#<shop>#MEMBER#<member>          | EARNED#<local month or date>    |
 | next birthday   | SHOP#<shop>#MEMBER#<member>          | BIRTHDAY                        |
 | referral        | SHOP#<shop>#MEMBER#<referee>         | REFERRAL                        |
+| monthly benefits| SHOP#<shop>                          | MONTHLY                         |
 | referral code   | SHOP#<shop>#REFCODE#<sha256>         | CONTACT                         |
 | referrals/month | SHOP#<shop>#MEMBER#<referrer>        | REFERRALS#<local month>         |
 | run state       | SCHEDULE#<job>                       | STATE                           |
@@ -35,6 +36,8 @@ shops, and it is written once per run.
 A template's stock is split over several items (shards) so a popular coupon is not one hot key.
 A member's partition holds its profile, ledger, lots and coupons, so one busy shop spreads over its members.
 The sparse DueIndex (DuePK = DUE#<job>#<date>#<shard>) lists work due on a date; see due_keys().
+The MembersIndex (MembersPK = SHOP#<shop>#MEMBERS#<shard>, MembersSK = <member>, with the member's tier) lists a
+shop's members without a Scan, split over MEMBER_SHARDS partitions; see members_keys().
 """
 
 import hashlib
@@ -62,6 +65,7 @@ ACTIVITY_PREFIX = "ACTIVITY#"  # one per member, behaviour and reference (behavi
 REFERRAL_SK = "REFERRAL"  # on the referee: who referred them and the state of both rewards
 REFERRALS_PREFIX = "REFERRALS#"  # on the referrer: rewards earned per local month (its cap's counter)
 BIRTHDAY_SK = "BIRTHDAY"  # a member's next birthday, on the due index for the birthday run
+MONTHLY_SK = "MONTHLY"  # on the shop: the next 1st of the month, on the due index for the tiers' monthly coupons
 EARNED_PREFIX = "EARNED#"  # per member and local day or month: behaviour points earned, against the caps
 
 # Jobs of the due index: orders whose pending points activate, lots that lapse, reminders to publish.
@@ -74,6 +78,11 @@ COUPON_REMIND_JOB = "coupon-remind"  # unused coupons to remind of (then re-file
 COUPON_EXPIRE_JOB = "coupon-expire"  # unused coupons past their expiry
 REFERRAL_JOB = "referral"  # referees whose first order's return window has closed
 BIRTHDAY_JOB = "birthday"  # members whose birthday has begun (program time zone)
+MONTHLY_JOB = "monthly"  # shops whose month has begun (program time zone): the tiers' monthly coupons
+
+# A shop's members are listed over this many MembersIndex partitions. Fixed, not configured: it is part of every
+# stored member's keys (16 partitions take some 16,000 enrolments a second into one shop).
+MEMBER_SHARDS = 16
 
 TEMPLATE_SK = "TEMPLATE"
 STOCK_SK = "STOCK"
@@ -100,6 +109,21 @@ def member_pk(shop_id: str, member_id: str) -> str:
 
 def order_pk(shop_id: str, order_id: str) -> str:
     return f"SHOP#{shop_id}#ORDER#{order_id}"
+
+
+def members_keys(shop_id: str, member_id: str) -> dict[str, str]:
+    """The MembersIndex attributes of a member's profile: one of MEMBER_SHARDS partitions of the shop."""
+    shard = zlib.crc32(member_id.encode()) % MEMBER_SHARDS
+    return {"MembersPK": members_pk(shop_id, shard), "MembersSK": member_id}
+
+
+def members_pk(shop_id: str, shard: int) -> str:
+    return f"SHOP#{shop_id}#MEMBERS#{shard}"
+
+
+def shop_of(pk: str) -> str:
+    """The shop of a shop's own partition key (SHOP#<shop>), as the due index hands it to a run."""
+    return pk.removeprefix("SHOP#")
 
 
 def contact_pk(shop_id: str, kind: str, normalised: str) -> str:

@@ -1,5 +1,6 @@
 """Members, their contact look-ups, lots and ledger."""
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -13,6 +14,7 @@ from loyalty.store.keys import (
     BIRTHDAY_JOB,
     BIRTHDAY_SK,
     CONTACT_SK,
+    MEMBER_SHARDS,
     PROFILE_SK,
     PUBLISH_JOB,
     REFERRAL_SK,
@@ -21,6 +23,8 @@ from loyalty.store.keys import (
     contact_pk,
     due_keys,
     member_pk,
+    members_keys,
+    members_pk,
     tier_decision_sk,
 )
 
@@ -57,6 +61,7 @@ def enrol(
         "debt": 0,
         "qualifying": {},
         "rev": 0,
+        **members_keys(shop_id, profile.member_id),  # listed on the MembersIndex (monthly benefits, exports)
     }
     if referrer is not None:
         item["referrer"] = referrer
@@ -118,6 +123,19 @@ def add_next_birthday(
     return tx.put(
         item, condition="#day = :celebrated", values={":celebrated": replacing.isoformat()}, names={"#day": "day"}
     )
+
+
+def members_pages(db: Dynamo, shop_id: str, *, limit: int = 1000) -> Iterator[list[tuple[str, str | None]]]:
+    """Every member of the shop, a page at a time from the MembersIndex, partition by partition: (member id, the
+    tier stored on them, None for a member never moved from the base tier)."""
+    for shard in range(MEMBER_SHARDS):
+        start: Item | None = None
+        while True:
+            items, start = db.query_members(members_pk(shop_id, shard), start=start, limit=limit)
+            if items:
+                yield [(item["MembersSK"], item.get("tier")) for item in items]
+            if start is None:
+                break
 
 
 def birthday_state(db: Dynamo, shop_id: str, member_id: str) -> tuple[Member | None, date | None]:

@@ -1,13 +1,13 @@
 """Shops and their programs."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from loyalty.domain.errors import Conflict
 from loyalty.domain.ledger import iso
 from loyalty.domain.program import Program
-from loyalty.store.dynamo import Dynamo, TransactionCancelled
-from loyalty.store.keys import PROGRAM_SK, SHOP_SK, shop_pk
+from loyalty.store.dynamo import Dynamo, Transaction, TransactionCancelled
+from loyalty.store.keys import MONTHLY_JOB, MONTHLY_SK, PROGRAM_SK, SHOP_SK, due_keys, shop_pk
 
 
 @dataclass(frozen=True)
@@ -52,11 +52,59 @@ def get_program(db: Dynamo, shop_id: str) -> Program | None:
     return Program.model_validate(item["program"]) if item else None
 
 
-def put_program(db: Dynamo, shop_id: str, program: Program, now: datetime) -> None:
-    db.put(
-        _program_item(shop_id, program, now),
-        condition="attribute_exists(PK)",
+def put_program(
+    db: Dynamo, shop_id: str, program: Program, now: datetime, *, monthly: tuple[date, datetime] | None, shards: int
+) -> None:
+    """Save the program. With `monthly` (the next 1st and the instant it begins), file the shop for the monthly
+    coupons run in the same transaction, unless it is filed already: the run re-files it each month."""
+    tx = db.transaction()
+    tx.put(_program_item(shop_id, program, now), condition="attribute_exists(PK)")
+    if monthly is not None:
+        add_next_month(tx, shop_id, *monthly, now=now, shards=shards)
+    try:
+        db.commit(tx)
+    except TransactionCancelled as exc:
+        if exc.failed(0):
+            raise Conflict(f"shop {shop_id} not found", field="shop_id") from exc
+        raise
+
+
+def add_next_month(
+    tx: Transaction,
+    shop_id: str,
+    month: date,
+    starts: datetime,
+    *,
+    now: datetime,
+    shards: int,
+    replacing: date | None = None,
+) -> None:
+    """File the shop's next 1st (due when it begins) for the monthly coupons run. `replacing`: the month a run has
+    just handled, which must still be the one filed (so each month is handled once); without it, an existing
+    filing is kept."""
+    pk = shop_pk(shop_id)
+    due_pk_, due_sk_ = due_keys(MONTHLY_JOB, starts, pk, shards, MONTHLY_SK, now=now)
+    values = {":m": month.isoformat(), ":due_pk": due_pk_, ":due_sk": due_sk_, ":type": "monthly"}
+    if replacing is None:
+        expression = (
+            "SET #type = :type, #month = if_not_exists(#month, :m), DuePK = if_not_exists(DuePK, :due_pk), "
+            "DueSK = if_not_exists(DueSK, :due_sk)"
+        )
+        tx.update({"PK": pk, "SK": MONTHLY_SK}, expression, values=values, names={"#type": "type", "#month": "month"})
+        return
+    tx.update(
+        {"PK": pk, "SK": MONTHLY_SK},
+        "SET #type = :type, #month = :m, DuePK = :due_pk, DueSK = :due_sk",
+        values=values | {":handled": replacing.isoformat()},
+        condition="#month = :handled",
+        names={"#type": "type", "#month": "month"},
     )
+
+
+def filed_month(db: Dynamo, shop_id: str) -> date | None:
+    """The 1st the shop is filed for in the monthly coupons run."""
+    item = db.get(shop_pk(shop_id), MONTHLY_SK)
+    return date.fromisoformat(item["month"]) if item else None
 
 
 def _program_item(shop_id: str, program: Program, now: datetime) -> dict[str, object]:
