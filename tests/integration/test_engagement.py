@@ -519,9 +519,10 @@ def test_a_month_handled_twice_grants_each_coupon_once(service: Services, shop_i
     first_pass = Services(Dynamo(service.db.table_name), cache_seconds=0)
     assert first_pass.engagement.monthly_coupons(dict(item), time, queues) is True
     service.members.enrol(shop_id, Profile(member_id="late"))  # the second pass lists another page
-    restored = dict(item)
-    service.db.put({**service.db.get(shop_pk(shop_id), MONTHLY_SK), "month": item["month"]})  # as if never re-filed
-    assert service.engagement.monthly_coupons(restored, time, queues) is True
+    refiled = service.db.get(shop_pk(shop_id), MONTHLY_SK)
+    assert refiled is not None and refiled["month"] != item["month"]
+    service.db.put(refiled | {"month": item["month"]})  # as if the first pass had stopped before re-filing
+    assert service.engagement.monthly_coupons(dict(item), time, queues) is True
     for batch in drain(stack, function_id="CouponGrantsFunction"):
         assert batch == {"batchItemFailures": []}
     held = {f"m{n}": len(service.coupons.coupons(shop_id, f"m{n}")) for n in range(5)}
