@@ -2,9 +2,11 @@
 
 import hashlib
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 
 from aws_lambda_powertools import Logger
+from pydantic import BaseModel, ConfigDict, Field
 
 from loyalty.domain.engagement import day_starts, local_day, next_birthday
 from loyalty.domain.errors import Conflict, InvalidInput, NotFound, Retryable
@@ -13,8 +15,20 @@ from loyalty.domain.orders import Customer
 from loyalty.service.shops import Shops
 from loyalty.store import members as member_store
 from loyalty.store.dynamo import Dynamo
+from loyalty.store.keys import member_of
 
 logger = Logger(child=True)
+
+
+class Migration(BaseModel):
+    """Where a migration of members enrolled before this release stands: a parallel Scan's segments, taken one
+    after the other. Invoke MigrateMembersFunction with `{"segments": n}`, then again with its `resume` until it
+    answers `complete`."""
+
+    model_config = ConfigDict(extra="forbid")
+    segments: int = Field(default=4, ge=1, le=1000)
+    segment: int = Field(default=0, ge=0)
+    start: dict[str, Any] | None = None  # the last key scanned in `segment`
 
 
 class Members:
@@ -49,6 +63,35 @@ class Members:
         if referrer_id == profile.member_id or any(theirs.get(kind) == value for kind, value in mine.items()):
             raise InvalidInput("a member cannot refer themselves", field="referred_by")
         return referrer.profile.member_id
+
+    def bring_up_to_date(self, work: Migration, should_stop: Callable[[], bool]) -> dict[str, Any]:
+        """Give every member enrolled before the MembersIndex, referral codes and birthdays what enrolment gives
+        them today (store/members.bring_up_to_date), found by a Scan: a one-off an operator runs after deploying
+        this release, never a schedule. Safe to repeat; `resume` says where to go on when it stopped for time."""
+        now = self.clock()
+        migrated = skipped = 0
+        segment, start = work.segment, work.start
+        while segment < work.segments:
+            if should_stop():
+                resume = Migration(segments=work.segments, segment=segment, start=start)
+                return {"migrated": migrated, "skipped": skipped, "complete": False, "resume": resume.model_dump()}
+            profiles, start = member_store.unlisted_members(
+                self.db, segment=segment, segments=work.segments, start=start
+            )
+            for item in profiles:
+                shop_id, member_id = member_of(item["PK"])
+                birthday = None
+                if item.get("birthday"):
+                    timezone = self.shops.program(shop_id).timezone
+                    day = next_birthday(date.fromisoformat(item["birthday"]), local_day(now, timezone))
+                    birthday = (day, day_starts(day, timezone))
+                done = member_store.bring_up_to_date(
+                    self.db, shop_id, member_id, birthday=birthday, now=now, shards=self.shards
+                )
+                migrated, skipped = migrated + done, skipped + (not done)
+            if start is None:
+                segment += 1
+        return {"migrated": migrated, "skipped": skipped, "complete": True, "resume": None}
 
     def member(self, shop_id: str, member_id: str) -> Member:
         member = member_store.get_member(self.db, shop_id, member_id)

@@ -320,6 +320,26 @@ class Dynamo:
         last = response.get("LastEvaluatedKey")
         return [deserialise(item) for item in response["Items"]], deserialise(last) if last else None
 
+    def scan_page(
+        self, condition: str, values: Item, *, segment: int, segments: int, start: Item | None = None, limit: int = 500
+    ) -> tuple[list[Item], Item | None]:
+        """One page of one segment of a parallel Scan, filtered. Only for one-off migrations an operator runs:
+        a scheduled job never scans (its cost would grow with the table)."""
+        params: dict[str, Any] = {
+            "TableName": self.table_name,
+            "FilterExpression": condition,
+            "ExpressionAttributeValues": serialise(values),
+            "Segment": segment,
+            "TotalSegments": segments,
+            "Limit": limit,
+        }
+        if start:
+            params["ExclusiveStartKey"] = serialise(start)
+        response = self._call(self.client.scan, **params)
+        self.items_read += int(response.get("ScannedCount", len(response["Items"])))
+        last = response.get("LastEvaluatedKey")
+        return [deserialise(item) for item in response["Items"]], deserialise(last) if last else None
+
     def transaction(self) -> Transaction:
         return Transaction(self.table_name)
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from loyalty.domain.errors import Conflict
+from loyalty.domain.errors import Conflict, Retryable
 from loyalty.domain.ledger import Balance, iso
 from loyalty.domain.members import Member, Profile, referral_code
 from loyalty.domain.tiers import MemberTier, TierChange
@@ -123,6 +123,76 @@ def add_next_birthday(
     return tx.put(
         item, condition="#day = :celebrated", values={":celebrated": replacing.isoformat()}, names={"#day": "day"}
     )
+
+
+def unlisted_members(
+    db: Dynamo, *, segment: int, segments: int, start: Item | None = None
+) -> tuple[list[Item], Item | None]:
+    """A page of the profiles of members enrolled before the MembersIndex (a one-off migration's Scan), and where
+    the next page of this segment starts (None: the segment is done)."""
+    return db.scan_page(
+        "SK = :profile AND attribute_not_exists(MembersSK)",
+        {":profile": PROFILE_SK},
+        segment=segment,
+        segments=segments,
+        start=start,
+    )
+
+
+def bring_up_to_date(
+    db: Dynamo,
+    shop_id: str,
+    member_id: str,
+    *,
+    birthday: tuple[date, datetime] | None,
+    now: datetime,
+    shards: int,
+) -> bool:
+    """Give a member enrolled before this release what enrolment gives today: their MembersIndex keys, their
+    referral code claimed, and their next birthday filed (unless one is filed). One transaction; a referral code
+    another member holds, or a birthday already filed, is left as it is. False: already done."""
+    pk = member_pk(shop_id, member_id)
+    with_code, with_birthday = True, birthday is not None
+    for _ in range(3):
+        tx = db.transaction()
+        tx.update(
+            {"PK": pk, "SK": PROFILE_SK},
+            "SET MembersPK = :members_pk, MembersSK = :members_sk",
+            values={":members_pk": members_keys(shop_id, member_id)["MembersPK"], ":members_sk": member_id},
+            condition="attribute_exists(PK) AND attribute_not_exists(MembersSK)",
+        )
+        code = (
+            tx.put(
+                {
+                    "PK": contact_pk(shop_id, REFERRAL_CODE, referral_code(shop_id, member_id)),
+                    "SK": CONTACT_SK,
+                    "type": "contact",
+                    "kind": REFERRAL_CODE,
+                    "member_id": member_id,
+                },
+                condition="attribute_not_exists(PK) OR member_id = :member",
+                values={":member": member_id},
+            )
+            if with_code
+            else None
+        )
+        filed = (
+            add_next_birthday(tx, shop_id, member_id, *birthday, now=now, shards=shards)
+            if with_birthday and birthday is not None
+            else None
+        )
+        try:
+            db.commit(tx)
+        except TransactionCancelled as exc:
+            if exc.failed(0):
+                return False
+            if code is not None and exc.failed(code):
+                with_code = False  # another member's code: this member cannot refer (as at enrolment, ~never)
+            if filed is not None and exc.failed(filed):
+                with_birthday = False  # filed already (enrolled after birthdays came): keep it
+            continue
+        return True
+    raise Retryable(f"member {member_id}: could not be brought up to date")
 
 
 def members_pages(db: Dynamo, shop_id: str, *, limit: int = 1000) -> Iterator[list[tuple[str, str | None]]]:
