@@ -61,6 +61,31 @@ class Lot(BaseModel):
         return f"{iso(expires_at) if expires_at else NEVER}#{iso(earned_at)}#{source}#{reference}"
 
 
+def returned_to(lots: dict[str, "Lot"], spent_from: str, points: int, reference: str) -> None:
+    """Add `points` given back to `lots` (by id): to a lot like the one they were spent from (`spent_from`, a lot
+    id), keeping its expiry and earning date, its source `returned` and its reference `reference`. Points given back
+    from several draws of lots alike go to one lot."""
+    expiry_text, earned_text, _ = spent_from.split("#", 2)
+    expiry = None if expiry_text == NEVER else _instant(expiry_text)
+    earned_at = _instant(earned_text)
+    lot_id = Lot.make_id(expiry, earned_at, "returned", reference)
+    before = lots.get(lot_id)
+    size = points + (before.remaining if before else 0)
+    lots[lot_id] = Lot(
+        lot_id=lot_id,
+        remaining=size,
+        granted=size,
+        expires_at=expiry,
+        earned_at=earned_at,
+        source="returned",
+        reference=reference,
+    )
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 class Draw(BaseModel):
     """Points taken from one lot; `remaining_before` guards against a concurrent change."""
 

@@ -5,7 +5,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from loyalty.domain.ledger import NEVER, LedgerEntry, Lot
+from loyalty.domain.ledger import LedgerEntry, Lot, returned_to
 from loyalty.domain.orders import OrderEvent, OrderPaid, OrderState
 from loyalty.domain.program import Program
 
@@ -76,23 +76,5 @@ def returned_lots(order: OrderState, amount: int, *, already: int) -> list[Lot]:
         give = min(take - skipped, amount)
         amount -= give
         if give:
-            expiry_text, earned_text, _ = spent.lot_id.split("#", 2)
-            expiry = None if expiry_text == NEVER else _instant(expiry_text)
-            earned_at = _instant(earned_text)
-            lot_id = Lot.make_id(expiry, earned_at, "returned", order.order_id)
-            before = found.get(lot_id)
-            size = give + (before.remaining if before else 0)
-            found[lot_id] = Lot(
-                lot_id=lot_id,
-                remaining=size,
-                granted=size,
-                expires_at=expiry,
-                earned_at=earned_at,
-                source="returned",
-                reference=order.order_id,
-            )
+            returned_to(found, spent.lot_id, give, order.order_id)
     return list(found.values())
-
-
-def _instant(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -1,5 +1,6 @@
 """Coupon templates and their stock, coupons, codes, and bulk grants."""
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -91,40 +92,74 @@ def commit_claim(
     due_shards: int,
     remind_days: int,
 ) -> ClaimOutcome:
-    """One claim in one transaction: the idempotency record, one coupon from the shard's stock (never past its
-    cap), the member's count for the template (never past the limit), the coupon and its code. Nothing is read
+    """One claim in one transaction: the idempotency record, then the claim itself (add_claim). Nothing is read
     first; the conditions decide, so no concurrency can oversell or over-issue."""
-    member = member_pk(shop_id, coupon.member_id)
     tx = db.transaction()
     idempotency.add_record(tx, shop_id, "claim", key, request=request, response=response, now=now)
-    tx.update(
+    claim = add_claim(tx, shop_id, template, shard, coupon, now=now, due_shards=due_shards, remind_days=remind_days)
+    tx.check({"PK": member_pk(shop_id, coupon.member_id), "SK": PROFILE_SK}, "attribute_exists(PK)")
+    try:
+        db.commit(tx)
+    except TransactionCancelled as exc:
+        # Several conditions may fail at once; answer with the most fundamental.
+        if exc.failed(0):
+            return "replay"
+        if exc.failed(len(tx.actions) - 1):
+            return "no_member"
+        outcome = claim.outcome(exc)
+        if outcome is None:
+            raise
+        return outcome
+    return "ok"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Where a claim's actions sit in its transaction, to tell which condition refused it."""
+
+    stock: int
+    limit: int
+    code: int
+
+    def outcome(self, exc: TransactionCancelled) -> ClaimOutcome | None:
+        for index, outcome in ((self.limit, "limit"), (self.stock, "shard_empty"), (self.code, "code_taken")):
+            if exc.failed(index):
+                return outcome  # type: ignore[return-value]
+        return None
+
+
+def add_claim(
+    tx: Transaction,
+    shop_id: str,
+    template: Template,
+    shard: int,
+    coupon: Coupon,
+    *,
+    now: datetime,
+    due_shards: int,
+    remind_days: int,
+) -> Claim:
+    """Add a claim to `tx`: one coupon from the shard's stock (never past its cap), the member's count for the
+    template (never past the limit), the coupon and its code (unique in the shop)."""
+    stock = tx.update(
         {"PK": stock_pk(shop_id, template.template_id, shard), "SK": STOCK_SK},
         "ADD issued :one",
         values={":one": 1},
         condition="issued < cap",
     )
-    tx.update(
-        {"PK": member, "SK": f"CLAIMS#{template.template_id}"},
+    limit = tx.update(
+        {"PK": member_pk(shop_id, coupon.member_id), "SK": f"CLAIMS#{template.template_id}"},
         "ADD claimed :one SET #type = :type",
         values={":one": 1, ":limit": template.per_member_limit, ":type": "coupon_claims"},
         condition="attribute_not_exists(claimed) OR claimed < :limit",
         names={"#type": "type"},
     )
     tx.put(coupon_item(shop_id, coupon, now=now, shards=due_shards, remind_days=remind_days))
-    tx.put(
+    code = tx.put(
         {"PK": code_pk(shop_id, coupon.code), "SK": CODE_SK, "type": "coupon_code", "member_id": coupon.member_id},
         condition="attribute_not_exists(PK)",
     )
-    tx.check({"PK": member, "SK": PROFILE_SK}, "attribute_exists(PK)")
-    try:
-        db.commit(tx)
-    except TransactionCancelled as exc:
-        # Several conditions may fail at once; answer with the most fundamental.
-        for index, outcome in ((0, "replay"), (5, "no_member"), (2, "limit"), (1, "shard_empty"), (4, "code_taken")):
-            if exc.failed(index):
-                return outcome  # type: ignore[return-value]
-        raise
-    return "ok"
+    return Claim(stock=stock, limit=limit, code=code)
 
 
 def claim_record(db: Dynamo, shop_id: str, key: str) -> Item | None:

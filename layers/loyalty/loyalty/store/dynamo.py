@@ -1,5 +1,8 @@
 """The DynamoDB client, item (de)serialisation, transactions, request counting and error mapping."""
 
+import base64
+import binascii
+import json
 import os
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -10,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
-from loyalty.domain.errors import Conflict, Retryable
+from loyalty.domain.errors import Conflict, InvalidInput, Retryable
 from loyalty.store import aws
 
 if TYPE_CHECKING:
@@ -51,6 +54,23 @@ class TransactionCancelled(Retryable):
 def model_of(model: type[M], item: Item, **extra: Any) -> M:
     """A model from a stored item: only the model's own fields (items also carry keys and index attributes)."""
     return model.model_validate({**{key: value for key, value in item.items() if key in model.model_fields}, **extra})
+
+
+def encode_cursor(key: Item) -> str:
+    """A page's last key as an opaque `next` for the API."""
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
+
+
+def decode_cursor(cursor: str, pk: str, prefix: str) -> Item:
+    """The key a `next` continues from. It only ever continues the listing it came from (the partition `pk`, sort
+    keys starting with `prefix`): never another member's or shop's (InvalidInput otherwise)."""
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, binascii.Error) as exc:
+        raise InvalidInput("not a cursor this API returned", field="next") from exc
+    if not isinstance(key, dict) or key.get("PK") != pk or not str(key.get("SK", "")).startswith(prefix):
+        raise InvalidInput("not a cursor this API returned", field="next")
+    return key
 
 
 def serialise(item: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,16 +6,13 @@ balance change, lot changes and ledger entries are written together, so the bala
 cannot drift apart.
 """
 
-import base64
-import binascii
-import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from loyalty.domain.errors import Conflict, InvalidInput
+from loyalty.domain.errors import Conflict
 from loyalty.domain.ledger import Balance, Draw, LedgerEntry, Lot, iso
 from loyalty.domain.points import Move
-from loyalty.store.dynamo import Dynamo, Item, Transaction, model_of
+from loyalty.store.dynamo import Dynamo, Item, Transaction, decode_cursor, encode_cursor, model_of
 from loyalty.store.keys import (
     EXPIRE_JOB,
     LEDGER_PREFIX,
@@ -105,23 +102,9 @@ def ledger_page(
     """A page of the member's ledger, newest first. The cursor is opaque to callers and only ever continues the
     listing it came from: never another member's or shop's partition (InvalidInput otherwise)."""
     pk = member_pk(shop_id, member_id)
-    start = _decode_cursor(cursor, pk) if cursor else None
+    start = decode_cursor(cursor, pk, LEDGER_PREFIX) if cursor else None
     items, last = db.query_page(pk, LEDGER_PREFIX, limit=limit, newest_first=True, start=start, consistent=False)
-    return [model_of(LedgerEntry, item) for item in items], _encode_cursor(last) if last else None
-
-
-def _encode_cursor(key: Item) -> str:
-    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
-
-
-def _decode_cursor(cursor: str, pk: str) -> Item:
-    try:
-        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (ValueError, binascii.Error) as exc:
-        raise InvalidInput("not a cursor this API returned", field="next") from exc
-    if not isinstance(key, dict) or key.get("PK") != pk or not str(key.get("SK", "")).startswith(LEDGER_PREFIX):
-        raise InvalidInput("not a cursor this API returned", field="next")
-    return key
+    return [model_of(LedgerEntry, item) for item in items], encode_cursor(last) if last else None
 
 
 def ledger_all(db: Dynamo, shop_id: str, member_id: str) -> list[LedgerEntry]:
