@@ -28,6 +28,7 @@ from infra.local.resources import table_definition
 from loyalty.domain.coupons import TemplateRequest
 from loyalty.domain.errors import Conflict
 from loyalty.domain.integrations import IntegrationSettings
+from loyalty.domain.mall import ItemRequest
 from loyalty.domain.members import Profile
 from loyalty.domain.orders import EVENT_TYPES
 from loyalty.domain.program import Program
@@ -152,6 +153,7 @@ def requests_per_event() -> list[tuple[str, Counter[str]]]:
     rows.append(("order.paid with tiers, upgrading the member", upgrading))
     rows.append(("order.paid with tiers", measure(service, lambda: service.orders.apply(shop, paid("t2")))))
     rows.extend(coupon_events(service, shop))
+    rows.extend(mall_events(service, shop))
     rows.extend(platform_events())
     return rows
 
@@ -190,6 +192,49 @@ def platform_events() -> list[tuple[str, Counter[str]]]:
         )
     )
     rows.append(("order.paid from Shopify, buyer known", measure(service, lambda: service.orders.apply(shop, second))))
+    return rows
+
+
+def mall_events(service: Services, shop: str) -> list[tuple[str, Counter[str]]]:
+    """The points mall: a goods exchange, its replay, a coupon exchange, a cancellation."""
+    service.shops.set_program(shop, Program())
+    service.shops.program(shop)
+    for n in range(5):
+        service.orders.apply(shop, paid(f"mall{n}"))
+    goods = service.mall.create_item(
+        shop, ItemRequest.model_validate({"kind": "goods", "name": "Gift", "points": 20, "stock": 100})
+    )["item_id"]
+    service.mall.item(shop, goods)  # the container has the item cached, as a warm one does
+    template = service.coupons.create_template(
+        shop,
+        TemplateRequest.model_validate(
+            {"name": "5 off", "kind": "amount_off", "amount": "5.00", "stock": 100, "valid_days_after_claim": 30}
+        ),
+    )
+    service.coupons.template(shop, template.template_id)
+    coupon = service.mall.create_item(
+        shop,
+        ItemRequest.model_validate(
+            {"kind": "coupon", "name": "5 off", "points": 20, "stock": 100, "template_id": template.template_id}
+        ),
+    )["item_id"]
+    service.mall.item(shop, coupon)
+    made: dict[str, Any] = {}
+
+    def exchange() -> None:
+        made.update(service.mall.exchange(shop, "m1", goods, 1, key="x1")[1])
+
+    rows = [("mall exchange (goods)", measure(service, exchange))]
+    rows.append(("mall exchange replayed", measure(service, exchange)))
+    rows.append(
+        ("mall exchange (a coupon)", measure(service, lambda: service.mall.exchange(shop, "m1", coupon, 1, key="x2")))
+    )
+    rows.append(
+        (
+            "mall exchange cancelled",
+            measure(service, lambda: service.mall.move(shop, made["exchange_id"], "cancelled")),
+        )
+    )
     return rows
 
 

@@ -12,6 +12,7 @@ import pytest
 from infra.local.resources import table_definition
 from loyalty.domain.coupons import NotApplicable, TemplateRequest
 from loyalty.domain.errors import Conflict, InsufficientPoints, Retryable
+from loyalty.domain.mall import ItemRequest
 from loyalty.domain.members import Profile
 from loyalty.domain.program import Program
 from loyalty.runtime import Services
@@ -205,3 +206,52 @@ def test_concurrent_activities_stay_within_the_caps(service: Services) -> None:
         granted = list(pool.map(send, range(16)))
     assert sum(granted) == 45  # 30 of review (its daily cap) and 25 of share would be 55: the monthly cap wins
     assert check_invariants(service, shop_id, "m1")["available"] == 45
+
+
+def _mall_item(service: Services, shop_id: str, **fields: Any) -> str:
+    request = ItemRequest.model_validate({"kind": "goods", "name": "Gift", "points": 10, "stock": 20} | fields)
+    return str(service.mall.create_item(shop_id, request)["item_id"])
+
+
+def test_a_flash_exchange_never_oversells(service: Services) -> None:
+    """60 members exchange at once for 20 units spread over stock shards: exactly 20 succeed."""
+    shop_id = service.shops.create_shop("Flash")["shop_id"]
+    members = [f"m{n}" for n in range(60)]
+    for member in members:
+        service.members.enrol(shop_id, Profile(member_id=member))
+        service.orders.apply(shop_id, event_model(paid(f"o-{member}", member_id=member, total="50.00")))
+    item = _mall_item(service, shop_id)
+
+    def exchange(member: str) -> str:
+        worker = fresh(service)
+        try:
+            with_retries(lambda: worker.mall.exchange(shop_id, member, item, 1, key=f"k-{member}"))
+        except Conflict as exc:
+            return exc.code
+        return "ok"
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        outcomes = Counter(pool.map(exchange, members))
+    assert outcomes == {"ok": 20, "out_of_stock": 40}
+    assert service.mall.item_view(shop_id, item)["stock_left"] == 0
+    spent = [m for m in members if check_invariants(service, shop_id, m)["available"] == 40]
+    assert len(spent) == 20
+
+
+def test_one_members_concurrent_exchanges_stop_at_their_limit(service: Services) -> None:
+    shop_id = service.shops.create_shop("Limit")["shop_id"]
+    service.members.enrol(shop_id, Profile(member_id="m1"))
+    service.orders.apply(shop_id, event_model(paid("o1", total="500.00")))
+    item = _mall_item(service, shop_id, per_member_limit=3)
+
+    def exchange(n: int) -> str:
+        try:
+            with_retries(lambda: fresh(service).mall.exchange(shop_id, "m1", item, 1, key=f"k{n}"))
+        except Conflict as exc:
+            return exc.code
+        return "ok"
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        outcomes = Counter(pool.map(exchange, range(20)))
+    assert outcomes == {"ok": 3, "limit_reached": 17}
+    assert check_invariants(service, shop_id, "m1")["available"] == 470

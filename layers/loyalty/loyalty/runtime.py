@@ -18,6 +18,7 @@ from loyalty.store.queue import Queues
 if TYPE_CHECKING:
     from loyalty.service.coupons import Coupons
     from loyalty.service.engagement import Engagement
+    from loyalty.service.mall import Mall
     from loyalty.service.members import Members
     from loyalty.service.orders import Orders
     from loyalty.service.platforms import Platforms
@@ -85,6 +86,21 @@ class Services:
         from loyalty.service.orders import Orders
 
         return Orders(self.db, self.shops, self.members, self.tiers, clock=self.clock, shards=self.shards)
+
+    @cached_property
+    def mall(self) -> "Mall":
+        from loyalty.service.mall import Mall
+
+        return Mall(
+            self.db,
+            self.shops,
+            self.members,
+            self.coupons,
+            self.events,
+            clock=self.clock,
+            shards=self.shards,
+            cache_seconds=self.cache_seconds,
+        )
 
     @cached_property
     def coupons(self) -> "Coupons":

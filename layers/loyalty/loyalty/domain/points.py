@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from loyalty.domain.errors import InsufficientPoints
 from loyalty.domain.expiry import is_expired
-from loyalty.domain.ledger import Balance, Draw, LedgerEntry, Lot, draw
+from loyalty.domain.ledger import Balance, Draw, LedgerEntry, Lot, draw, returned_to
 
 # Which of the balance's figures a move was computed from, weakest first; the write requires them unchanged.
 Reads = Literal["nothing", "debt", "all"]
@@ -119,6 +119,30 @@ def spend(
     detail = {**(detail or {}), "draws": [d.model_dump() for d in draws]}
     entry = LedgerEntry(points=-points, reason=reason, reference=reference, at=at, detail=detail)
     return Move(available=-points, draws=draws, entries=[entry], reads="all", at_least=points)
+
+
+def give_back(
+    balance: Balance,
+    draws: list[Draw],
+    *,
+    reason: str,
+    reference: str,
+    at: datetime,
+    detail: dict[str, Any] | None = None,
+) -> Move:
+    """Give back whole what a spend took (its `draws`): any debt is repaid first, the rest goes to lots like those
+    it came from (the same expiry and earning date, last drawn first back), so a cancelled exchange's points
+    expire as they would have."""
+    points = sum(spent.take for spent in draws)
+    repaid, left = repay_first(balance, points)
+    lots: dict[str, Lot] = {}
+    for spent in reversed(draws):
+        give = min(spent.take, left)
+        left -= give
+        if give:
+            returned_to(lots, spent.lot_id, give, reference)
+    entry = LedgerEntry(points=points, reason=reason, reference=reference, at=at, detail=detail or {})
+    return Move(available=points, debt=-repaid, returned=list(lots.values()), entries=[entry], reads="debt")
 
 
 def spend_draws(balance: Balance, lots: list[Lot], points: int, *, field: str = "points") -> list[Draw]:

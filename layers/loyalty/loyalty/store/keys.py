@@ -28,6 +28,11 @@
 | coupon code     | SHOP#<shop>#CODE#<code>              | CODE                            |
 | bulk grant      | SHOP#<shop>#GRANT#<grant>            | GRANT, and CHUNK#<n> per batch  |
 | integration     | SHOP#<shop>                          | INTEGRATION#<platform>          |
+| mall item       | SHOP#<shop>                          | MALLITEM#<item>                 |
+| mall item stock | SHOP#<shop>#MALLITEM#<item>#STOCK#<n>| STOCK                           |
+| mall exchanges  | SHOP#<shop>#MEMBER#<member>          | MALLCOUNT#<item> (units so far) |
+| exchange        | SHOP#<shop>#MEMBER#<member>          | EXCHANGE#<at>#<exchange>        |
+| exchange (by id)| SHOP#<shop>#EXCHANGE#<exchange>      | EXCHANGE (where it is)          |
 | delivery seen   | SHOP#<shop>#DELIVERY#<platform>#<sha256 of id> | DELIVERY (expires by TTL) |
 
 The run state (where a scheduled run resumes) is the only item that belongs to no shop: runs serve all
@@ -92,6 +97,10 @@ COUPON_PREFIX = "COUPON#"
 CLAIMS_PREFIX = "CLAIMS#"
 CHUNK_PREFIX = "CHUNK#"
 INTEGRATION_PREFIX = "INTEGRATION#"
+MALL_ITEM_PREFIX = "MALLITEM#"  # a mall item, in its shop's partition (a shop lists tens to hundreds)
+MALL_COUNT_PREFIX = "MALLCOUNT#"  # units of an item a member has exchanged (its per-member limit's counter)
+EXCHANGE_PREFIX = "EXCHANGE#"  # a member's exchange, by time
+EXCHANGE_SK = "EXCHANGE"  # an exchange's look-up by id: which member's partition holds it
 DELIVERY_SK = "DELIVERY"
 
 
@@ -145,6 +154,14 @@ def stock_pk(shop_id: str, template_id: str, shard: int) -> str:
 
 def code_pk(shop_id: str, code: str) -> str:
     return f"SHOP#{shop_id}#CODE#{code}"
+
+
+def mall_stock_pk(shop_id: str, item_id: str, shard: int) -> str:
+    return f"SHOP#{shop_id}#MALLITEM#{item_id}#STOCK#{shard}"
+
+
+def exchange_pk(shop_id: str, exchange_id: str) -> str:
+    return f"SHOP#{shop_id}#EXCHANGE#{exchange_id}"
 
 
 def grant_pk(shop_id: str, grant_id: str) -> str:

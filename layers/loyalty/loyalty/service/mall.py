@@ -1,0 +1,347 @@
+"""The points mall (积分商城): a shop lists items; a member exchanges points (and cash, collected by the shop) for
+them. Each exchange is one transaction: its idempotency record, units from one stock shard, the member's count
+for the item, the points spent oldest-expiring first, the exchange, and for a coupon item the coupon itself.
+Goods exchanges then move through the shop's fulfilment; a cancellation gives the points back to lots like those
+they came from, and the units back to the stock, in one transaction too. Rules in domain/mall.py."""
+
+import math
+import random
+import secrets
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from loyalty.domain import points as account
+from loyalty.domain.coupons import Coupon, new_code
+from loyalty.domain.errors import Conflict, InvalidInput, NotFound, Retryable
+from loyalty.domain.ledger import iso
+from loyalty.domain.mall import CANCELLED, MAX_QUANTITY, Exchange, Item, ItemRequest, may_move
+from loyalty.domain.money import format_amount, parse_amount
+from loyalty.service.cache import TTLCache
+from loyalty.service.coupons import Coupons
+from loyalty.service.idempotency import fingerprint, replay
+from loyalty.service.members import Members
+from loyalty.service.shops import Shops
+from loyalty.store import coupons as coupon_store
+from loyalty.store import idempotency as idempotency_store
+from loyalty.store import mall as mall_store
+from loyalty.store import points as point_store
+from loyalty.store.dynamo import Dynamo, TransactionCancelled
+from loyalty.store.events import Events
+from loyalty.store.keys import digest
+
+MAX_ATTEMPTS = 8
+UNITS_PER_SHARD = 250  # as coupon stock: a shard takes a few hundred exchanges a second
+
+
+class Mall:
+    def __init__(
+        self,
+        db: Dynamo,
+        shops: Shops,
+        members: Members,
+        coupons: Coupons,
+        events: Events,
+        *,
+        clock: Callable[[], datetime],
+        shards: int,
+        cache_seconds: float,
+    ) -> None:
+        self.db = db
+        self.shops = shops
+        self.members = members
+        self.coupons = coupons
+        self.events = events
+        self.clock = clock
+        self.shards = shards
+        self._items: TTLCache[tuple[Item, int] | None] = TTLCache(cache_seconds)
+
+    # ------------------------------------------------------------------ the catalogue
+
+    def create_item(self, shop_id: str, request: ItemRequest) -> dict[str, Any]:
+        currency = self.shops.program(shop_id).currency
+        if request.template_id is not None:
+            self.coupons.template(shop_id, request.template_id)  # 404 naming template_id if it is not the shop's
+        item = Item(
+            item_id="itm_" + secrets.token_hex(8),
+            kind=request.kind,
+            name=request.name,
+            points=request.points,
+            stock=request.stock,
+            per_member_limit=request.per_member_limit,
+            template_id=request.template_id,
+            sku=request.sku,
+            image_url=request.image_url,
+            ships=request.ships,
+            cash=parse_amount(request.cash, currency) if request.cash else 0,
+            starts=request.from_,
+            until=request.until,
+            tiers=request.tiers,
+            visible=request.visible,
+            created_at=self.clock(),
+        )
+        shards = min(16, max(1, math.ceil(request.stock / UNITS_PER_SHARD)))
+        mall_store.create_item(self.db, shop_id, item, shards)
+        return self._view(item, request.stock, currency)
+
+    def item(self, shop_id: str, item_id: str) -> tuple[Item, int]:
+        found = self._items.get(f"{shop_id}|{item_id}", lambda: mall_store.get_item(self.db, shop_id, item_id))
+        if found is None:
+            raise NotFound(f"item {item_id} not found", field="item_id")
+        return found
+
+    def item_view(self, shop_id: str, item_id: str) -> dict[str, Any]:
+        item, shards = self.item(shop_id, item_id)
+        stock = mall_store.stock(self.db, shop_id, item_id, shards)
+        view = self._view(item, sum(int(s["left"]) for s in stock.values()), self.shops.program(shop_id).currency)
+        view["report"] = {
+            "exchanged": sum(int(s["exchanged"]) for s in stock.values()),
+            "cancelled": sum(int(s["cancelled"]) for s in stock.values()),
+            "points": sum(int(s["points"]) for s in stock.values()),
+        }
+        return view
+
+    def items(self, shop_id: str, *, member_id: str | None, limit: int, cursor: str | None) -> dict[str, Any]:
+        """A page of the catalogue. For a member: only what they may exchange now (their tier, the item's window,
+        stock left), so a page may hold fewer than `limit`; follow `next` to the end."""
+        currency = self.shops.program(shop_id).currency
+        tier = None
+        if member_id is not None:
+            tier = self._tier(shop_id, member_id)
+        page, next_cursor = mall_store.items_page(self.db, shop_id, limit=limit, cursor=cursor)
+        now = self.clock()
+        views = []
+        for item, shards in page:
+            if member_id is not None and item.why_not(tier, now):
+                continue
+            left = sum(int(s["left"]) for s in mall_store.stock(self.db, shop_id, item.item_id, shards).values())
+            if member_id is not None and left <= 0:
+                continue
+            views.append(self._view(item, left, currency))
+        return {"items": views, "next": next_cursor}
+
+    # ------------------------------------------------------------------ exchanges
+
+    def exchange(
+        self, shop_id: str, member_id: str, item_id: str, quantity: int, *, key: str
+    ) -> tuple[bool, dict[str, Any]]:
+        """Exchange points for `quantity` units of an item: (created, answer). The same key answers as its first
+        success did (and publishes its event again: consumers dedupe on exchange id and status)."""
+        if not 1 <= quantity <= MAX_QUANTITY:
+            raise InvalidInput(f"must be 1 to {MAX_QUANTITY}", field="quantity")
+        request = fingerprint({"member_id": member_id, "item_id": item_id, "quantity": quantity})
+        exchange_id = "exc_" + digest(f"{shop_id}|{member_id}|{key}")[:20]
+        for _ in range(MAX_ATTEMPTS):
+            stored = idempotency_store.get_record(self.db, shop_id, "exchange", key)
+            if stored is not None:
+                answer = replay(stored, request)
+                self._publish(shop_id, answer)
+                return False, answer
+            item, shards = self.item(shop_id, item_id)
+            if item.kind == "coupon" and quantity != 1:
+                raise InvalidInput("coupon items are exchanged one at a time", field="quantity")
+            member = self.members.member(shop_id, member_id)
+            program = self.shops.program(shop_id)
+            now = self.clock()
+            tier = program.tier_of(member.tier.tier)
+            why = item.why_not(tier.name if tier else None, now)
+            if why:
+                raise Conflict(why, field="item_id", code="not_eligible")
+            stock = mall_store.stock(self.db, shop_id, item_id, shards)
+            open_shards = [n for n, s in stock.items() if int(s["left"]) >= quantity]
+            if not open_shards:
+                raise Conflict("this item is out of stock", field="item_id", code="out_of_stock")
+            points = item.points * quantity
+            lots = point_store.lots(self.db, shop_id, member_id)
+            move = account.spend(
+                member.balance,
+                lots,
+                points,
+                reason="mall.exchange",
+                reference=exchange_id,
+                at=now,
+                detail={"item_id": item_id, "quantity": quantity},
+                field="item_id",
+            )
+            coupon = self._coupon(shop_id, item, member_id, now) if item.kind == "coupon" else None
+            exchange = Exchange(
+                exchange_id=exchange_id,
+                item_id=item_id,
+                kind=item.kind,
+                member_id=member_id,
+                quantity=quantity,
+                points=points,
+                cash=item.cash * quantity,
+                status="issued" if coupon else "pending",
+                coupon={"code": coupon[0].code, "expires_at": iso(coupon[0].expires_at)} if coupon else None,
+                history=[{"status": "issued" if coupon else "pending", "at": iso(now)}],
+                at=now,
+            )
+            answer = self._exchange_view(shop_id, exchange, program.currency)
+            tx = self.db.transaction()
+            idempotency_store.add_record(tx, shop_id, "exchange", key, request=request, response=answer, now=now)
+            shard = random.choice(open_shards)  # noqa: S311 (spreads load; not a secret)
+            actions = mall_store.add_exchange(
+                tx, shop_id, exchange, shard=shard, limit=item.per_member_limit, draws=move.draws
+            )
+            point_store.add_move(tx, shop_id, member_id, move, guard=member.balance, now=now, shards=self.shards)
+            claim = None
+            if coupon is not None:
+                template, template_shard = coupon[1], coupon[2]
+                claim = coupon_store.add_claim(
+                    tx,
+                    shop_id,
+                    template,
+                    template_shard,
+                    coupon[0],
+                    now=now,
+                    due_shards=self.shards,
+                    remind_days=program.coupon_reminder_days,
+                )
+            try:
+                self.db.commit(tx)
+            except TransactionCancelled as exc:
+                if exc.failed(actions.limit):
+                    raise Conflict(
+                        f"member {member_id} has exchanged this item {item.per_member_limit} time(s), the limit",
+                        field="item_id",
+                        code="limit_reached",
+                    ) from exc
+                if claim is not None and exc.failed(claim.limit):
+                    raise Conflict(
+                        "the member has their limit of this coupon", field="item_id", code="limit_reached"
+                    ) from exc
+                continue  # a shard emptied, the balance moved, a replay landed, a code collided: read again
+            self._publish(shop_id, answer)
+            return True, answer
+        raise Retryable("too much contention on this item or member; try again")
+
+    def _coupon(self, shop_id: str, item: Item, member_id: str, now: datetime) -> tuple[Coupon, Any, int]:
+        """The coupon a coupon item grants, and the template shard it is taken from."""
+        assert item.template_id is not None
+        template, stock_shards = self.coupons.template(shop_id, item.template_id)
+        why = template.claimable(now)
+        if why:
+            raise Conflict(why, field="item_id", code="not_eligible")
+        left = coupon_store.stock_left(self.db, shop_id, item.template_id, stock_shards)
+        shards = [n for n, count in left.items() if count > 0]
+        if not shards:
+            raise Conflict("this item's coupon is out of stock", field="item_id", code="out_of_stock")
+        valid_from, expires_at = template.window(now)
+        coupon = Coupon(
+            coupon_id="cpn_" + secrets.token_hex(8),
+            code=new_code(),
+            template_id=item.template_id,
+            member_id=member_id,
+            terms=template.terms,
+            claimed_at=now,
+            valid_from=valid_from,
+            expires_at=expires_at,
+        )
+        return coupon, template, random.choice(shards)  # noqa: S311
+
+    def exchanges(self, shop_id: str, member_id: str, *, limit: int, cursor: str | None) -> dict[str, Any]:
+        self.members.member(shop_id, member_id)
+        currency = self.shops.program(shop_id).currency
+        page, next_cursor = mall_store.member_exchanges(self.db, shop_id, member_id, limit=limit, cursor=cursor)
+        return {"items": [self._exchange_view(shop_id, e, currency) for e in page], "next": next_cursor}
+
+    def exchange_view(self, shop_id: str, exchange_id: str) -> dict[str, Any]:
+        found = mall_store.get_exchange(self.db, shop_id, exchange_id)
+        if found is None:
+            raise NotFound(f"exchange {exchange_id} not found", field="exchange_id")
+        return self._exchange_view(shop_id, found[0], self.shops.program(shop_id).currency)
+
+    def move(self, shop_id: str, exchange_id: str, to: str) -> dict[str, Any]:
+        """The shop moves a goods exchange on: pending → shipped → delivered, or cancelled (its points back to lots
+        like those they came from, its units back to the stock). Moving it to the status it has answers as it is
+        (and publishes again)."""
+        currency = self.shops.program(shop_id).currency
+        for _ in range(MAX_ATTEMPTS):
+            found = mall_store.get_exchange(self.db, shop_id, exchange_id)
+            if found is None:
+                raise NotFound(f"exchange {exchange_id} not found", field="exchange_id")
+            exchange, shard, draws = found
+            why = may_move(exchange, to)
+            if why:
+                raise Conflict(why, field="status", code="invalid_transition")
+            if to == exchange.status:
+                answer = self._exchange_view(shop_id, exchange, currency)
+                self._publish(shop_id, answer)
+                return answer
+            now = self.clock()
+            tx = self.db.transaction()
+            mall_store.add_status(tx, shop_id, exchange, to, now, shard=shard)
+            if to == CANCELLED:
+                member = self.members.member(shop_id, exchange.member_id)
+                back = account.give_back(
+                    member.balance,
+                    draws,
+                    reason="mall.cancelled",
+                    reference=exchange_id,
+                    at=now,
+                    detail={"item_id": exchange.item_id, "quantity": exchange.quantity},
+                )
+                point_store.add_move(
+                    tx, shop_id, exchange.member_id, back, guard=member.balance, now=now, shards=self.shards
+                )
+            try:
+                self.db.commit(tx)
+            except TransactionCancelled:
+                continue  # moved meanwhile, or the member's debt did: read again
+            history = [*exchange.history, {"status": to, "at": iso(now)}]
+            answer = self._exchange_view(
+                shop_id, exchange.model_copy(update={"status": to, "history": history}), currency
+            )
+            self._publish(shop_id, answer)
+            return answer
+        raise Retryable("too much contention on this exchange; try again")
+
+    # ------------------------------------------------------------------ views
+
+    def _tier(self, shop_id: str, member_id: str) -> str | None:
+        tier = self.shops.program(shop_id).tier_of(self.members.member(shop_id, member_id).tier.tier)
+        return tier.name if tier else None
+
+    def _publish(self, shop_id: str, answer: dict[str, Any]) -> None:
+        self.events.publish("mall.exchange.changed", {"shop_id": shop_id, **answer})
+
+    @staticmethod
+    def _view(item: Item, left: int, currency: str) -> dict[str, Any]:
+        view: dict[str, Any] = {
+            "item_id": item.item_id,
+            "kind": item.kind,
+            "name": item.name,
+            "points": item.points,
+            "stock": item.stock,
+            "stock_left": left,
+            "per_member_limit": item.per_member_limit,
+            "template_id": item.template_id,
+            "sku": item.sku,
+            "image_url": item.image_url,
+            "ships": item.ships,
+            "cash": format_amount(item.cash, currency) if item.cash else None,
+            "from": iso(item.starts) if item.starts else None,
+            "until": iso(item.until) if item.until else None,
+            "tiers": item.tiers,
+            "visible": item.visible,
+        }
+        return {k: v for k, v in view.items() if v is not None}
+
+    @staticmethod
+    def _exchange_view(shop_id: str, exchange: Exchange, currency: str) -> dict[str, Any]:
+        view: dict[str, Any] = {
+            "exchange_id": exchange.exchange_id,
+            "item_id": exchange.item_id,
+            "member_id": exchange.member_id,
+            "quantity": exchange.quantity,
+            "points": exchange.points,
+            "status": exchange.status,
+            "history": exchange.history,
+            "at": iso(exchange.at),
+        }
+        if exchange.cash:
+            view["cash"] = format_amount(exchange.cash, currency)
+        if exchange.coupon:
+            view["coupon"] = exchange.coupon
+        return view

@@ -1,0 +1,191 @@
+"""The points mall: items (in their shop's partition), their stock (split over shards, so a flash exchange is not
+one hot key), each member's count per item, and exchanges (in the member's partition, found by id through a small
+look-up item)."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from loyalty.domain.ledger import Draw, iso
+from loyalty.domain.mall import Exchange, Item
+from loyalty.store.coupons import stock_split
+from loyalty.store.dynamo import Dynamo, Transaction, decode_cursor, encode_cursor, model_of
+from loyalty.store.dynamo import Item as Record
+from loyalty.store.keys import (
+    EXCHANGE_PREFIX,
+    EXCHANGE_SK,
+    MALL_COUNT_PREFIX,
+    MALL_ITEM_PREFIX,
+    STOCK_SK,
+    exchange_pk,
+    mall_stock_pk,
+    member_pk,
+    shop_pk,
+)
+
+
+def create_item(db: Dynamo, shop_id: str, item: Item, shards: int) -> None:
+    """The item and its stock shards, in one transaction."""
+    tx = db.transaction()
+    tx.put(
+        {
+            "PK": shop_pk(shop_id),
+            "SK": f"{MALL_ITEM_PREFIX}{item.item_id}",
+            "type": "mall_item",
+            **item.model_dump(mode="json", exclude_none=True),
+            "stock_shards": shards,
+        },
+        condition="attribute_not_exists(PK)",
+    )
+    for shard, cap in enumerate(stock_split(item.stock, shards)):
+        tx.put(
+            {
+                "PK": mall_stock_pk(shop_id, item.item_id, shard),
+                "SK": STOCK_SK,
+                "type": "mall_stock",
+                "left": cap,
+                "exchanged": 0,
+                "cancelled": 0,
+                "points": 0,
+            },
+            condition="attribute_not_exists(PK)",
+        )
+    db.commit(tx)
+
+
+def get_item(db: Dynamo, shop_id: str, item_id: str) -> tuple[Item, int] | None:
+    """The item and how many stock shards it has."""
+    found = db.get(shop_pk(shop_id), f"{MALL_ITEM_PREFIX}{item_id}", consistent=False)
+    return (model_of(Item, found), int(found["stock_shards"])) if found else None
+
+
+def items_page(
+    db: Dynamo, shop_id: str, *, limit: int, cursor: str | None
+) -> tuple[list[tuple[Item, int]], str | None]:
+    """A page of the shop's items (each with its stock shards), and the cursor of the next page."""
+    pk = shop_pk(shop_id)
+    start = decode_cursor(cursor, pk, MALL_ITEM_PREFIX) if cursor else None
+    found, last = db.query_page(pk, MALL_ITEM_PREFIX, limit=limit, start=start, consistent=False)
+    return [(model_of(Item, record), int(record["stock_shards"])) for record in found], encode_cursor(
+        last
+    ) if last else None
+
+
+def stock(db: Dynamo, shop_id: str, item_id: str, shards: int) -> dict[int, Record]:
+    """Each shard's stock item (`left`, and the report's counters), in one read."""
+    keys = [(mall_stock_pk(shop_id, item_id, n), STOCK_SK) for n in range(shards)]
+    found = db.get_many(keys)
+    return {n: found[key] for n, key in enumerate(keys) if key in found}
+
+
+@dataclass(frozen=True)
+class ExchangeActions:
+    """Where an exchange's conditions sit in its transaction, to tell which refused it."""
+
+    stock: int
+    limit: int
+
+
+def add_exchange(
+    tx: Transaction,
+    shop_id: str,
+    exchange: Exchange,
+    *,
+    shard: int,
+    limit: int | None,
+    draws: list[Draw],
+) -> ExchangeActions:
+    """Add an exchange to `tx`: units from one stock shard (never below zero), the member's count for the item
+    (never past `limit`), the exchange itself with the lots it drew (a cancellation gives back to their like) and
+    its look-up by id."""
+    stock = tx.update(
+        {"PK": mall_stock_pk(shop_id, exchange.item_id, shard), "SK": STOCK_SK},
+        "ADD #left :minus, exchanged :q, points :points",
+        values={":minus": -exchange.quantity, ":q": exchange.quantity, ":points": exchange.points},
+        condition="#left >= :q",
+        names={"#left": "left"},
+    )
+    member = member_pk(shop_id, exchange.member_id)
+    values: dict[str, Any] = {":q": exchange.quantity, ":type": "mall_count"}
+    condition = None
+    if limit is not None:
+        values[":most"] = limit - exchange.quantity
+        condition = "attribute_not_exists(units) OR units <= :most"
+    counted = tx.update(
+        {"PK": member, "SK": f"{MALL_COUNT_PREFIX}{exchange.item_id}"},
+        "ADD units :q SET #type = :type",
+        values=values,
+        condition=condition,
+        names={"#type": "type"},
+    )
+    sk = _exchange_sk(exchange)
+    tx.put(
+        {
+            "PK": member,
+            "SK": sk,
+            "type": "exchange",
+            **exchange.model_dump(mode="json", exclude_none=True),
+            "shard": shard,
+            "draws": [d.model_dump() for d in draws],
+        }
+    )
+    tx.put(
+        {
+            "PK": exchange_pk(shop_id, exchange.exchange_id),
+            "SK": EXCHANGE_SK,
+            "member_id": exchange.member_id,
+            "sk": sk,
+        },
+        condition="attribute_not_exists(PK)",
+    )
+    return ExchangeActions(stock=stock, limit=counted)
+
+
+def get_exchange(db: Dynamo, shop_id: str, exchange_id: str) -> tuple[Exchange, int, list[Draw]] | None:
+    """The exchange, the stock shard it took from and the lots it drew from."""
+    pointer = db.get(exchange_pk(shop_id, exchange_id), EXCHANGE_SK)
+    if pointer is None:
+        return None
+    found = db.get(member_pk(shop_id, pointer["member_id"]), pointer["sk"])
+    if found is None:
+        return None
+    return model_of(Exchange, found), int(found["shard"]), [Draw.model_validate(d) for d in found.get("draws", [])]
+
+
+def member_exchanges(
+    db: Dynamo, shop_id: str, member_id: str, *, limit: int, cursor: str | None
+) -> tuple[list[Exchange], str | None]:
+    """A page of the member's exchanges, newest first, and the cursor of the next page."""
+    pk = member_pk(shop_id, member_id)
+    start = decode_cursor(cursor, pk, EXCHANGE_PREFIX) if cursor else None
+    found, last = db.query_page(pk, EXCHANGE_PREFIX, limit=limit, start=start, newest_first=True, consistent=False)
+    return [model_of(Exchange, record) for record in found], encode_cursor(last) if last else None
+
+
+def add_status(tx: Transaction, shop_id: str, exchange: Exchange, to: str, at: datetime, *, shard: int) -> None:
+    """Move the exchange to `to`, if it is still as read; a cancellation also returns its units to the stock
+    shard they came from and takes them off the member's count."""
+    tx.update(
+        {"PK": member_pk(shop_id, exchange.member_id), "SK": _exchange_sk(exchange)},
+        "SET #status = :to, history = list_append(history, :step)",
+        values={":to": to, ":from": exchange.status, ":step": [{"status": to, "at": iso(at)}]},
+        condition="#status = :from",
+        names={"#status": "status"},
+    )
+    if to != "cancelled":
+        return
+    tx.update(
+        {"PK": mall_stock_pk(shop_id, exchange.item_id, shard), "SK": STOCK_SK},
+        "ADD #left :q, cancelled :q",
+        values={":q": exchange.quantity},
+        names={"#left": "left"},
+    )
+    tx.update(
+        {"PK": member_pk(shop_id, exchange.member_id), "SK": f"{MALL_COUNT_PREFIX}{exchange.item_id}"},
+        "ADD units :minus",
+        values={":minus": -exchange.quantity},
+    )
+
+
+def _exchange_sk(exchange: Exchange) -> str:
+    return f"{EXCHANGE_PREFIX}{iso(exchange.at)}#{exchange.exchange_id}"
