@@ -28,6 +28,7 @@ from infra.local.resources import table_definition
 from loyalty.domain.coupons import TemplateRequest
 from loyalty.domain.errors import Conflict
 from loyalty.domain.integrations import IntegrationSettings
+from loyalty.domain.lottery import LotteryRequest
 from loyalty.domain.mall import ItemRequest
 from loyalty.domain.members import Profile
 from loyalty.domain.orders import EVENT_TYPES
@@ -234,6 +235,21 @@ def mall_events(service: Services, shop: str) -> list[tuple[str, Counter[str]]]:
             "mall exchange cancelled",
             measure(service, lambda: service.mall.move(shop, made["exchange_id"], "cancelled")),
         )
+    )
+    prizes = [
+        {"prize_id": "p5", "kind": "points", "points": 5, "weight": 1, "stock": 100},
+        {"prize_id": "thanks", "kind": "nothing", "weight": 1},
+    ]
+    lottery = service.lotteries.create(
+        shop,
+        LotteryRequest.model_validate(
+            {"name": "Spin", "cost_points": 1, "daily_limit": 100, "prizes": prizes, "consolation": "thanks"}
+        ),
+    )["lottery_id"]
+    service.lotteries.lottery(shop, lottery)
+    rows.append(("lottery draw", measure(service, lambda: service.lotteries.draw(shop, "m1", lottery, key="d1"))))
+    rows.append(
+        ("lottery draw replayed", measure(service, lambda: service.lotteries.draw(shop, "m1", lottery, key="d1")))
     )
     return rows
 

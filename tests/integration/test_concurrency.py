@@ -12,6 +12,7 @@ import pytest
 from infra.local.resources import table_definition
 from loyalty.domain.coupons import NotApplicable, TemplateRequest
 from loyalty.domain.errors import Conflict, InsufficientPoints, Retryable
+from loyalty.domain.lottery import LotteryRequest
 from loyalty.domain.mall import ItemRequest
 from loyalty.domain.members import Profile
 from loyalty.domain.program import Program
@@ -255,3 +256,44 @@ def test_one_members_concurrent_exchanges_stop_at_their_limit(service: Services)
         outcomes = Counter(pool.map(exchange, range(20)))
     assert outcomes == {"ok": 3, "limit_reached": 17}
     assert check_invariants(service, shop_id, "m1")["available"] == 470
+
+
+def test_concurrent_draws_stop_at_the_daily_limit_and_never_pass_a_prizes_stock(service: Services) -> None:
+    shop_id = service.shops.create_shop("Spin")["shop_id"]
+    service.members.enrol(shop_id, Profile(member_id="m1"))
+    service.members.enrol(shop_id, Profile(member_id="m2"))
+    service.orders.apply(shop_id, event_model(paid("o1", total="500.00")))
+    service.orders.apply(shop_id, event_model(paid("o2", member_id="m2", total="500.00")))
+    prizes = [
+        {"prize_id": "tea", "kind": "points", "points": 1, "weight": 1, "stock": 5},
+        {"prize_id": "thanks", "kind": "nothing", "weight": 0},
+    ]
+    limited = service.lotteries.create(
+        shop_id,
+        LotteryRequest.model_validate(
+            {"name": "Limited", "cost_points": 10, "daily_limit": 3, "prizes": prizes, "consolation": "thanks"}
+        ),
+    )["lottery_id"]
+    generous = service.lotteries.create(
+        shop_id,
+        LotteryRequest.model_validate(
+            {"name": "Stock", "cost_points": 1, "daily_limit": 100, "prizes": prizes, "consolation": "thanks"}
+        ),
+    )["lottery_id"]
+
+    def draw(lottery_id: str, member: str, n: int) -> str:
+        try:
+            _, answer = with_retries(
+                lambda: fresh(service).lotteries.draw(shop_id, member, lottery_id, key=f"{lottery_id}{n}")
+            )
+        except Conflict as exc:
+            return exc.code
+        return str(answer["prize_id"])
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        limited_outcomes = Counter(pool.map(lambda n: draw(limited, "m1", n), range(50)))
+        stock_outcomes = Counter(pool.map(lambda n: draw(generous, "m2", n), range(20)))
+    assert limited_outcomes == {"tea": 3, "limit_reached": 47}  # tea has stock 5: all three draws win it
+    assert stock_outcomes == {"tea": 5, "thanks": 15}  # each lottery's prizes have their own stock
+    check_invariants(service, shop_id, "m1")
+    check_invariants(service, shop_id, "m2")

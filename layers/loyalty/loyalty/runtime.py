@@ -18,6 +18,7 @@ from loyalty.store.queue import Queues
 if TYPE_CHECKING:
     from loyalty.service.coupons import Coupons
     from loyalty.service.engagement import Engagement
+    from loyalty.service.lottery import Lotteries
     from loyalty.service.mall import Mall
     from loyalty.service.members import Members
     from loyalty.service.orders import Orders
@@ -96,6 +97,22 @@ class Services:
             self.shops,
             self.members,
             self.coupons,
+            self.events,
+            clock=self.clock,
+            shards=self.shards,
+            cache_seconds=self.cache_seconds,
+        )
+
+    @cached_property
+    def lotteries(self) -> "Lotteries":
+        from loyalty.service.lottery import Lotteries
+
+        return Lotteries(
+            self.db,
+            self.shops,
+            self.members,
+            self.coupons,
+            self.mall,
             self.events,
             clock=self.clock,
             shards=self.shards,

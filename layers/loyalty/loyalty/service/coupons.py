@@ -224,6 +224,32 @@ class Coupons:
             return replay(record, request)
         raise Conflict("this coupon is out of stock", field="template_id", code="out_of_stock")
 
+    def coupon_for(
+        self, shop_id: str, template_id: str, member_id: str, now: datetime
+    ) -> tuple[Coupon, Template, int] | None:
+        """A coupon of the template for the member, to be claimed inside another transaction (a mall exchange, a
+        lottery prize; store/coupons.py add_claim), and the stock shard to take it from (one still holding some,
+        at random). None if the template cannot give one now: outside its window, or out of stock."""
+        template, stock_shards = self.template(shop_id, template_id)
+        if template.claimable(now):
+            return None
+        left = coupon_store.stock_left(self.db, shop_id, template_id, stock_shards)
+        shards = [n for n, count in left.items() if count > 0]
+        if not shards:
+            return None
+        valid_from, expires_at = template.window(now)
+        coupon = Coupon(
+            coupon_id="cpn_" + secrets.token_hex(8),
+            code=new_code(),
+            template_id=template_id,
+            member_id=member_id,
+            terms=template.terms,
+            claimed_at=now,
+            valid_from=valid_from,
+            expires_at=expires_at,
+        )
+        return coupon, template, random.choice(shards)  # noqa: S311 (spreads load; not a secret)
+
     def coupons(self, shop_id: str, member_id: str, status: str | None = None) -> list[dict[str, Any]]:
         self.members.member(shop_id, member_id)
         now = self.clock()

@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any
 
 from loyalty.domain import points as account
-from loyalty.domain.coupons import Coupon, new_code
 from loyalty.domain.errors import Conflict, InvalidInput, NotFound, Retryable
 from loyalty.domain.ledger import iso
 from loyalty.domain.mall import CANCELLED, MAX_QUANTITY, Exchange, Item, ItemRequest, may_move
@@ -163,7 +162,11 @@ class Mall:
                 detail={"item_id": item_id, "quantity": quantity},
                 field="item_id",
             )
-            coupon = self._coupon(shop_id, item, member_id, now) if item.kind == "coupon" else None
+            coupon = None
+            if item.template_id is not None:
+                coupon = self.coupons.coupon_for(shop_id, item.template_id, member_id, now)
+                if coupon is None:
+                    raise Conflict("this item's coupon cannot be given now", field="item_id", code="out_of_stock")
             exchange = Exchange(
                 exchange_id=exchange_id,
                 item_id=item_id,
@@ -215,30 +218,6 @@ class Mall:
             self._publish(shop_id, answer)
             return True, answer
         raise Retryable("too much contention on this item or member; try again")
-
-    def _coupon(self, shop_id: str, item: Item, member_id: str, now: datetime) -> tuple[Coupon, Any, int]:
-        """The coupon a coupon item grants, and the template shard it is taken from."""
-        assert item.template_id is not None
-        template, stock_shards = self.coupons.template(shop_id, item.template_id)
-        why = template.claimable(now)
-        if why:
-            raise Conflict(why, field="item_id", code="not_eligible")
-        left = coupon_store.stock_left(self.db, shop_id, item.template_id, stock_shards)
-        shards = [n for n, count in left.items() if count > 0]
-        if not shards:
-            raise Conflict("this item's coupon is out of stock", field="item_id", code="out_of_stock")
-        valid_from, expires_at = template.window(now)
-        coupon = Coupon(
-            coupon_id="cpn_" + secrets.token_hex(8),
-            code=new_code(),
-            template_id=item.template_id,
-            member_id=member_id,
-            terms=template.terms,
-            claimed_at=now,
-            valid_from=valid_from,
-            expires_at=expires_at,
-        )
-        return coupon, template, random.choice(shards)  # noqa: S311
 
     def exchanges(self, shop_id: str, member_id: str, *, limit: int, cursor: str | None) -> dict[str, Any]:
         self.members.member(shop_id, member_id)

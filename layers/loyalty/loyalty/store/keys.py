@@ -33,6 +33,12 @@
 | mall exchanges  | SHOP#<shop>#MEMBER#<member>          | MALLCOUNT#<item> (units so far) |
 | exchange        | SHOP#<shop>#MEMBER#<member>          | EXCHANGE#<at>#<exchange>        |
 | exchange (by id)| SHOP#<shop>#EXCHANGE#<exchange>      | EXCHANGE (where it is)          |
+| lottery         | SHOP#<shop>                          | LOTTERY#<lottery>               |
+| lottery prize   | SHOP#<shop>#LOTTERY#<lottery>#PRIZE#<prize> | STOCK (a limited prize's)|
+| lottery report  | SHOP#<shop>#LOTTERY#<lottery>#REPORT#<n> | REPORT                      |
+| lottery audit   | SHOP#<shop>#LOTTERY#<lottery>#DAY#<date>#<n> | <draw>                  |
+| draws (limits)  | SHOP#<shop>#MEMBER#<member>          | DRAWS#<lottery>[#<local date>]  |
+| draw            | SHOP#<shop>#MEMBER#<member>          | DRAW#<at>#<draw>                |
 | delivery seen   | SHOP#<shop>#DELIVERY#<platform>#<sha256 of id> | DELIVERY (expires by TTL) |
 
 The run state (where a scheduled run resumes) is the only item that belongs to no shop: runs serve all
@@ -101,6 +107,13 @@ MALL_ITEM_PREFIX = "MALLITEM#"  # a mall item, in its shop's partition (a shop l
 MALL_COUNT_PREFIX = "MALLCOUNT#"  # units of an item a member has exchanged (its per-member limit's counter)
 EXCHANGE_PREFIX = "EXCHANGE#"  # a member's exchange, by time
 EXCHANGE_SK = "EXCHANGE"  # an exchange's look-up by id: which member's partition holds it
+LOTTERY_PREFIX = "LOTTERY#"  # a lottery, in its shop's partition
+DRAWS_PREFIX = "DRAWS#"  # a member's draws of a lottery, in all and per local day (the limits' counters)
+DRAW_PREFIX = "DRAW#"  # a member's draw, by time
+REPORT_SK = "REPORT"
+# A lottery's report counters and its audit listing are split over this many partitions: every draw writes one of
+# each, so a popular lottery is not one hot key.
+LOTTERY_SHARDS = 16
 DELIVERY_SK = "DELIVERY"
 
 
@@ -158,6 +171,10 @@ def code_pk(shop_id: str, code: str) -> str:
 
 def mall_stock_pk(shop_id: str, item_id: str, shard: int) -> str:
     return f"SHOP#{shop_id}#MALLITEM#{item_id}#STOCK#{shard}"
+
+
+def lottery_pk(shop_id: str, lottery_id: str) -> str:
+    return f"SHOP#{shop_id}#LOTTERY#{lottery_id}"
 
 
 def exchange_pk(shop_id: str, exchange_id: str) -> str:

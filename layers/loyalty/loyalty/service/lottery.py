@@ -1,0 +1,254 @@
+"""The points lottery (积分抽奖): a shop publishes a prize table; a member pays points to draw. Each draw is one
+transaction: its idempotency record, the member's draw counters (daily and total limits), a unit of a limited
+prize, the points paid (and a points prize granted), a coupon prize's claim, the report's counters, the draw and
+its audit line. The draw's random value is chosen once and kept across retries, so contention never re-rolls it.
+Rules in domain/lottery.py."""
+
+import secrets
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any
+
+from loyalty.domain import points as account
+from loyalty.domain.coupons import Coupon
+from loyalty.domain.engagement import local_day
+from loyalty.domain.errors import Conflict, NotFound, Retryable
+from loyalty.domain.expiry import expires_at
+from loyalty.domain.ledger import iso
+from loyalty.domain.lottery import Lottery, LotteryRequest, Outcome, day_digest, odds, pick, proof
+from loyalty.service.cache import TTLCache
+from loyalty.service.coupons import Coupons
+from loyalty.service.idempotency import fingerprint, replay
+from loyalty.service.mall import Mall
+from loyalty.service.members import Members
+from loyalty.service.shops import Shops
+from loyalty.store import coupons as coupon_store
+from loyalty.store import idempotency as idempotency_store
+from loyalty.store import lottery as lottery_store
+from loyalty.store import points as point_store
+from loyalty.store.dynamo import Dynamo, Transaction, TransactionCancelled
+from loyalty.store.events import Events
+from loyalty.store.keys import digest
+
+MAX_ATTEMPTS = 8
+
+
+class Lotteries:
+    def __init__(
+        self,
+        db: Dynamo,
+        shops: Shops,
+        members: Members,
+        coupons: Coupons,
+        mall: Mall,
+        events: Events,
+        *,
+        clock: Callable[[], datetime],
+        shards: int,
+        cache_seconds: float,
+    ) -> None:
+        self.db = db
+        self.shops = shops
+        self.members = members
+        self.coupons = coupons
+        self.mall = mall
+        self.events = events
+        self.clock = clock
+        self.shards = shards
+        self._lotteries: TTLCache[Lottery | None] = TTLCache(cache_seconds)
+
+    def create(self, shop_id: str, request: LotteryRequest) -> dict[str, Any]:
+        self.shops.program(shop_id)  # 404 for a shop that is gone
+        for prize in request.prizes:
+            if prize.template_id is not None:
+                self.coupons.template(shop_id, prize.template_id)
+            if prize.item_id is not None:
+                self.mall.item(shop_id, prize.item_id)
+        lottery = Lottery(
+            lottery_id="lot_" + secrets.token_hex(8),
+            name=request.name,
+            cost_points=request.cost_points,
+            daily_limit=request.daily_limit,
+            total_limit=request.total_limit,
+            starts=request.from_,
+            until=request.until,
+            prizes=request.prizes,
+            consolation=request.consolation,
+            created_at=self.clock(),
+        )
+        lottery_store.create(self.db, shop_id, lottery)
+        return self._view(lottery, set())
+
+    def lottery(self, shop_id: str, lottery_id: str) -> Lottery:
+        found = self._lotteries.get(f"{shop_id}|{lottery_id}", lambda: lottery_store.get(self.db, shop_id, lottery_id))
+        if found is None:
+            raise NotFound(f"lottery {lottery_id} not found", field="lottery_id")
+        return found
+
+    def view(self, shop_id: str, lottery_id: str) -> dict[str, Any]:
+        """The lottery with the odds a draw applies now (a prize out of stock has none; the consolation has its)."""
+        lottery = self.lottery(shop_id, lottery_id)
+        return self._view(lottery, lottery_store.out_of_stock(self.db, shop_id, lottery))
+
+    def report(self, shop_id: str, lottery_id: str) -> dict[str, Any]:
+        self.lottery(shop_id, lottery_id)
+        return {"lottery_id": lottery_id, **lottery_store.report(self.db, shop_id, lottery_id)}
+
+    def audit(self, shop_id: str, lottery_id: str, day: date) -> dict[str, Any]:
+        """The day's draws (the program's local day) as one digest a shop can publish, and how many there were."""
+        self.lottery(shop_id, lottery_id)
+        proofs = lottery_store.day_proofs(self.db, shop_id, lottery_id, day)
+        return {"lottery_id": lottery_id, "day": day.isoformat(), "draws": len(proofs), "digest": day_digest(proofs)}
+
+    def draws(self, shop_id: str, member_id: str, *, limit: int, cursor: str | None) -> dict[str, Any]:
+        self.members.member(shop_id, member_id)
+        page, next_cursor = lottery_store.member_draws(self.db, shop_id, member_id, limit=limit, cursor=cursor)
+        return {"items": page, "next": next_cursor}
+
+    # ------------------------------------------------------------------ drawing
+
+    def draw(self, shop_id: str, member_id: str, lottery_id: str, *, key: str) -> tuple[bool, dict[str, Any]]:
+        """One paid draw: (created, answer). The same key answers the same prize; another key draws again."""
+        request = fingerprint({"member_id": member_id, "lottery_id": lottery_id})
+        draw_id = "drw_" + digest(f"{shop_id}|{member_id}|{key}")[:20]
+        value = secrets.token_hex(32)  # chosen once: a retry after contention applies the same value
+        unavailable: dict[str, str] = {}
+        for _ in range(MAX_ATTEMPTS):
+            stored = idempotency_store.get_record(self.db, shop_id, "draw", key)
+            if stored is not None:
+                return False, replay(stored, request)
+            lottery = self.lottery(shop_id, lottery_id)
+            now = self.clock()
+            why = lottery.why_not(now)
+            if why:
+                raise Conflict(why, field="lottery_id", code="not_eligible")
+            program = self.shops.program(shop_id)
+            member = self.members.member(shop_id, member_id)
+            day = local_day(now, program.timezone)
+            today, in_all = lottery_store.draws_so_far(self.db, shop_id, member_id, lottery_id, day)
+            if today >= lottery.daily_limit or (lottery.total_limit is not None and in_all >= lottery.total_limit):
+                raise Conflict(
+                    "this member has drawn as often as the lottery allows", field="lottery_id", code="limit_reached"
+                )
+            for prize_id in lottery_store.out_of_stock(self.db, shop_id, lottery):
+                unavailable.setdefault(prize_id, "out of stock")
+            outcome = pick(lottery, value, unavailable)
+            prize = lottery.prize(outcome.prize)
+            lots = point_store.lots(self.db, shop_id, member_id)
+            move = account.spend(
+                member.balance,
+                lots,
+                lottery.cost_points,
+                reason="lottery.draw",
+                reference=draw_id,
+                at=now,
+                detail={"lottery_id": lottery_id},
+                field="lottery_id",
+            )
+            if prize.kind == "points" and prize.points:
+                move = move + account.grant(
+                    member.balance,
+                    prize.points,
+                    reason="lottery.prize",
+                    reference=draw_id,
+                    at=now,
+                    source="behaviour",
+                    earned_at=now,
+                    expires_at=expires_at(program.expiry_rule("behaviour"), now, program.timezone),
+                    detail={"lottery_id": lottery_id, "prize_id": prize.prize_id},
+                )
+            coupon = None
+            if prize.template_id is not None:
+                coupon = self.coupons.coupon_for(shop_id, prize.template_id, member_id, now)
+            if prize.kind == "coupon" and coupon is None:
+                unavailable[prize.prize_id] = "its coupon is out of stock or no longer given"
+                continue
+            answer = self._answer(lottery, draw_id, member_id, value, outcome, coupon[0] if coupon else None, now)
+            tx = self.db.transaction()
+            idempotency_store.add_record(tx, shop_id, "draw", key, request=request, response=answer, now=now)
+            limited = outcome.prize if prize.stock is not None else None
+            actions = lottery_store.add_draw(tx, shop_id, lottery, answer, day=day, at=now, limited_prize=limited)
+            point_store.add_move(tx, shop_id, member_id, move, guard=member.balance, now=now, shards=self.shards)
+            claim = self._add_claim(tx, shop_id, program.coupon_reminder_days, coupon, now) if coupon else None
+            try:
+                self.db.commit(tx)
+            except TransactionCancelled as exc:
+                if exc.failed(actions.daily) or (actions.total is not None and exc.failed(actions.total)):
+                    raise Conflict(
+                        "this member has drawn as often as the lottery allows", field="lottery_id", code="limit_reached"
+                    ) from exc
+                if actions.stock is not None and exc.failed(actions.stock):
+                    unavailable[outcome.prize] = "out of stock"
+                if claim is not None and claim.outcome(exc) in ("shard_empty", "limit"):
+                    unavailable[outcome.prize] = "its coupon is out of stock or no longer given"
+                continue  # a replay landed, the balance moved, a prize ran out: decide again with the same value
+            if prize.kind == "goods":
+                self.events.publish("lottery.goods.won", {"shop_id": shop_id, **answer})
+            return True, answer
+        raise Retryable("too much contention on this lottery or member; try again")
+
+    def _add_claim(
+        self, tx: Transaction, shop_id: str, remind_days: int, coupon: tuple[Coupon, Any, int], now: datetime
+    ) -> coupon_store.Claim:
+        given, template, shard = coupon
+        return coupon_store.add_claim(
+            tx, shop_id, template, shard, given, now=now, due_shards=self.shards, remind_days=remind_days
+        )
+
+    @staticmethod
+    def _answer(
+        lottery: Lottery,
+        draw_id: str,
+        member_id: str,
+        value: str,
+        outcome: Outcome,
+        coupon: Coupon | None,
+        now: datetime,
+    ) -> dict[str, Any]:
+        prize = lottery.prize(outcome.prize)
+        answer: dict[str, Any] = {
+            "draw_id": draw_id,
+            "lottery_id": lottery.lottery_id,
+            "member_id": member_id,
+            "prize_id": prize.prize_id,
+            "kind": prize.kind,
+            "cost_points": lottery.cost_points,
+            "value": value,
+            "roll": outcome.roll,
+            "drawn": outcome.drawn,
+            "proof": proof(lottery, draw_id, member_id, value, outcome),
+            "at": iso(now),
+        }
+        if outcome.fell_back:
+            answer["fell_back"] = outcome.fell_back
+        if prize.kind == "points":
+            answer["points"] = prize.points
+        if prize.kind == "goods":
+            answer["item_id"] = prize.item_id
+        if coupon is not None:
+            answer["coupon"] = {"code": coupon.code, "expires_at": iso(coupon.expires_at)}
+        return answer
+
+    @staticmethod
+    def _view(lottery: Lottery, out_of_stock: set[str]) -> dict[str, Any]:
+        chances = odds(lottery, out_of_stock)
+        view: dict[str, Any] = {
+            "lottery_id": lottery.lottery_id,
+            "name": lottery.name,
+            "cost_points": lottery.cost_points,
+            "daily_limit": lottery.daily_limit,
+            "total_limit": lottery.total_limit,
+            "from": iso(lottery.starts) if lottery.starts else None,
+            "until": iso(lottery.until) if lottery.until else None,
+            "consolation": lottery.consolation,
+            "table_digest": lottery.table_digest(),
+            "prizes": [
+                {
+                    **prize.model_dump(exclude_none=True),
+                    "chance": f"{chances[prize.prize_id][0]}/{chances[prize.prize_id][1]}",
+                    "in_stock": prize.prize_id not in out_of_stock,
+                }
+                for prize in lottery.prizes
+            ],
+        }
+        return {k: v for k, v in view.items() if v is not None}

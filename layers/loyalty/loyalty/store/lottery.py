@@ -1,0 +1,175 @@
+"""Lotteries (in their shop's partition), the stock of their limited prizes, their report counters and audit
+listing (each split over LOTTERY_SHARDS partitions), each member's draw counters and draws."""
+
+import zlib
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from loyalty.domain.ledger import iso
+from loyalty.domain.lottery import Lottery
+from loyalty.store.dynamo import Dynamo, Transaction, decode_cursor, encode_cursor, model_of
+from loyalty.store.dynamo import Item as Record
+from loyalty.store.keys import (
+    DRAW_PREFIX,
+    DRAWS_PREFIX,
+    LOTTERY_PREFIX,
+    LOTTERY_SHARDS,
+    REPORT_SK,
+    STOCK_SK,
+    lottery_pk,
+    member_pk,
+    shop_pk,
+)
+
+
+def _prize_pk(shop_id: str, lottery_id: str, prize_id: str) -> str:
+    return f"{lottery_pk(shop_id, lottery_id)}#PRIZE#{prize_id}"
+
+
+def _report_pk(shop_id: str, lottery_id: str, shard: int) -> str:
+    return f"{lottery_pk(shop_id, lottery_id)}#REPORT#{shard}"
+
+
+def _audit_pk(shop_id: str, lottery_id: str, day: date, shard: int) -> str:
+    return f"{lottery_pk(shop_id, lottery_id)}#DAY#{day.isoformat()}#{shard}"
+
+
+def create(db: Dynamo, shop_id: str, lottery: Lottery) -> None:
+    """The lottery and the stock of each limited prize, in one transaction."""
+    tx = db.transaction()
+    tx.put(
+        {
+            "PK": shop_pk(shop_id),
+            "SK": f"{LOTTERY_PREFIX}{lottery.lottery_id}",
+            "type": "lottery",
+            **lottery.model_dump(mode="json", exclude_none=True),
+        },
+        condition="attribute_not_exists(PK)",
+    )
+    for prize in lottery.prizes:
+        if prize.stock is not None:
+            tx.put(
+                {"PK": _prize_pk(shop_id, lottery.lottery_id, prize.prize_id), "SK": STOCK_SK, "left": prize.stock},
+                condition="attribute_not_exists(PK)",
+            )
+    db.commit(tx)
+
+
+def get(db: Dynamo, shop_id: str, lottery_id: str) -> Lottery | None:
+    found = db.get(shop_pk(shop_id), f"{LOTTERY_PREFIX}{lottery_id}", consistent=False)
+    return model_of(Lottery, found) if found else None
+
+
+def out_of_stock(db: Dynamo, shop_id: str, lottery: Lottery) -> set[str]:
+    """The limited prizes with none left, in one read."""
+    limited = [p.prize_id for p in lottery.prizes if p.stock is not None]
+    if not limited:
+        return set()
+    keys = {prize_id: (_prize_pk(shop_id, lottery.lottery_id, prize_id), STOCK_SK) for prize_id in limited}
+    found = db.get_many(list(keys.values()), consistent=True)
+    return {prize_id for prize_id, key in keys.items() if int(found.get(key, {}).get("left", 0)) <= 0}
+
+
+def draws_so_far(db: Dynamo, shop_id: str, member_id: str, lottery_id: str, day: date) -> tuple[int, int]:
+    """The member's draws of this lottery today and in all."""
+    pk = member_pk(shop_id, member_id)
+    today, total = (pk, f"{DRAWS_PREFIX}{lottery_id}#{day.isoformat()}"), (pk, f"{DRAWS_PREFIX}{lottery_id}")
+    found = db.get_many([today, total], consistent=True)
+    return int(found.get(today, {}).get("count", 0)), int(found.get(total, {}).get("count", 0))
+
+
+@dataclass(frozen=True)
+class DrawActions:
+    """Where a draw's conditions sit in its transaction, to tell which refused it."""
+
+    daily: int
+    total: int | None
+    stock: int | None
+
+
+def add_draw(
+    tx: Transaction,
+    shop_id: str,
+    lottery: Lottery,
+    draw: dict[str, Any],
+    *,
+    day: date,
+    at: datetime,
+    limited_prize: str | None,
+) -> DrawActions:
+    """Add a draw to `tx`: the member's counters for the day and in all (never past the limits), a unit of a
+    limited prize (never below zero), the report's counters, the draw, and its line in the day's audit listing."""
+    member = member_pk(shop_id, draw["member_id"])
+    lottery_id, draw_id = lottery.lottery_id, draw["draw_id"]
+    daily = tx.update(
+        {"PK": member, "SK": f"{DRAWS_PREFIX}{lottery_id}#{day.isoformat()}"},
+        "ADD #count :one",
+        values={":one": 1, ":limit": lottery.daily_limit},
+        condition="attribute_not_exists(#count) OR #count < :limit",
+        names={"#count": "count"},
+    )
+    total = None
+    if lottery.total_limit is not None:
+        total = tx.update(
+            {"PK": member, "SK": f"{DRAWS_PREFIX}{lottery_id}"},
+            "ADD #count :one",
+            values={":one": 1, ":limit": lottery.total_limit},
+            condition="attribute_not_exists(#count) OR #count < :limit",
+            names={"#count": "count"},
+        )
+    stock = None
+    if limited_prize is not None:
+        stock = tx.update(
+            {"PK": _prize_pk(shop_id, lottery_id, limited_prize), "SK": STOCK_SK},
+            "ADD #left :minus",
+            values={":minus": -1, ":one": 1},
+            condition="#left >= :one",
+            names={"#left": "left"},
+        )
+    shard = zlib.crc32(draw_id.encode()) % LOTTERY_SHARDS
+    tx.update(
+        {"PK": _report_pk(shop_id, lottery_id, shard), "SK": REPORT_SK},
+        "ADD draws :one, points :cost, #won :one",
+        values={":one": 1, ":cost": lottery.cost_points},
+        names={"#won": f"won_{draw['prize_id']}"},
+    )
+    tx.put({"PK": member, "SK": f"{DRAW_PREFIX}{iso(at)}#{draw_id}", "type": "draw", **draw})
+    audit = {k: draw[k] for k in ("draw_id", "member_id", "prize_id", "proof")}
+    tx.put({"PK": _audit_pk(shop_id, lottery_id, day, shard), "SK": draw_id, "type": "draw_audit", **audit})
+    return DrawActions(daily=daily, total=total, stock=stock)
+
+
+def member_draws(
+    db: Dynamo, shop_id: str, member_id: str, *, limit: int, cursor: str | None
+) -> tuple[list[Record], str | None]:
+    """A page of the member's draws, newest first."""
+    pk = member_pk(shop_id, member_id)
+    start = decode_cursor(cursor, pk, DRAW_PREFIX) if cursor else None
+    found, last = db.query_page(pk, DRAW_PREFIX, limit=limit, start=start, newest_first=True, consistent=False)
+    return [{k: v for k, v in r.items() if k not in ("PK", "SK", "type")} for r in found], (
+        encode_cursor(last) if last else None
+    )
+
+
+def report(db: Dynamo, shop_id: str, lottery_id: str) -> dict[str, Any]:
+    """The report's counters summed over their shards."""
+    keys = [(_report_pk(shop_id, lottery_id, n), REPORT_SK) for n in range(LOTTERY_SHARDS)]
+    draws = points = 0
+    won: dict[str, int] = {}
+    for item in db.get_many(keys, consistent=True).values():
+        draws += int(item.get("draws", 0))
+        points += int(item.get("points", 0))
+        for name, count in item.items():
+            if name.startswith("won_"):
+                won[name.removeprefix("won_")] = won.get(name.removeprefix("won_"), 0) + int(count)
+    return {"draws": draws, "points": points, "won": won}
+
+
+def day_proofs(db: Dynamo, shop_id: str, lottery_id: str, day: date) -> list[tuple[str, str]]:
+    """Every draw of the lottery on `day` (the program's local day): (draw id, proof)."""
+    proofs = []
+    for shard in range(LOTTERY_SHARDS):
+        for item in db.query_all(_audit_pk(shop_id, lottery_id, day, shard), "drw_"):
+            proofs.append((str(item["draw_id"]), str(item["proof"])))
+    return proofs
