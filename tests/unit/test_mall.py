@@ -98,3 +98,15 @@ def test_what_an_exchange_may_become() -> None:
     assert may_move(delivered, "cancelled") is not None and may_move(delivered, "delivered") is None
     coupon = goods.model_copy(update={"kind": "coupon", "status": "issued"})
     assert may_move(coupon, "cancelled") is not None
+
+
+@given(st.lists(st.integers(0, 5), min_size=1, max_size=16), st.integers(1, 30))
+def test_an_exchanges_units_come_from_shards_that_hold_them(lefts: list[int], quantity: int) -> None:
+    from loyalty.service.mall import units_from
+
+    takes = units_from({n: {"left": left} for n, left in enumerate(lefts)}, quantity)
+    if sum(lefts) < quantity:
+        assert takes is None
+    else:
+        assert takes is not None and sum(takes.values()) == quantity
+        assert all(0 < take <= lefts[shard] for shard, take in takes.items())

@@ -1,10 +1,9 @@
 """The points mall (积分商城): a shop lists items; a member exchanges points (and cash, collected by the shop) for
-them. Each exchange is one transaction: its idempotency record, units from one stock shard, the member's count
+them. Each exchange is one transaction: its idempotency record, units from stock shards, the member's count
 for the item, the points spent oldest-expiring first, the exchange, and for a coupon item the coupon itself.
 Goods exchanges then move through the shop's fulfilment; a cancellation gives the points back to lots like those
 they came from, and the units back to the stock, in one transaction too. Rules in domain/mall.py."""
 
-import math
 import random
 import secrets
 from collections.abc import Callable
@@ -30,7 +29,9 @@ from loyalty.store.events import Events
 from loyalty.store.keys import digest
 
 MAX_ATTEMPTS = 8
-UNITS_PER_SHARD = 250  # as coupon stock: a shard takes a few hundred exchanges a second
+# Stock shards per item: as many as units, up to 16. Small stocks are the flash ones: every unit its own item, so
+# a rush contends per unit, not on one counter. An exchange may take its units from several shards.
+MAX_STOCK_SHARDS = 16
 
 
 class Mall:
@@ -79,7 +80,7 @@ class Mall:
             visible=request.visible,
             created_at=self.clock(),
         )
-        shards = min(16, max(1, math.ceil(request.stock / UNITS_PER_SHARD)))
+        shards = min(MAX_STOCK_SHARDS, max(1, request.stock))
         mall_store.create_item(self.db, shop_id, item, shards)
         return self._view(item, request.stock, currency)
 
@@ -146,9 +147,8 @@ class Mall:
             why = item.why_not(tier.name if tier else None, now)
             if why:
                 raise Conflict(why, field="item_id", code="not_eligible")
-            stock = mall_store.stock(self.db, shop_id, item_id, shards)
-            open_shards = [n for n, s in stock.items() if int(s["left"]) >= quantity]
-            if not open_shards:
+            takes = units_from(mall_store.stock(self.db, shop_id, item_id, shards), quantity)
+            if takes is None:
                 raise Conflict("this item is out of stock", field="item_id", code="out_of_stock")
             points = item.points * quantity
             lots = point_store.lots(self.db, shop_id, member_id)
@@ -183,9 +183,8 @@ class Mall:
             answer = self._exchange_view(shop_id, exchange, program.currency)
             tx = self.db.transaction()
             idempotency_store.add_record(tx, shop_id, "exchange", key, request=request, response=answer, now=now)
-            shard = random.choice(open_shards)  # noqa: S311 (spreads load; not a secret)
             actions = mall_store.add_exchange(
-                tx, shop_id, exchange, shard=shard, limit=item.per_member_limit, draws=move.draws
+                tx, shop_id, exchange, takes=takes, limit=item.per_member_limit, draws=move.draws
             )
             point_store.add_move(tx, shop_id, member_id, move, guard=member.balance, now=now, shards=self.shards)
             claim = None
@@ -240,7 +239,7 @@ class Mall:
             found = mall_store.get_exchange(self.db, shop_id, exchange_id)
             if found is None:
                 raise NotFound(f"exchange {exchange_id} not found", field="exchange_id")
-            exchange, shard, draws = found
+            exchange, takes, draws = found
             why = may_move(exchange, to)
             if why:
                 raise Conflict(why, field="status", code="invalid_transition")
@@ -250,7 +249,7 @@ class Mall:
                 return answer
             now = self.clock()
             tx = self.db.transaction()
-            mall_store.add_status(tx, shop_id, exchange, to, now, shard=shard)
+            mall_store.add_status(tx, shop_id, exchange, to, now, takes=takes)
             if to == CANCELLED:
                 member = self.members.member(shop_id, exchange.member_id)
                 back = account.give_back(
@@ -324,3 +323,16 @@ class Mall:
         if exchange.coupon:
             view["coupon"] = exchange.coupon
         return view
+
+
+def units_from(stock: dict[int, Any], quantity: int) -> dict[int, int] | None:
+    """Which shards `quantity` units come from (shard -> units): shards with units left, in random order, so
+    concurrent exchanges spread over them; None if all of them together hold fewer."""
+    open_shards = [(n, int(s["left"])) for n, s in stock.items() if int(s["left"]) > 0]
+    random.shuffle(open_shards)
+    takes: dict[int, int] = {}
+    for shard, left in open_shards:
+        take = min(left, quantity - sum(takes.values()))
+        if take:
+            takes[shard] = take
+    return takes if sum(takes.values()) == quantity else None

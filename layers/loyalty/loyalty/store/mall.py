@@ -1,6 +1,6 @@
-"""The points mall: items (in their shop's partition), their stock (split over shards, so a flash exchange is not
-one hot key), each member's count per item, and exchanges (in the member's partition, found by id through a small
-look-up item)."""
+"""The points mall: items (in their shop's partition), their stock (split over up to 16 shards, so a flash exchange
+is not one hot key; an exchange takes its units from one or more of them), each member's count per item, and
+exchanges (in the member's partition, found by id through a small look-up item)."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -82,7 +82,7 @@ def stock(db: Dynamo, shop_id: str, item_id: str, shards: int) -> dict[int, Reco
 class ExchangeActions:
     """Where an exchange's conditions sit in its transaction, to tell which refused it."""
 
-    stock: int
+    stock: list[int]
     limit: int
 
 
@@ -91,20 +91,24 @@ def add_exchange(
     shop_id: str,
     exchange: Exchange,
     *,
-    shard: int,
+    takes: dict[int, int],
     limit: int | None,
     draws: list[Draw],
 ) -> ExchangeActions:
-    """Add an exchange to `tx`: units from one stock shard (never below zero), the member's count for the item
-    (never past `limit`), the exchange itself with the lots it drew (a cancellation gives back to their like) and
-    its look-up by id."""
-    stock = tx.update(
-        {"PK": mall_stock_pk(shop_id, exchange.item_id, shard), "SK": STOCK_SK},
-        "ADD #left :minus, exchanged :q, points :points",
-        values={":minus": -exchange.quantity, ":q": exchange.quantity, ":points": exchange.points},
-        condition="#left >= :q",
-        names={"#left": "left"},
-    )
+    """Add an exchange to `tx`: its units from stock shards (`takes`: shard -> units, none taken below zero), the
+    member's count for the item (never past `limit`), the exchange itself with the shards and lots it drew from
+    (a cancellation gives back to them) and its look-up by id."""
+    per_unit = exchange.points // exchange.quantity
+    stock = [
+        tx.update(
+            {"PK": mall_stock_pk(shop_id, exchange.item_id, shard), "SK": STOCK_SK},
+            "ADD #left :minus, exchanged :q, points :points",
+            values={":minus": -take, ":q": take, ":points": take * per_unit},
+            condition="#left >= :q",
+            names={"#left": "left"},
+        )
+        for shard, take in sorted(takes.items())
+    ]
     member = member_pk(shop_id, exchange.member_id)
     values: dict[str, Any] = {":q": exchange.quantity, ":type": "mall_count"}
     condition = None
@@ -125,7 +129,7 @@ def add_exchange(
             "SK": sk,
             "type": "exchange",
             **exchange.model_dump(mode="json", exclude_none=True),
-            "shard": shard,
+            "takes": {str(shard): take for shard, take in takes.items()},
             "draws": [d.model_dump() for d in draws],
         }
     )
@@ -141,15 +145,16 @@ def add_exchange(
     return ExchangeActions(stock=stock, limit=counted)
 
 
-def get_exchange(db: Dynamo, shop_id: str, exchange_id: str) -> tuple[Exchange, int, list[Draw]] | None:
-    """The exchange, the stock shard it took from and the lots it drew from."""
+def get_exchange(db: Dynamo, shop_id: str, exchange_id: str) -> tuple[Exchange, dict[int, int], list[Draw]] | None:
+    """The exchange, the units it took from each stock shard, and the lots it drew from."""
     pointer = db.get(exchange_pk(shop_id, exchange_id), EXCHANGE_SK)
     if pointer is None:
         return None
     found = db.get(member_pk(shop_id, pointer["member_id"]), pointer["sk"])
     if found is None:
         return None
-    return model_of(Exchange, found), int(found["shard"]), [Draw.model_validate(d) for d in found.get("draws", [])]
+    takes = {int(shard): int(take) for shard, take in found["takes"].items()}
+    return model_of(Exchange, found), takes, [Draw.model_validate(d) for d in found.get("draws", [])]
 
 
 def member_exchanges(
@@ -162,9 +167,11 @@ def member_exchanges(
     return [model_of(Exchange, record) for record in found], encode_cursor(last) if last else None
 
 
-def add_status(tx: Transaction, shop_id: str, exchange: Exchange, to: str, at: datetime, *, shard: int) -> None:
+def add_status(
+    tx: Transaction, shop_id: str, exchange: Exchange, to: str, at: datetime, *, takes: dict[int, int]
+) -> None:
     """Move the exchange to `to`, if it is still as read; a cancellation also returns its units to the stock
-    shard they came from and takes them off the member's count."""
+    shards they came from and takes them off the member's count."""
     tx.update(
         {"PK": member_pk(shop_id, exchange.member_id), "SK": _exchange_sk(exchange)},
         "SET #status = :to, history = list_append(history, :step)",
@@ -174,12 +181,13 @@ def add_status(tx: Transaction, shop_id: str, exchange: Exchange, to: str, at: d
     )
     if to != "cancelled":
         return
-    tx.update(
-        {"PK": mall_stock_pk(shop_id, exchange.item_id, shard), "SK": STOCK_SK},
-        "ADD #left :q, cancelled :q",
-        values={":q": exchange.quantity},
-        names={"#left": "left"},
-    )
+    for shard, take in sorted(takes.items()):
+        tx.update(
+            {"PK": mall_stock_pk(shop_id, exchange.item_id, shard), "SK": STOCK_SK},
+            "ADD #left :q, cancelled :q",
+            values={":q": take},
+            names={"#left": "left"},
+        )
     tx.update(
         {"PK": member_pk(shop_id, exchange.member_id), "SK": f"{MALL_COUNT_PREFIX}{exchange.item_id}"},
         "ADD units :minus",
