@@ -1,8 +1,8 @@
 """EventBridge schedules. Each run takes "now" from the event's `time`, so a run can be replayed exactly.
 
 Nightly, in this order: activate_pending, expire_points, remind_expiring, review_tiers, expire_coupons,
-grant_birthdays, grant_monthly_coupons (see template.yaml). expire_points only dispatches: one message per
-day-shard on the runs queue, each expired by expire_points_shard, in parallel.
+grant_birthdays, grant_monthly_coupons, publish_lottery_digests (see template.yaml). expire_points only
+dispatches: one message per day-shard on the runs queue, each expired by expire_points_shard, in parallel.
 """
 
 import os
@@ -68,6 +68,10 @@ remind_expiring = scheduled(
 review_tiers = scheduled(lambda s, time, stop: s.runs.review_tiers(time, s.tiers, should_stop=stop), "TiersReviewed")
 grant_birthdays = scheduled(
     lambda s, time, stop: s.runs.grant_birthdays(time, s.engagement, should_stop=stop), "BirthdaysGranted"
+)
+publish_lottery_digests = scheduled(
+    lambda s, time, stop: s.runs.publish_lottery_digests(time, s.lotteries, should_stop=stop),
+    "LotteryDigestsPublished",
 )
 grant_monthly_coupons = scheduled(
     lambda s, time, stop: s.runs.grant_monthly_coupons(time, s.engagement, runtime.queues(), should_stop=stop),

@@ -73,6 +73,7 @@ def test_coupon_grant_sample_for_an_unknown_shop_is_parked(stack: Stack) -> None
         ("ExpireCouponsFunction", "expire_coupons"),
         ("GrantBirthdaysFunction", "grant_birthdays"),
         ("GrantMonthlyCouponsFunction", "grant_monthly_coupons"),
+        ("PublishLotteryDigestsFunction", "publish_lottery_digests"),
     ],
 )
 def test_schedule_samples(stack: Stack, function: str, name: str) -> None:

@@ -2,17 +2,18 @@
 within limits, prizes of every kind, the consolation when a prize runs out, and draws anyone can verify."""
 
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from infra.local import lambdas
 from infra.local.resources import Stack
-from loyalty.domain.lottery import Lottery, Outcome, pick, proof
+from loyalty.domain.lottery import Lottery, Outcome, chain, day_digest, pick, proof
 from loyalty.runtime import Services
 from loyalty.store import points as point_store
 from tests.conftest import Api
-from tests.helpers import check_invariants, drain, paid, send
+from tests.helpers import capture_events, captured, check_invariants, drain, paid, send
 
 
 class Shop:
@@ -151,3 +152,36 @@ def test_the_draw_follows_the_published_weights() -> None:
     # A prize that cannot be given falls back, in exactly the proportion of its weight.
     fallback = sum(pick(lottery, secrets.token_hex(32), {"big": "out"}).prize == "big" for _ in range(10_000))
     assert fallback == 0
+
+
+def test_each_finished_day_is_digested_chained_and_published_once(lucky: Shop, stack: Stack) -> None:
+    """Through PublishLotteryDigestsFunction, under its own IAM policy."""
+    events = capture_events(stack)
+    lottery_id = lucky.lottery([THANKS | {"weight": 1}])
+    draws = [lucky.draw(lottery_id, f"k{n}")[1] for n in range(2)]
+    table = lucky.call("GET", f"/lotteries/{lottery_id}")[1]["table_digest"]
+    today = datetime.now(UTC).date()
+    function = lambdas.functions()["PublishLotteryDigestsFunction"]
+
+    def run(day: Any, hour: int) -> dict[str, Any]:
+        return dict(lambdas.invoke(function, lambdas.schedule_event(f"{day.isoformat()}T{hour:02d}:30:00Z")))
+
+    assert run(today, 23)["applied"] == 0  # the day is not over (the program's time zone is UTC)
+    tomorrow = today + timedelta(days=1)
+    assert run(tomorrow, 0)["applied"] == 1
+    assert run(tomorrow, 1)["applied"] == 0  # once
+    audit = lucky.call("GET", f"/lotteries/{lottery_id}/audit?day={today.isoformat()}")[1]
+    expected = day_digest([(d["draw_id"], d["proof"]) for d in draws])
+    assert audit | {"lottery_id": None} == {
+        "lottery_id": None,
+        "day": today.isoformat(),
+        "draws": 2,
+        "digest": expected,
+        "previous": table,
+        "chain": chain(table, expected),
+    }
+    assert run(tomorrow + timedelta(days=1), 0)["applied"] == 1  # a day without draws still extends the chain
+    following = lucky.call("GET", f"/lotteries/{lottery_id}/audit?day={tomorrow.isoformat()}")[1]
+    assert following["previous"] == audit["chain"] and following["draws"] == 0
+    published = [e["detail"] for e in captured(events) if e["detail-type"] == "lottery.digest"]
+    assert [p["day"] for p in published] == [today.isoformat(), tomorrow.isoformat()]

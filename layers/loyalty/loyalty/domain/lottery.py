@@ -3,8 +3,9 @@
 A draw is decided by one random value from `secrets` (256 bits, stored with the draw): `roll = value mod the
 table's total weight` picks the prize whose cumulative weight first exceeds the roll. A prize out of stock (or a
 coupon the template can no longer give) falls back to the lottery's consolation prize, whose stock is unlimited. So
-anyone holding the table and the draw's value can check its prize; `proof` is a digest of both and the outcome,
-and a day's digest (over its draws' proofs, in draw-id order) can be published for a regulator.
+anyone holding the table and the draw's value can check its prize; `proof` is a digest of both and the outcome.
+Each day's digest (over its draws' proofs, in draw-id order) is chained to the days before, from the table's
+digest, and published, so no draw can be added, removed or changed afterwards unseen.
 """
 
 import hashlib
@@ -156,6 +157,11 @@ def day_digest(proofs: list[tuple[str, str]]) -> str:
     for draw_id, draw_proof in sorted(proofs):
         running.update(f"{draw_id}:{draw_proof}\n".encode())
     return running.hexdigest()
+
+
+def chain(previous: str, day: str) -> str:
+    """The chain after a day: each day's digest bound to every day before it (and, first, to the table)."""
+    return hashlib.sha256(f"{previous}:{day}".encode()).hexdigest()
 
 
 def _digest(value: object) -> str:

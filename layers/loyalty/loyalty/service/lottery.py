@@ -6,16 +6,16 @@ Rules in domain/lottery.py."""
 
 import secrets
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from loyalty.domain import points as account
 from loyalty.domain.coupons import Coupon
-from loyalty.domain.engagement import local_day
+from loyalty.domain.engagement import day_starts, local_day
 from loyalty.domain.errors import Conflict, NotFound, Retryable
 from loyalty.domain.expiry import expires_at
 from loyalty.domain.ledger import iso
-from loyalty.domain.lottery import Lottery, LotteryRequest, Outcome, day_digest, odds, pick, proof
+from loyalty.domain.lottery import Lottery, LotteryRequest, Outcome, chain, day_digest, odds, pick, proof
 from loyalty.service.cache import TTLCache
 from loyalty.service.coupons import Coupons
 from loyalty.service.idempotency import fingerprint, replay
@@ -26,9 +26,9 @@ from loyalty.store import coupons as coupon_store
 from loyalty.store import idempotency as idempotency_store
 from loyalty.store import lottery as lottery_store
 from loyalty.store import points as point_store
-from loyalty.store.dynamo import Dynamo, Transaction, TransactionCancelled
+from loyalty.store.dynamo import Dynamo, Item, Transaction, TransactionCancelled
 from loyalty.store.events import Events
-from loyalty.store.keys import digest
+from loyalty.store.keys import digest, lottery_of
 
 MAX_ATTEMPTS = 8
 
@@ -58,7 +58,7 @@ class Lotteries:
         self._lotteries: TTLCache[Lottery | None] = TTLCache(cache_seconds)
 
     def create(self, shop_id: str, request: LotteryRequest) -> dict[str, Any]:
-        self.shops.program(shop_id)  # 404 for a shop that is gone
+        program = self.shops.program(shop_id)  # 404 for a shop that is gone
         for prize in request.prizes:
             if prize.template_id is not None:
                 self.coupons.template(shop_id, prize.template_id)
@@ -76,7 +76,16 @@ class Lotteries:
             consolation=request.consolation,
             created_at=self.clock(),
         )
-        lottery_store.create(self.db, shop_id, lottery)
+        first_day = local_day(max(lottery.created_at, lottery.starts or lottery.created_at), program.timezone)
+        lottery_store.create(
+            self.db,
+            shop_id,
+            lottery,
+            first_day=first_day,
+            first_due=day_starts(first_day + timedelta(days=1), program.timezone),
+            now=lottery.created_at,
+            shards=self.shards,
+        )
         return self._view(lottery, set())
 
     def lottery(self, shop_id: str, lottery_id: str) -> Lottery:
@@ -95,10 +104,52 @@ class Lotteries:
         return {"lottery_id": lottery_id, **lottery_store.report(self.db, shop_id, lottery_id)}
 
     def audit(self, shop_id: str, lottery_id: str, day: date) -> dict[str, Any]:
-        """The day's draws (the program's local day) as one digest a shop can publish, and how many there were."""
+        """A day's draws (the program's local day) as one digest, chained to the days before: as the nightly run
+        recorded and published it once the day was over, or (for a day not yet digested) computed now, unchained."""
         self.lottery(shop_id, lottery_id)
+        recorded = lottery_store.get_digest(self.db, shop_id, lottery_id, day)
+        if recorded is not None:
+            return {"lottery_id": lottery_id, **recorded}
         proofs = lottery_store.day_proofs(self.db, shop_id, lottery_id, day)
         return {"lottery_id": lottery_id, "day": day.isoformat(), "draws": len(proofs), "digest": day_digest(proofs)}
+
+    def digest_day(self, item: Item, time: datetime) -> bool:
+        """Once a lottery's day is over (the program's time zone), digest its draws, chain the digest to the days
+        before (`chain = sha256(previous chain + day digest)`, starting from the prize table's digest), record it
+        and publish it as lottery.digest, then file the next day (none after the lottery ends). Published before
+        it is recorded: a run repeated after a failure publishes again (consumers dedupe on lottery and day), and
+        the condition on the day filed records it once."""
+        shop_id, lottery_id = lottery_of(item["PK"])
+        lottery = self.lottery(shop_id, lottery_id)
+        timezone = self.shops.program(shop_id).timezone
+        state = lottery_store.chain_state(self.db, shop_id, lottery_id)
+        if state is None:
+            return False
+        day, previous = state
+        following = day + timedelta(days=1)
+        if day_starts(following, timezone) > time:
+            return False  # the day is not over where the shop is
+        proofs = lottery_store.day_proofs(self.db, shop_id, lottery_id, day)
+        digest_ = day_digest(proofs)
+        record = {
+            "day": day.isoformat(),
+            "draws": len(proofs),
+            "digest": digest_,
+            "previous": previous,
+            "chain": chain(previous, digest_),
+        }
+        self.events.publish("lottery.digest", {"shop_id": shop_id, "lottery_id": lottery_id, **record})
+        over = lottery.until is not None and lottery.until <= day_starts(following, timezone)
+        next_day = None if over else (following, day_starts(following + timedelta(days=1), timezone))
+        tx = self.db.transaction()
+        lottery_store.add_digest(tx, shop_id, lottery_id, record, following=next_day, now=time, shards=self.shards)
+        try:
+            self.db.commit(tx)
+        except TransactionCancelled as exc:
+            if exc.failed(1):
+                return False  # recorded by another run meanwhile
+            raise
+        return True
 
     def draws(self, shop_id: str, member_id: str, *, limit: int, cursor: str | None) -> dict[str, Any]:
         self.members.member(shop_id, member_id)

@@ -1,7 +1,7 @@
 """The scheduled runs: each finds its due work through the sparse DueIndex and settles it item by item.
 
 Nightly, in this order (template.yaml): activate-pending, expire-points, remind-expiring, review-tiers,
-expire-coupons, grant-birthdays, grant-monthly-coupons.
+expire-coupons, grant-birthdays, grant-monthly-coupons, publish-lottery-digests.
 """
 
 from collections.abc import Callable
@@ -19,6 +19,7 @@ from loyalty.store.keys import (
     COUPON_EXPIRE_JOB,
     COUPON_REMIND_JOB,
     EXPIRE_JOB,
+    LOTTERY_DIGEST_JOB,
     MONTHLY_JOB,
     PUBLISH_JOB,
     REFERRAL_JOB,
@@ -34,6 +35,7 @@ from loyalty.store.queue import Queues
 if TYPE_CHECKING:  # the capabilities a run hands its items to; each handler's import brings only its own
     from loyalty.service.coupons import Coupons
     from loyalty.service.engagement import Engagement
+    from loyalty.service.lottery import Lotteries
     from loyalty.service.orders import Orders
     from loyalty.service.points import Points
     from loyalty.service.tiers import Tiers
@@ -182,6 +184,19 @@ class Runs:
             time,
             should_stop,
             lambda item: engagement.monthly_coupons(item, time, queues),
+            inclusive=True,
+        )
+
+    def publish_lottery_digests(
+        self, time: datetime, lotteries: "Lotteries", *, should_stop: Callable[[], bool] = lambda: False
+    ) -> RunReport:
+        """For each lottery whose day is over, chain and publish that day's digest of its draws."""
+        return self._run(
+            "publish-lottery-digests",
+            LOTTERY_DIGEST_JOB,
+            time,
+            should_stop,
+            lambda item: lotteries.digest_day(item, time),
             inclusive=True,
         )
 

@@ -37,6 +37,7 @@
 | lottery prize   | SHOP#<shop>#LOTTERY#<lottery>#PRIZE#<prize> | STOCK (a limited prize's)|
 | lottery report  | SHOP#<shop>#LOTTERY#<lottery>#REPORT#<n> | REPORT                      |
 | lottery audit   | SHOP#<shop>#LOTTERY#<lottery>#DAY#<date>#<n> | <draw>                  |
+| digest chain    | SHOP#<shop>#LOTTERY#<lottery>        | CHAIN (next day), DIGEST#<date> |
 | draws (limits)  | SHOP#<shop>#MEMBER#<member>          | DRAWS#<lottery>[#<local date>]  |
 | draw            | SHOP#<shop>#MEMBER#<member>          | DRAW#<at>#<draw>                |
 | delivery seen   | SHOP#<shop>#DELIVERY#<platform>#<sha256 of id> | DELIVERY (expires by TTL) |
@@ -89,6 +90,7 @@ COUPON_REMIND_JOB = "coupon-remind"  # unused coupons to remind of (then re-file
 COUPON_EXPIRE_JOB = "coupon-expire"  # unused coupons past their expiry
 REFERRAL_JOB = "referral"  # referees whose first order's return window has closed
 BIRTHDAY_JOB = "birthday"  # members whose birthday has begun (program time zone)
+LOTTERY_DIGEST_JOB = "lottery-digest"  # lotteries whose day is over: its draws' digest to chain and publish
 MONTHLY_JOB = "monthly"  # shops whose month has begun (program time zone): the tiers' monthly coupons
 
 # A shop's members are listed over this many MembersIndex partitions. Fixed, not configured: it is part of every
@@ -175,6 +177,12 @@ def mall_stock_pk(shop_id: str, item_id: str, shard: int) -> str:
 
 def lottery_pk(shop_id: str, lottery_id: str) -> str:
     return f"SHOP#{shop_id}#LOTTERY#{lottery_id}"
+
+
+def lottery_of(pk: str) -> tuple[str, str]:
+    """(shop_id, lottery_id) of a lottery's own partition key, as the due index hands it to a run."""
+    _, shop_id, _, lottery_id = pk.split("#", 3)
+    return shop_id, lottery_id
 
 
 def exchange_pk(shop_id: str, exchange_id: str) -> str:

@@ -13,10 +13,12 @@ from loyalty.store.dynamo import Item as Record
 from loyalty.store.keys import (
     DRAW_PREFIX,
     DRAWS_PREFIX,
+    LOTTERY_DIGEST_JOB,
     LOTTERY_PREFIX,
     LOTTERY_SHARDS,
     REPORT_SK,
     STOCK_SK,
+    due_keys,
     lottery_pk,
     member_pk,
     shop_pk,
@@ -35,9 +37,30 @@ def _audit_pk(shop_id: str, lottery_id: str, day: date, shard: int) -> str:
     return f"{lottery_pk(shop_id, lottery_id)}#DAY#{day.isoformat()}#{shard}"
 
 
-def create(db: Dynamo, shop_id: str, lottery: Lottery) -> None:
-    """The lottery and the stock of each limited prize, in one transaction."""
+CHAIN_SK = "CHAIN"
+DIGEST_PREFIX = "DIGEST#"
+
+
+def create(
+    db: Dynamo, shop_id: str, lottery: Lottery, *, first_day: date, first_due: datetime, now: datetime, shards: int
+) -> None:
+    """The lottery, the stock of each limited prize, and its digest chain filed for its first day (due when that
+    day is over; its genesis is the prize table's digest), in one transaction."""
     tx = db.transaction()
+    pk = lottery_pk(shop_id, lottery.lottery_id)
+    due_pk_, due_sk_ = due_keys(LOTTERY_DIGEST_JOB, first_due, pk, shards, CHAIN_SK, now=now)
+    tx.put(
+        {
+            "PK": pk,
+            "SK": CHAIN_SK,
+            "type": "lottery_chain",
+            "day": first_day.isoformat(),
+            "chain": lottery.table_digest(),
+            "DuePK": due_pk_,
+            "DueSK": due_sk_,
+        },
+        condition="attribute_not_exists(PK)",
+    )
     tx.put(
         {
             "PK": shop_pk(shop_id),
@@ -164,6 +187,41 @@ def report(db: Dynamo, shop_id: str, lottery_id: str) -> dict[str, Any]:
             if name.startswith("won_"):
                 won[name.removeprefix("won_")] = won.get(name.removeprefix("won_"), 0) + int(count)
     return {"draws": draws, "points": points, "won": won}
+
+
+def chain_state(db: Dynamo, shop_id: str, lottery_id: str) -> tuple[date, str] | None:
+    """The next day to digest and the chain so far."""
+    found = db.get(lottery_pk(shop_id, lottery_id), CHAIN_SK)
+    return (date.fromisoformat(found["day"]), str(found["chain"])) if found else None
+
+
+def add_digest(
+    tx: Transaction,
+    shop_id: str,
+    lottery_id: str,
+    record: dict[str, Any],
+    *,
+    following: tuple[date, datetime] | None,
+    now: datetime,
+    shards: int,
+) -> None:
+    """Record a day's digest and move the chain on to `following` (the next day and when it is over), or off the
+    due index when the lottery has ended; conditioned on the day still being the one filed."""
+    pk = lottery_pk(shop_id, lottery_id)
+    tx.put({"PK": pk, "SK": f"{DIGEST_PREFIX}{record['day']}", "type": "lottery_digest", **record})
+    values: dict[str, Any] = {":handled": record["day"], ":chain": record["chain"]}
+    if following is None:
+        expression = "SET chain = :chain REMOVE DuePK, DueSK"
+    else:
+        due_pk_, due_sk_ = due_keys(LOTTERY_DIGEST_JOB, following[1], pk, shards, CHAIN_SK, now=now)
+        expression = "SET chain = :chain, #day = :next, DuePK = :due_pk, DueSK = :due_sk"
+        values |= {":next": following[0].isoformat(), ":due_pk": due_pk_, ":due_sk": due_sk_}
+    tx.update({"PK": pk, "SK": CHAIN_SK}, expression, values=values, condition="#day = :handled", names={"#day": "day"})
+
+
+def get_digest(db: Dynamo, shop_id: str, lottery_id: str, day: date) -> Record | None:
+    found = db.get(lottery_pk(shop_id, lottery_id), f"{DIGEST_PREFIX}{day.isoformat()}", consistent=False)
+    return {k: v for k, v in found.items() if k not in ("PK", "SK", "type")} if found else None
 
 
 def day_proofs(db: Dynamo, shop_id: str, lottery_id: str, day: date) -> list[tuple[str, str]]:
