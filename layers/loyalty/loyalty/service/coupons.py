@@ -160,30 +160,20 @@ class Coupons:
         why = template.claimable(now)
         if why:
             raise Conflict(why, field="template_id")
-        valid_from, expires_at = template.window(now)
         # Only shards that still had stock when read (one BatchGetItem): a sold-out coupon answers 409 without a
         # write, and a claim does not try shard after empty shard. Spread over them at random.
         shards = [n for n, left in coupon_store.stock_left(self.db, shop_id, template_id, stock_shards).items() if left]
         random.shuffle(shards)
         attempts = 0
         while shards:
-            code = new_code()
-            coupon = Coupon(
-                coupon_id="cpn_" + secrets.token_hex(8),
-                code=code,
-                template_id=template_id,
-                member_id=member_id,
-                terms=template.terms,
-                claimed_at=now,
-                valid_from=valid_from,
-                expires_at=expires_at,
-            )
+            coupon = new_coupon(template, member_id, now)
+            code = coupon.code
             response = {
                 "coupon_id": coupon.coupon_id,
                 "code": code,
                 "template_id": template_id,
                 "member_id": member_id,
-                "expires_at": iso(expires_at),
+                "expires_at": iso(coupon.expires_at),
             }
             outcome = coupon_store.commit_claim(
                 self.db,
@@ -237,18 +227,7 @@ class Coupons:
         shards = [n for n, count in left.items() if count > 0]
         if not shards:
             return None
-        valid_from, expires_at = template.window(now)
-        coupon = Coupon(
-            coupon_id="cpn_" + secrets.token_hex(8),
-            code=new_code(),
-            template_id=template_id,
-            member_id=member_id,
-            terms=template.terms,
-            claimed_at=now,
-            valid_from=valid_from,
-            expires_at=expires_at,
-        )
-        return coupon, template, random.choice(shards)  # noqa: S311 (spreads load; not a secret)
+        return new_coupon(template, member_id, now), template, random.choice(shards)  # noqa: S311 (spreads load; not a secret)
 
     def coupons(self, shop_id: str, member_id: str, status: str | None = None) -> list[dict[str, Any]]:
         self.members.member(shop_id, member_id)
@@ -430,6 +409,21 @@ class Coupons:
 
     def expire(self, item: Item, time: datetime) -> bool:
         return coupon_store.expire(self.db, item["PK"], item["SK"], time)
+
+
+def new_coupon(template: Template, member_id: str, now: datetime) -> Coupon:
+    """A coupon of the template for the member, with a new code, its window from the template's as of `now`."""
+    valid_from, expires_at = template.window(now)
+    return Coupon(
+        coupon_id="cpn_" + secrets.token_hex(8),
+        code=new_code(),
+        template_id=template.template_id,
+        member_id=member_id,
+        terms=template.terms,
+        claimed_at=now,
+        valid_from=valid_from,
+        expires_at=expires_at,
+    )
 
 
 def coupon_view(coupon: Coupon, status: str, currency: str) -> dict[str, Any]:

@@ -290,12 +290,16 @@ class Dynamo:
             "Limit": limit,
             "ConsistentRead": consistent,
         }
-        if start:
-            params["ExclusiveStartKey"] = serialise(start)
-        response = self._call(self.client.query, **params)
-        self.items_read += int(response.get("ScannedCount", len(response["Items"])))
-        last = response.get("LastEvaluatedKey")
-        return [deserialise(item) for item in response["Items"]], deserialise(last) if last else None
+        return self._page(self.client.query, params, start)
+
+    def cursor_page(
+        self, pk: str, prefix: str, *, limit: int, cursor: str | None, newest_first: bool = False
+    ) -> tuple[list[Item], str | None]:
+        """A page of a partition for the API: `cursor` (a `next` it answered before) says where it continues, and
+        only ever continues this listing (InvalidInput otherwise); the page's own `next`, or None at the end."""
+        start = decode_cursor(cursor, pk, prefix) if cursor else None
+        items, last = self.query_page(pk, prefix, limit=limit, newest_first=newest_first, start=start, consistent=False)
+        return items, encode_cursor(last) if last else None
 
     def query_all(self, pk: str, prefix: str) -> Iterator[Item]:
         start: Item | None = None
@@ -315,12 +319,7 @@ class Dynamo:
             "ExpressionAttributeValues": serialise({":pk": due_pk, ":until": until}),
             "Limit": limit,
         }
-        if start:
-            params["ExclusiveStartKey"] = serialise(start)
-        response = self._call(self.client.query, **params)
-        self.items_read += int(response.get("ScannedCount", len(response["Items"])))
-        last = response.get("LastEvaluatedKey")
-        return [deserialise(item) for item in response["Items"]], deserialise(last) if last else None
+        return self._page(self.client.query, params, start)
 
     def query_members(
         self, members_pk: str, *, start: Item | None = None, limit: int = 1000
@@ -333,12 +332,7 @@ class Dynamo:
             "ExpressionAttributeValues": serialise({":pk": members_pk}),
             "Limit": limit,
         }
-        if start:
-            params["ExclusiveStartKey"] = serialise(start)
-        response = self._call(self.client.query, **params)
-        self.items_read += int(response.get("ScannedCount", len(response["Items"])))
-        last = response.get("LastEvaluatedKey")
-        return [deserialise(item) for item in response["Items"]], deserialise(last) if last else None
+        return self._page(self.client.query, params, start)
 
     def scan_page(
         self, condition: str, values: Item, *, segment: int, segments: int, start: Item | None = None, limit: int = 500
@@ -353,9 +347,13 @@ class Dynamo:
             "TotalSegments": segments,
             "Limit": limit,
         }
+        return self._page(self.client.scan, params, start)
+
+    def _page(self, method: Any, params: dict[str, Any], start: Item | None) -> tuple[list[Item], Item | None]:
+        """One page of a Query or Scan from `start`, counting what DynamoDB read: (items, where the next starts)."""
         if start:
             params["ExclusiveStartKey"] = serialise(start)
-        response = self._call(self.client.scan, **params)
+        response = self._call(method, **params)
         self.items_read += int(response.get("ScannedCount", len(response["Items"])))
         last = response.get("LastEvaluatedKey")
         return [deserialise(item) for item in response["Items"]], deserialise(last) if last else None

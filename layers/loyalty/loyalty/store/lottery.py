@@ -8,7 +8,7 @@ from typing import Any
 
 from loyalty.domain.ledger import iso
 from loyalty.domain.lottery import Lottery
-from loyalty.store.dynamo import Dynamo, Transaction, decode_cursor, encode_cursor, model_of
+from loyalty.store.dynamo import Dynamo, Transaction, model_of
 from loyalty.store.dynamo import Item as Record
 from loyalty.store.keys import (
     DRAW_PREFIX,
@@ -125,22 +125,10 @@ def add_draw(
     limited prize (never below zero), the report's counters, the draw, and its line in the day's audit listing."""
     member = member_pk(shop_id, draw["member_id"])
     lottery_id, draw_id = lottery.lottery_id, draw["draw_id"]
-    daily = tx.update(
-        {"PK": member, "SK": f"{DRAWS_PREFIX}{lottery_id}#{day.isoformat()}"},
-        "ADD #count :one",
-        values={":one": 1, ":limit": lottery.daily_limit},
-        condition="attribute_not_exists(#count) OR #count < :limit",
-        names={"#count": "count"},
-    )
+    daily = _count(tx, member, f"{DRAWS_PREFIX}{lottery_id}#{day.isoformat()}", lottery.daily_limit)
     total = None
     if lottery.total_limit is not None:
-        total = tx.update(
-            {"PK": member, "SK": f"{DRAWS_PREFIX}{lottery_id}"},
-            "ADD #count :one",
-            values={":one": 1, ":limit": lottery.total_limit},
-            condition="attribute_not_exists(#count) OR #count < :limit",
-            names={"#count": "count"},
-        )
+        total = _count(tx, member, f"{DRAWS_PREFIX}{lottery_id}", lottery.total_limit)
     stock = None
     if limited_prize is not None:
         stock = tx.update(
@@ -163,16 +151,24 @@ def add_draw(
     return DrawActions(daily=daily, total=total, stock=stock)
 
 
+def _count(tx: Transaction, pk: str, sk: str, limit: int) -> int:
+    """One more draw on a counter, never past `limit`."""
+    return tx.update(
+        {"PK": pk, "SK": sk},
+        "ADD #count :one",
+        values={":one": 1, ":limit": limit},
+        condition="attribute_not_exists(#count) OR #count < :limit",
+        names={"#count": "count"},
+    )
+
+
 def member_draws(
     db: Dynamo, shop_id: str, member_id: str, *, limit: int, cursor: str | None
 ) -> tuple[list[Record], str | None]:
-    """A page of the member's draws, newest first."""
+    """A page of the member's draws, newest first, and the cursor of the next page."""
     pk = member_pk(shop_id, member_id)
-    start = decode_cursor(cursor, pk, DRAW_PREFIX) if cursor else None
-    found, last = db.query_page(pk, DRAW_PREFIX, limit=limit, start=start, newest_first=True, consistent=False)
-    return [{k: v for k, v in r.items() if k not in ("PK", "SK", "type")} for r in found], (
-        encode_cursor(last) if last else None
-    )
+    found, next_cursor = db.cursor_page(pk, DRAW_PREFIX, limit=limit, cursor=cursor, newest_first=True)
+    return [{k: v for k, v in r.items() if k not in ("PK", "SK", "type")} for r in found], next_cursor
 
 
 def report(db: Dynamo, shop_id: str, lottery_id: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 from loyalty.domain.ledger import Draw, iso
 from loyalty.domain.mall import Exchange, Item
 from loyalty.store.coupons import stock_split
-from loyalty.store.dynamo import Dynamo, Transaction, decode_cursor, encode_cursor, model_of
+from loyalty.store.dynamo import Dynamo, Transaction, model_of
 from loyalty.store.dynamo import Item as Record
 from loyalty.store.keys import (
     EXCHANGE_PREFIX,
@@ -63,12 +63,8 @@ def items_page(
     db: Dynamo, shop_id: str, *, limit: int, cursor: str | None
 ) -> tuple[list[tuple[Item, int]], str | None]:
     """A page of the shop's items (each with its stock shards), and the cursor of the next page."""
-    pk = shop_pk(shop_id)
-    start = decode_cursor(cursor, pk, MALL_ITEM_PREFIX) if cursor else None
-    found, last = db.query_page(pk, MALL_ITEM_PREFIX, limit=limit, start=start, consistent=False)
-    return [(model_of(Item, record), int(record["stock_shards"])) for record in found], encode_cursor(
-        last
-    ) if last else None
+    found, next_cursor = db.cursor_page(shop_pk(shop_id), MALL_ITEM_PREFIX, limit=limit, cursor=cursor)
+    return [(model_of(Item, record), int(record["stock_shards"])) for record in found], next_cursor
 
 
 def stock(db: Dynamo, shop_id: str, item_id: str, shards: int) -> dict[int, Record]:
@@ -162,9 +158,8 @@ def member_exchanges(
 ) -> tuple[list[Exchange], str | None]:
     """A page of the member's exchanges, newest first, and the cursor of the next page."""
     pk = member_pk(shop_id, member_id)
-    start = decode_cursor(cursor, pk, EXCHANGE_PREFIX) if cursor else None
-    found, last = db.query_page(pk, EXCHANGE_PREFIX, limit=limit, start=start, newest_first=True, consistent=False)
-    return [model_of(Exchange, record) for record in found], encode_cursor(last) if last else None
+    found, next_cursor = db.cursor_page(pk, EXCHANGE_PREFIX, limit=limit, cursor=cursor, newest_first=True)
+    return [model_of(Exchange, record) for record in found], next_cursor
 
 
 def add_status(

@@ -12,7 +12,7 @@ from typing import Any
 from loyalty.domain.errors import Conflict
 from loyalty.domain.ledger import Balance, Draw, LedgerEntry, Lot, iso
 from loyalty.domain.points import Move
-from loyalty.store.dynamo import Dynamo, Item, Transaction, decode_cursor, encode_cursor, model_of
+from loyalty.store.dynamo import Dynamo, Item, Transaction, model_of
 from loyalty.store.keys import (
     EXPIRE_JOB,
     LEDGER_PREFIX,
@@ -99,12 +99,11 @@ def lot_from_index(item: Item) -> Lot | None:
 def ledger_page(
     db: Dynamo, shop_id: str, member_id: str, *, limit: int, cursor: str | None
 ) -> tuple[list[LedgerEntry], str | None]:
-    """A page of the member's ledger, newest first. The cursor is opaque to callers and only ever continues the
-    listing it came from: never another member's or shop's partition (InvalidInput otherwise)."""
-    pk = member_pk(shop_id, member_id)
-    start = decode_cursor(cursor, pk, LEDGER_PREFIX) if cursor else None
-    items, last = db.query_page(pk, LEDGER_PREFIX, limit=limit, newest_first=True, start=start, consistent=False)
-    return [model_of(LedgerEntry, item) for item in items], encode_cursor(last) if last else None
+    """A page of the member's ledger, newest first, and the cursor of the next."""
+    items, next_cursor = db.cursor_page(
+        member_pk(shop_id, member_id), LEDGER_PREFIX, limit=limit, cursor=cursor, newest_first=True
+    )
+    return [model_of(LedgerEntry, item) for item in items], next_cursor
 
 
 def ledger_all(db: Dynamo, shop_id: str, member_id: str) -> list[LedgerEntry]:
