@@ -165,23 +165,26 @@ class Lotteries:
         value = secrets.token_hex(32)  # chosen once: a retry after contention applies the same value
         unavailable: dict[str, str] = {}
         for _ in range(MAX_ATTEMPTS):
-            stored = idempotency_store.get_record(self.db, shop_id, "draw", key)
-            if stored is not None:
-                return False, replay(stored, request)
             lottery = self.lottery(shop_id, lottery_id)
+            program = self.shops.program(shop_id)
             now = self.clock()
+            day = local_day(now, program.timezone)
+            state = lottery_store.draw_state(self.db, shop_id, member_id, lottery, day, key)
+            if state.replay is not None:
+                return False, replay(state.replay, request)
             why = lottery.why_not(now)
             if why:
                 raise Conflict(why, field="lottery_id", code="not_eligible")
-            program = self.shops.program(shop_id)
-            member = self.members.member(shop_id, member_id)
-            day = local_day(now, program.timezone)
-            today, in_all = lottery_store.draws_so_far(self.db, shop_id, member_id, lottery_id, day)
-            if today >= lottery.daily_limit or (lottery.total_limit is not None and in_all >= lottery.total_limit):
+            member = state.member
+            if member is None:
+                raise NotFound(f"member {member_id} not found", field="member_id")
+            if state.today >= lottery.daily_limit or (
+                lottery.total_limit is not None and state.in_all >= lottery.total_limit
+            ):
                 raise Conflict(
                     "this member has drawn as often as the lottery allows", field="lottery_id", code="limit_reached"
                 )
-            for prize_id in lottery_store.out_of_stock(self.db, shop_id, lottery):
+            for prize_id in state.out_of_stock:
                 unavailable.setdefault(prize_id, "out of stock")
             outcome = pick(lottery, value, unavailable)
             prize = lottery.prize(outcome.prize)

@@ -132,22 +132,24 @@ class Mall:
         request = fingerprint({"member_id": member_id, "item_id": item_id, "quantity": quantity})
         exchange_id = "exc_" + digest(f"{shop_id}|{member_id}|{key}")[:20]
         for _ in range(MAX_ATTEMPTS):
-            stored = idempotency_store.get_record(self.db, shop_id, "exchange", key)
-            if stored is not None:
-                answer = replay(stored, request)
+            item, shards = self.item(shop_id, item_id)
+            state = mall_store.exchange_state(self.db, shop_id, member_id, item_id, shards, key)
+            if state.replay is not None:
+                answer = replay(state.replay, request)
                 self._publish(shop_id, answer)
                 return False, answer
-            item, shards = self.item(shop_id, item_id)
             if item.kind == "coupon" and quantity != 1:
                 raise InvalidInput("coupon items are exchanged one at a time", field="quantity")
-            member = self.members.member(shop_id, member_id)
+            member = state.member
+            if member is None:
+                raise NotFound(f"member {member_id} not found", field="member_id")
             program = self.shops.program(shop_id)
             now = self.clock()
             tier = program.tier_of(member.tier.tier)
             why = item.why_not(tier.name if tier else None, now)
             if why:
                 raise Conflict(why, field="item_id", code="not_eligible")
-            takes = units_from(mall_store.stock(self.db, shop_id, item_id, shards), quantity)
+            takes = units_from(state.stock, quantity)
             if takes is None:
                 raise Conflict("this item is out of stock", field="item_id", code="out_of_stock")
             points = item.points * quantity

@@ -8,21 +8,26 @@ from typing import Any
 
 from loyalty.domain.ledger import iso
 from loyalty.domain.lottery import Lottery
+from loyalty.domain.members import Member
 from loyalty.store.dynamo import Dynamo, Transaction, model_of
 from loyalty.store.dynamo import Item as Record
 from loyalty.store.keys import (
     DRAW_PREFIX,
     DRAWS_PREFIX,
+    IDEMPOTENCY_SK,
     LOTTERY_DIGEST_JOB,
     LOTTERY_PREFIX,
     LOTTERY_SHARDS,
+    PROFILE_SK,
     REPORT_SK,
     STOCK_SK,
     due_keys,
+    idempotency_pk,
     lottery_pk,
     member_pk,
     shop_pk,
 )
+from loyalty.store.members import member_from_item
 
 
 def _prize_pk(shop_id: str, lottery_id: str, prize_id: str) -> str:
@@ -86,20 +91,49 @@ def get(db: Dynamo, shop_id: str, lottery_id: str) -> Lottery | None:
 
 def out_of_stock(db: Dynamo, shop_id: str, lottery: Lottery) -> set[str]:
     """The limited prizes with none left, in one read."""
-    limited = [p.prize_id for p in lottery.prizes if p.stock is not None]
-    if not limited:
-        return set()
-    keys = {prize_id: (_prize_pk(shop_id, lottery.lottery_id, prize_id), STOCK_SK) for prize_id in limited}
-    found = db.get_many(list(keys.values()), consistent=True)
-    return {prize_id for prize_id, key in keys.items() if int(found.get(key, {}).get("left", 0)) <= 0}
+    return draw_state(db, shop_id, None, lottery, None, None).out_of_stock
 
 
-def draws_so_far(db: Dynamo, shop_id: str, member_id: str, lottery_id: str, day: date) -> tuple[int, int]:
-    """The member's draws of this lottery today and in all."""
-    pk = member_pk(shop_id, member_id)
-    today, total = (pk, f"{DRAWS_PREFIX}{lottery_id}#{day.isoformat()}"), (pk, f"{DRAWS_PREFIX}{lottery_id}")
-    found = db.get_many([today, total], consistent=True)
-    return int(found.get(today, {}).get("count", 0)), int(found.get(total, {}).get("count", 0))
+@dataclass(frozen=True)
+class DrawState:
+    """What a draw is decided on, read at once: an earlier answer to its key, the member, their draws today and in
+    all, and the limited prizes with none left."""
+
+    replay: Record | None
+    member: Member | None
+    today: int
+    in_all: int
+    out_of_stock: set[str]
+
+
+def draw_state(
+    db: Dynamo, shop_id: str, member_id: str | None, lottery: Lottery, day: date | None, key: str | None
+) -> DrawState:
+    """A draw's reads in one BatchGetItem (strongly consistent, as its conditions will be); without a member,
+    only the prizes' stock."""
+    stock = {
+        p.prize_id: (_prize_pk(shop_id, lottery.lottery_id, p.prize_id), STOCK_SK)
+        for p in lottery.prizes
+        if p.stock is not None
+    }
+    keys = list(stock.values())
+    earlier = profile = today = in_all = None
+    if member_id is not None and day is not None and key is not None:
+        pk = member_pk(shop_id, member_id)
+        earlier = (idempotency_pk(shop_id, "draw", key), IDEMPOTENCY_SK)
+        profile = (pk, PROFILE_SK)
+        today = (pk, f"{DRAWS_PREFIX}{lottery.lottery_id}#{day.isoformat()}")
+        in_all = (pk, f"{DRAWS_PREFIX}{lottery.lottery_id}")
+        keys += [earlier, profile, today, in_all]
+    found = db.get_many(keys, consistent=True) if keys else {}
+    member = found.get(profile) if profile else None
+    return DrawState(
+        replay=found.get(earlier) if earlier else None,
+        member=member_from_item(member) if member else None,
+        today=int(found.get(today, {}).get("count", 0)) if today else 0,
+        in_all=int(found.get(in_all, {}).get("count", 0)) if in_all else 0,
+        out_of_stock={prize for prize, k in stock.items() if int(found.get(k, {}).get("left", 0)) <= 0},
+    )
 
 
 @dataclass(frozen=True)

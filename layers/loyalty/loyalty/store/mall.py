@@ -8,20 +8,25 @@ from typing import Any
 
 from loyalty.domain.ledger import Draw, iso
 from loyalty.domain.mall import Exchange, Item
+from loyalty.domain.members import Member
 from loyalty.store.coupons import stock_split
 from loyalty.store.dynamo import Dynamo, Transaction, model_of
 from loyalty.store.dynamo import Item as Record
 from loyalty.store.keys import (
     EXCHANGE_PREFIX,
     EXCHANGE_SK,
+    IDEMPOTENCY_SK,
     MALL_COUNT_PREFIX,
     MALL_ITEM_PREFIX,
+    PROFILE_SK,
     STOCK_SK,
     exchange_pk,
+    idempotency_pk,
     mall_stock_pk,
     member_pk,
     shop_pk,
 )
+from loyalty.store.members import member_from_item
 
 
 def create_item(db: Dynamo, shop_id: str, item: Item, shards: int) -> None:
@@ -65,6 +70,29 @@ def items_page(
     """A page of the shop's items (each with its stock shards), and the cursor of the next page."""
     found, next_cursor = db.cursor_page(shop_pk(shop_id), MALL_ITEM_PREFIX, limit=limit, cursor=cursor)
     return [(model_of(Item, record), int(record["stock_shards"])) for record in found], next_cursor
+
+
+@dataclass(frozen=True)
+class ExchangeState:
+    """What an exchange is decided on, read at once: an earlier answer to its key, the member, the stock."""
+
+    replay: Record | None
+    member: Member | None
+    stock: dict[int, Record]
+
+
+def exchange_state(db: Dynamo, shop_id: str, member_id: str, item_id: str, shards: int, key: str) -> ExchangeState:
+    """An exchange's reads in one BatchGetItem (strongly consistent, as its conditions will be)."""
+    earlier = (idempotency_pk(shop_id, "exchange", key), IDEMPOTENCY_SK)
+    profile = (member_pk(shop_id, member_id), PROFILE_SK)
+    shard_keys = [(mall_stock_pk(shop_id, item_id, n), STOCK_SK) for n in range(shards)]
+    found = db.get_many([earlier, profile, *shard_keys], consistent=True)
+    member = found.get(profile)
+    return ExchangeState(
+        replay=found.get(earlier),
+        member=member_from_item(member) if member else None,
+        stock={n: found[key] for n, key in enumerate(shard_keys) if key in found},
+    )
 
 
 def stock(db: Dynamo, shop_id: str, item_id: str, shards: int) -> dict[int, Record]:
