@@ -25,9 +25,11 @@ pytestmark = pytest.mark.server
 
 
 @pytest.fixture
-def service(moto_server: str) -> Any:
+def service(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     name = f"conc-{uuid.uuid4().hex[:8]}"
     boto3.client("dynamodb").create_table(**table_definition(table_name=name))
+    # This server has only the default bus (an earlier test's stack may have left its own bus's name behind).
+    monkeypatch.setenv("EVENT_BUS_NAME", "default")
     yield Services(Dynamo(name), cache_seconds=0)
 
 
