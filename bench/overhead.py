@@ -229,6 +229,23 @@ def set_up() -> list[Case]:
     invoke(functions["OrdersFunction"], lambdas.sqs_event(messages[:2], queue_arn))
     queued = {"warm": messages[2:3], "m1": messages[3:4]}
     member_path = f"/v1/shops/{shop}/members"
+    gift = {"kind": "goods", "name": "Gift", "points": 20, "stock": 100}
+    item = lambdas.response_json(
+        invoke(functions["ApiFunction"], api("POST", f"/v1/shops/{shop}/mall/items", key, gift))
+    )
+    spin = {
+        "name": "Spin",
+        "cost_points": 5,
+        "daily_limit": 100,
+        "prizes": [
+            {"prize_id": "p5", "kind": "points", "points": 5, "weight": 1, "stock": 100},
+            {"prize_id": "thanks", "kind": "nothing", "weight": 1},
+        ],
+        "consolation": "thanks",
+    }
+    lottery = lambdas.response_json(
+        invoke(functions["ApiFunction"], api("POST", f"/v1/shops/{shop}/lotteries", key, spin))
+    )
     return [
         Case(
             "api: enrol a member",
@@ -246,7 +263,27 @@ def set_up() -> list[Case]:
                 f"{member_path}/{m}/redemptions",
                 key,
                 {"points": 10, "reason": "bench"},
-                {"Idempotency-Key": "r1"},
+                {"Idempotency-Key": f"r-{m}"},
+            ),
+            201,
+        ),
+        Case(
+            "api: exchange in the mall",
+            "ApiFunction",
+            lambda m: api(
+                "POST", f"{member_path}/{m}/exchanges", key, {"item_id": item["item_id"]}, {"Idempotency-Key": f"x-{m}"}
+            ),
+            201,
+        ),
+        Case(
+            "api: lottery draw",
+            "ApiFunction",
+            lambda m: api(
+                "POST",
+                f"{member_path}/{m}/draws",
+                key,
+                {"lottery_id": lottery["lottery_id"]},
+                {"Idempotency-Key": f"d-{m}"},
             ),
             201,
         ),
@@ -284,7 +321,9 @@ def record(cases: list[Case]) -> dict[str, list[Call]]:
     for case in cases:
         function = functions[case.function]
         # Warm, on another member: the first call of a container reads the shop's configuration.
-        invoke(function, case.event("warm"))
+        warm = invoke(function, case.event("warm"))
+        if os.environ.get("BENCH_OVERHEAD_DEBUG"):
+            print(case.name, warm.get("statusCode") if isinstance(warm, dict) else warm, file=sys.stderr)
         with transport.record() as calls:
             check(case, invoke(function, case.event("m1")))
         recorded[case.name] = list(calls)
