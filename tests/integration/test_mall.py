@@ -47,7 +47,7 @@ def mall(api: Api, shop: dict[str, str], stack: Stack) -> Mall:
 
 def test_a_goods_exchange_is_paid_in_points_once_and_shipped(mall: Mall, stack: Stack, service: Services) -> None:
     events = capture_events(stack)
-    item = mall.item(cash="9.90")
+    item = mall.item()
     status, listed = mall.call("GET", "/mall/items?member_id=m1")
     assert status == 200 and [i["item_id"] for i in listed["items"]] == [item]
     assert listed["items"][0] | {"item_id": None} == {
@@ -58,12 +58,11 @@ def test_a_goods_exchange_is_paid_in_points_once_and_shipped(mall: Mall, stack: 
         "stock": 10,
         "stock_left": 10,
         "ships": True,
-        "cash": "9.90",
         "visible": True,
     }
     status, first = mall.exchange(item, "k1", quantity=2)
     assert status == 201, first
-    assert (first["points"], first["cash"], first["status"], first["quantity"]) == (300, "19.80", "pending", 2)
+    assert (first["points"], first["status"], first["quantity"]) == (300, "pending", 2)
     assert mall.exchange(item, "k1", quantity=2) == (200, first)  # a replay answers as the first call did
     assert mall.available() == 700
     assert check_invariants(service, mall.id, "m1")["available"] == 700
@@ -83,6 +82,27 @@ def test_a_goods_exchange_is_paid_in_points_once_and_shipped(mall: Mall, stack: 
     assert ("mall.exchange.changed", "pending") in published and ("mall.exchange.changed", "delivered") in published
     mine = mall.call("GET", "/members/m1/exchanges")[1]["items"]
     assert [e["exchange_id"] for e in mine] == [exchange_id]
+
+
+def test_points_and_cash_wait_for_the_shops_platform_to_collect_the_cash(mall: Mall) -> None:
+    item = mall.item(cash="9.90")
+    assert mall.call("GET", f"/mall/items/{item}")[1]["cash"] == "9.90"
+    status, made = mall.exchange(item, "k1", quantity=2)
+    assert status == 201 and (made["points"], made["cash"], made["status"]) == (300, "19.80", "awaiting_payment")
+    path = f"/mall/exchanges/{made['exchange_id']}"
+    assert mall.call("PUT", path, {"status": "shipped"})[1]["error"]["code"] == "invalid_transition"  # not paid
+    status, paid_for = mall.call("PUT", path, {"status": "pending"})  # the platform collected 19.80
+    assert status == 200 and [h["status"] for h in paid_for["history"]] == ["awaiting_payment", "pending"]
+    unpaid = mall.exchange(item, "k2")[1]
+    status, dropped = mall.call("PUT", f"/mall/exchanges/{unpaid['exchange_id']}", {"status": "cancelled"})
+    assert (status, dropped["status"]) == (200, "cancelled")
+    assert mall.available() == 1000 - 300  # an unpaid exchange's points come back
+    status, bad = mall.call(
+        "POST",
+        "/mall/items",
+        {"kind": "coupon", "name": "x", "points": 1, "stock": 1, "template_id": "tpl_0000000000000000", "cash": "1.00"},
+    )
+    assert status == 400 and "cash" in bad["error"]["message"]
 
 
 def test_a_cancelled_exchange_gives_the_points_back_to_lots_like_theirs(mall: Mall, service: Services) -> None:

@@ -25,7 +25,7 @@ class ExchangeRequest(BaseModel):
 
 class Fulfilment(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    status: Literal["pending", "shipped", "delivered", "cancelled"]
+    status: Literal["awaiting_payment", "pending", "shipped", "delivered", "cancelled"]
 
 
 @router.post("/v1/shops/<shop_id>/mall/items", summary="List an item in the points mall", tags=["mall"])
@@ -93,7 +93,8 @@ def get_exchange(shop_id: ShopId, exchange_id: ExchangeId) -> Response[str]:
 
 @router.put(
     "/v1/shops/<shop_id>/mall/exchanges/<exchange_id>",
-    summary="Move a goods exchange on: pending → shipped → delivered, or cancelled (points and stock back)",
+    summary="Move a goods exchange on: (awaiting_payment → paid: pending) → shipped → delivered, or cancelled "
+    "(points and stock back)",
     tags=["mall"],
 )
 def move_exchange(shop_id: ShopId, exchange_id: ExchangeId, body: Annotated[Fulfilment, Body()]) -> Response[str]:

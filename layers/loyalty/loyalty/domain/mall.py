@@ -9,11 +9,13 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from loyalty.domain.orders import DecimalString, Identifier
 
 Kind = Literal["coupon", "goods"]
-Status = Literal["issued", "pending", "shipped", "delivered", "cancelled"]
+Status = Literal["issued", "awaiting_payment", "pending", "shipped", "delivered", "cancelled"]
 
-# What the shop may move a goods exchange to, from each status. A coupon exchange is `issued` once and stays so
-# (the coupon itself is then used or expires); a delivered one is final.
+# What the shop may move a goods exchange to, from each status. One with a cash part waits for the shop's platform
+# to collect it (the exchange id is the order's reference there), then is `pending` like any other. A coupon
+# exchange is `issued` once and stays so (the coupon itself is then used or expires); a delivered one is final.
 MOVES: dict[str, set[str]] = {
+    "awaiting_payment": {"pending", "cancelled"},
     "pending": {"shipped", "cancelled"},
     "shipped": {"delivered", "cancelled"},
 }
@@ -53,6 +55,8 @@ class ItemRequest(BaseModel):
             raise ValueError("template_id: a coupon item names the coupon template it grants")
         if self.kind == "goods" and self.template_id is not None:
             raise ValueError("template_id: only coupon items grant a coupon template")
+        if self.kind == "coupon" and self.cash is not None:
+            raise ValueError("cash: only goods items take a cash part (a coupon is issued at once)")
         if self.from_ and self.until and self.until <= self.from_:
             raise ValueError("until: must be after from")
         return self
@@ -110,6 +114,13 @@ class Exchange(BaseModel):
     coupon: dict[str, str] | None = None  # the coupon a coupon item granted: its code and expiry
     history: list[dict[str, str]] = []  # each status and when it was reached
     at: datetime
+
+
+def first_status(item: Item) -> Status:
+    """Where an exchange of the item starts: a coupon is issued at once; goods with a cash part wait for it."""
+    if item.kind == "coupon":
+        return "issued"
+    return "awaiting_payment" if item.cash else "pending"
 
 
 def may_move(exchange: Exchange, to: str) -> str | None:

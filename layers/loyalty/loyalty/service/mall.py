@@ -13,7 +13,7 @@ from typing import Any
 from loyalty.domain import points as account
 from loyalty.domain.errors import Conflict, InvalidInput, NotFound, Retryable
 from loyalty.domain.ledger import iso
-from loyalty.domain.mall import CANCELLED, MAX_QUANTITY, Exchange, Item, ItemRequest, may_move
+from loyalty.domain.mall import CANCELLED, MAX_QUANTITY, Exchange, Item, ItemRequest, first_status, may_move
 from loyalty.domain.money import format_amount, parse_amount
 from loyalty.service.cache import TTLCache
 from loyalty.service.coupons import Coupons
@@ -177,9 +177,9 @@ class Mall:
                 quantity=quantity,
                 points=points,
                 cash=item.cash * quantity,
-                status="issued" if coupon else "pending",
+                status=first_status(item),
                 coupon={"code": coupon[0].code, "expires_at": iso(coupon[0].expires_at)} if coupon else None,
-                history=[{"status": "issued" if coupon else "pending", "at": iso(now)}],
+                history=[{"status": first_status(item), "at": iso(now)}],
                 at=now,
             )
             answer = self._exchange_view(shop_id, exchange, program.currency)
@@ -233,9 +233,9 @@ class Mall:
         return self._exchange_view(shop_id, found[0], self.shops.program(shop_id).currency)
 
     def move(self, shop_id: str, exchange_id: str, to: str) -> dict[str, Any]:
-        """The shop moves a goods exchange on: pending → shipped → delivered, or cancelled (its points back to lots
-        like those they came from, its units back to the stock). Moving it to the status it has answers as it is
-        (and publishes again)."""
+        """The shop moves a goods exchange on: (awaiting_payment →) pending → shipped → delivered, or cancelled (its
+        points back to lots like those they came from, its units back to the stock). Moving it to the status it has
+        answers as it is (and publishes again)."""
         currency = self.shops.program(shop_id).currency
         for _ in range(MAX_ATTEMPTS):
             found = mall_store.get_exchange(self.db, shop_id, exchange_id)
