@@ -169,3 +169,14 @@ def test_another_shops_key_reaches_no_item(mall: Mall, api: Api) -> None:
     assert status == 403
     status, _ = api.call("GET", f"/v1/shops/{other['shop_id']}/mall/items/{item}", key=other["api_key"])
     assert status == 404
+
+
+def test_a_catalogue_page_reads_every_items_stock_at_once(mall: Mall, service: Services) -> None:
+    """Eight items of 16 stock shards each: 128 stock items, read in two BatchGetItem calls (100 keys at most)."""
+    items = {mall.item(name=f"Gift {n}", stock=16) for n in range(8)}
+    service.db.requests.clear()
+    status, page = mall.call("GET", "/mall/items?member_id=m1&limit=25")
+    assert status == 200
+    assert {i["item_id"] for i in page["items"]} == items
+    assert {i["stock_left"] for i in page["items"]} == {16}
+    assert service.db.requests["BatchGetItem"] == 2  # not one per item

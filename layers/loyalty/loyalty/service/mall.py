@@ -110,14 +110,14 @@ class Mall:
             tier = self._tier(shop_id, member_id)
         page, next_cursor = mall_store.items_page(self.db, shop_id, limit=limit, cursor=cursor)
         now = self.clock()
-        views = []
-        for item, shards in page:
-            if member_id is not None and item.why_not(tier, now):
-                continue
-            left = sum(int(s["left"]) for s in mall_store.stock(self.db, shop_id, item.item_id, shards).values())
-            if member_id is not None and left <= 0:
-                continue
-            views.append(self._view(item, left, currency))
+        if member_id is not None:
+            page = [(item, shards) for item, shards in page if not item.why_not(tier, now)]
+        left = mall_store.units_left(self.db, shop_id, page) if page else {}
+        views = [
+            self._view(item, left[item.item_id], currency)
+            for item, _ in page
+            if member_id is None or left[item.item_id] > 0
+        ]
         return {"items": views, "next": next_cursor}
 
     # ------------------------------------------------------------------ exchanges

@@ -223,21 +223,23 @@ class Dynamo:
         return deserialise(response["Item"])
 
     def get_many(self, keys: list[tuple[str, str]], *, consistent: bool = False) -> dict[tuple[str, str], Item]:
-        """Up to 100 items in one BatchGetItem (retrying what DynamoDB leaves unprocessed), by (PK, SK)."""
+        """Items by (PK, SK): one BatchGetItem per 100 keys (DynamoDB's most), retrying what it leaves
+        unprocessed."""
         found: dict[tuple[str, str], Item] = {}
-        request: dict[str, Any] = {
-            self.table_name: {
-                "Keys": [serialise({"PK": pk, "SK": sk}) for pk, sk in keys],
-                "ConsistentRead": consistent,
+        for first in range(0, len(keys), 100):
+            request: dict[str, Any] = {
+                self.table_name: {
+                    "Keys": [serialise({"PK": pk, "SK": sk}) for pk, sk in keys[first : first + 100]],
+                    "ConsistentRead": consistent,
+                }
             }
-        }
-        while request:
-            response = self._call(self.client.batch_get_item, RequestItems=request)
-            for raw in response.get("Responses", {}).get(self.table_name, []):
-                item = deserialise(raw)
-                found[(item["PK"], item["SK"])] = item
-                self.items_read += 1
-            request = response.get("UnprocessedKeys") or {}
+            while request:
+                response = self._call(self.client.batch_get_item, RequestItems=request)
+                for raw in response.get("Responses", {}).get(self.table_name, []):
+                    item = deserialise(raw)
+                    found[(item["PK"], item["SK"])] = item
+                    self.items_read += 1
+                request = response.get("UnprocessedKeys") or {}
         return found
 
     def put(self, item: Item, condition: str | None = None, values: Item | None = None) -> None:

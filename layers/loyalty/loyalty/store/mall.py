@@ -95,6 +95,20 @@ def exchange_state(db: Dynamo, shop_id: str, member_id: str, item_id: str, shard
     )
 
 
+def units_left(db: Dynamo, shop_id: str, items: list[tuple[Item, int]]) -> dict[str, int]:
+    """Units left of each item (with its stock shards), read together: a catalogue page in one or a few reads."""
+    keys = {
+        (item.item_id, n): (mall_stock_pk(shop_id, item.item_id, n), STOCK_SK)
+        for item, shards in items
+        for n in range(shards)
+    }
+    found = db.get_many(list(keys.values()))
+    left: dict[str, int] = {item.item_id: 0 for item, _ in items}
+    for (item_id, _), key in keys.items():
+        left[item_id] += int(found.get(key, {}).get("left", 0))
+    return left
+
+
 def stock(db: Dynamo, shop_id: str, item_id: str, shards: int) -> dict[int, Record]:
     """Each shard's stock item (`left`, and the report's counters), in one read."""
     keys = [(mall_stock_pk(shop_id, item_id, n), STOCK_SK) for n in range(shards)]
