@@ -65,7 +65,9 @@ activate_pending = scheduled(
 remind_expiring = scheduled(
     lambda s, time, stop: s.runs.remind_expiring(time, s.points, should_stop=stop), "ExpiryRemindersPublished"
 )
-review_tiers = scheduled(lambda s, time, stop: s.runs.review_tiers(time, s.tiers, should_stop=stop), "TiersReviewed")
+review_tiers = scheduled(
+    lambda s, time, stop: s.runs.review_tiers(time, s.tiers, s.mall, should_stop=stop), "TiersReviewed"
+)
 grant_birthdays = scheduled(
     lambda s, time, stop: s.runs.grant_birthdays(time, s.engagement, should_stop=stop), "BirthdaysGranted"
 )

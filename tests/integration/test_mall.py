@@ -6,9 +6,12 @@ from typing import Any
 
 import pytest
 
+from infra.local import lambdas
 from infra.local.resources import Stack
+from loyalty.domain.errors import Retryable
 from loyalty.runtime import Services
 from loyalty.store import points as point_store
+from loyalty.store.events import Events
 from tests.conftest import Api
 from tests.helpers import capture_events, captured, check_invariants, drain, paid, send
 
@@ -180,3 +183,32 @@ def test_a_catalogue_page_reads_every_items_stock_at_once(mall: Mall, service: S
     assert {i["item_id"] for i in page["items"]} == items
     assert {i["stock_left"] for i in page["items"]} == {16}
     assert service.db.requests["BatchGetItem"] == 2  # not one per item
+
+
+def test_a_step_whose_event_could_not_be_published_is_published_by_the_outbox_run(
+    mall: Mall, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = capture_events(stack)
+    item = mall.item()
+    original = Events.publish
+
+    def refused(self: Events, detail_type: str, detail: dict[str, Any]) -> None:
+        raise Retryable("EventBridge is busy")
+
+    monkeypatch.setattr(Events, "publish", refused)
+    status, answer = mall.exchange(item, "k1")
+    assert status == 201, answer  # the exchange is made; its event waits in the outbox
+    monkeypatch.setattr(Events, "publish", original)
+    assert mall.available() == 850
+    run = lambdas.invoke(lambdas.functions()["ReviewTiersFunction"], lambdas.schedule_event(_now()))
+    assert run["published"] == 1
+    published = [e["detail"] for e in captured(events) if e["detail-type"] == "mall.exchange.changed"]
+    assert [(e["item_id"], e["status"]) for e in published] == [(item, "pending")]
+    again = lambdas.invoke(lambdas.functions()["ReviewTiersFunction"], lambdas.schedule_event(_now()))
+    assert again["published"] == 0  # once out of the outbox, never again
+    assert mall.exchange(item, "k1")[0] == 200  # the member's retry answers as the first call did
+
+
+def _now() -> str:
+    """A run's time a minute on (the outbox lists a step due at its own instant)."""
+    return (datetime.now(UTC) + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")

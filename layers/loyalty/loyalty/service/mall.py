@@ -10,6 +10,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from aws_lambda_powertools import Logger
+
 from loyalty.domain import points as account
 from loyalty.domain.errors import Conflict, InvalidInput, NotFound, Retryable
 from loyalty.domain.ledger import iso
@@ -28,6 +30,7 @@ from loyalty.store.dynamo import Dynamo, TransactionCancelled
 from loyalty.store.events import Events
 from loyalty.store.keys import digest
 
+logger = Logger(child=True)
 MAX_ATTEMPTS = 8
 # Stock shards per item: as many as units, up to 16. Small stocks are the flash ones: every unit its own item, so
 # a rush contends per unit, not on one counter. An exchange may take its units from several shards.
@@ -126,7 +129,7 @@ class Mall:
         self, shop_id: str, member_id: str, item_id: str, quantity: int, *, key: str
     ) -> tuple[bool, dict[str, Any]]:
         """Exchange points for `quantity` units of an item: (created, answer). The same key answers as its first
-        success did (and publishes its event again: consumers dedupe on exchange id and status)."""
+        success did."""
         if not 1 <= quantity <= MAX_QUANTITY:
             raise InvalidInput(f"must be 1 to {MAX_QUANTITY}", field="quantity")
         request = fingerprint({"member_id": member_id, "item_id": item_id, "quantity": quantity})
@@ -135,9 +138,7 @@ class Mall:
             item, shards = self.item(shop_id, item_id)
             state = mall_store.exchange_state(self.db, shop_id, member_id, item_id, shards, key)
             if state.replay is not None:
-                answer = replay(state.replay, request)
-                self._publish(shop_id, answer)
-                return False, answer
+                return False, replay(state.replay, request)
             if item.kind == "coupon" and quantity != 1:
                 raise InvalidInput("coupon items are exchanged one at a time", field="quantity")
             member = state.member
@@ -186,7 +187,7 @@ class Mall:
             tx = self.db.transaction()
             idempotency_store.add_record(tx, shop_id, "exchange", key, request=request, response=answer, now=now)
             actions = mall_store.add_exchange(
-                tx, shop_id, exchange, takes=takes, limit=item.per_member_limit, draws=move.draws
+                tx, shop_id, exchange, takes=takes, limit=item.per_member_limit, draws=move.draws, shards=self.shards
             )
             point_store.add_move(tx, shop_id, member_id, move, guard=member.balance, now=now, shards=self.shards)
             claim = None
@@ -235,7 +236,7 @@ class Mall:
     def move(self, shop_id: str, exchange_id: str, to: str) -> dict[str, Any]:
         """The shop moves a goods exchange on: (awaiting_payment →) pending → shipped → delivered, or cancelled (its
         points back to lots like those they came from, its units back to the stock). Moving it to the status it has
-        answers as it is (and publishes again)."""
+        answers as it is."""
         currency = self.shops.program(shop_id).currency
         for _ in range(MAX_ATTEMPTS):
             found = mall_store.get_exchange(self.db, shop_id, exchange_id)
@@ -246,12 +247,10 @@ class Mall:
             if why:
                 raise Conflict(why, field="status", code="invalid_transition")
             if to == exchange.status:
-                answer = self._exchange_view(shop_id, exchange, currency)
-                self._publish(shop_id, answer)
-                return answer
+                return self._exchange_view(shop_id, exchange, currency)
             now = self.clock()
             tx = self.db.transaction()
-            mall_store.add_status(tx, shop_id, exchange, to, now, takes=takes)
+            mall_store.add_status(tx, shop_id, exchange, to, now, takes=takes, shards=self.shards)
             if to == CANCELLED:
                 member = self.members.member(shop_id, exchange.member_id)
                 back = account.give_back(
@@ -284,7 +283,24 @@ class Mall:
         return tier.name if tier else None
 
     def _publish(self, shop_id: str, answer: dict[str, Any]) -> None:
-        self.events.publish("mall.exchange.changed", {"shop_id": shop_id, **answer})
+        """Publish the exchange's step, then take it out of the outbox (where its transaction listed it). If
+        EventBridge refuses, the step stays in the outbox and the nightly run publishes it (review-tiers' last
+        step): the exchange is made either way, so the caller is answered as it is."""
+        try:
+            self.events.publish("mall.exchange.changed", {"shop_id": shop_id, **answer})
+        except Retryable:
+            logger.warning("mall.exchange.changed left in the outbox", extra={"shop_id": shop_id})
+            return
+        mall_store.mark_published(self.db, shop_id, answer)
+
+    def publish_pending(self, pk: str, sk: str) -> bool:
+        """Publish an exchange's step still in the outbox; False if it was published since it was listed."""
+        found = mall_store.unpublished_exchange(self.db, pk, sk)
+        if found is None:
+            return False
+        shop_id, exchange = found
+        self._publish(shop_id, self._exchange_view(shop_id, exchange, self.shops.program(shop_id).currency))
+        return True
 
     @staticmethod
     def _view(item: Item, left: int, currency: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from loyalty.store.keys import (
     BIRTHDAY_JOB,
     COUPON_EXPIRE_JOB,
     COUPON_REMIND_JOB,
+    EXCHANGE_PREFIX,
     EXPIRE_JOB,
     LOTTERY_DIGEST_JOB,
     MONTHLY_JOB,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:  # the capabilities a run hands its items to; each handler's i
     from loyalty.service.coupons import Coupons
     from loyalty.service.engagement import Engagement
     from loyalty.service.lottery import Lotteries
+    from loyalty.service.mall import Mall
     from loyalty.service.orders import Orders
     from loyalty.service.points import Points
     from loyalty.service.tiers import Tiers
@@ -70,6 +72,13 @@ class RunReport:
 
     def view(self) -> dict[str, object]:
         return {k: v.model_dump() if isinstance(v, BaseModel) else v for k, v in self.__dict__.items()}
+
+
+def outbox_entry(item: Item, tiers: "Tiers", mall: "Mall") -> bool:
+    """Publish one outbox entry through the capability it belongs to: an exchange's step, or a tier decision."""
+    if str(item["SK"]).startswith(EXCHANGE_PREFIX):
+        return mall.publish_pending(item["PK"], item["SK"])
+    return tiers.publish_decision(item["PK"], item["SK"])
 
 
 class Runs:
@@ -132,10 +141,16 @@ class Runs:
         )
 
     def review_tiers(
-        self, time: datetime, tiers: "Tiers", *, should_stop: Callable[[], bool] = lambda: False
+        self,
+        time: datetime,
+        tiers: "Tiers",
+        mall: "Mall",
+        *,
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> RunReport:
         """Review members whose tier validity has ended: keep, one down, or recompute (the program's policy).
-        Then publish any tier.changed event an earlier attempt could not."""
+        Then publish what the outbox still holds: tier.changed and mall.exchange.changed events an earlier attempt
+        could not publish."""
         report = self._run(
             "review-tiers",
             REVIEW_JOB,
@@ -150,7 +165,7 @@ class Runs:
                 PUBLISH_JOB,
                 time,
                 should_stop,
-                lambda item: tiers.publish_decision(item["PK"], item["SK"]),
+                lambda item: outbox_entry(item, tiers, mall),
                 inclusive=True,
             )
             report.published, report.complete = outbox.applied, outbox.complete

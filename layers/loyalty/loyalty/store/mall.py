@@ -2,6 +2,7 @@
 is not one hot key; an exchange takes its units from one or more of them), each member's count per item, and
 exchanges (in the member's partition, found by id through a small look-up item)."""
 
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -10,7 +11,7 @@ from loyalty.domain.ledger import Draw, iso
 from loyalty.domain.mall import Exchange, Item
 from loyalty.domain.members import Member
 from loyalty.store.coupons import stock_split
-from loyalty.store.dynamo import Dynamo, Transaction, model_of
+from loyalty.store.dynamo import ConditionFailed, Dynamo, Transaction, model_of
 from loyalty.store.dynamo import Item as Record
 from loyalty.store.keys import (
     EXCHANGE_PREFIX,
@@ -19,10 +20,13 @@ from loyalty.store.keys import (
     MALL_COUNT_PREFIX,
     MALL_ITEM_PREFIX,
     PROFILE_SK,
+    PUBLISH_JOB,
     STOCK_SK,
+    due_keys,
     exchange_pk,
     idempotency_pk,
     mall_stock_pk,
+    member_of,
     member_pk,
     shop_pk,
 )
@@ -132,10 +136,12 @@ def add_exchange(
     takes: dict[int, int],
     limit: int | None,
     draws: list[Draw],
+    shards: int,
 ) -> ExchangeActions:
     """Add an exchange to `tx`: its units from stock shards (`takes`: shard -> units, none taken below zero), the
     member's count for the item (never past `limit`), the exchange itself with the shards and lots it drew from
-    (a cancellation gives back to them) and its look-up by id."""
+    (a cancellation gives back to them) and its look-up by id. The exchange is listed in the outbox (the due
+    index's publish job) until its mall.exchange.changed is published."""
     per_unit = exchange.points // exchange.quantity
     stock = [
         tx.update(
@@ -161,10 +167,13 @@ def add_exchange(
         names={"#type": "type"},
     )
     sk = _exchange_sk(exchange)
+    due_pk_, due_sk_ = due_keys(PUBLISH_JOB, exchange.at, member, shards, sk, now=exchange.at)
     tx.put(
         {
             "PK": member,
             "SK": sk,
+            "DuePK": due_pk_,
+            "DueSK": due_sk_,
             "type": "exchange",
             **exchange.model_dump(mode="json", exclude_none=True),
             "takes": {str(shard): take for shard, take in takes.items()},
@@ -205,14 +214,29 @@ def member_exchanges(
 
 
 def add_status(
-    tx: Transaction, shop_id: str, exchange: Exchange, to: str, at: datetime, *, takes: dict[int, int]
+    tx: Transaction,
+    shop_id: str,
+    exchange: Exchange,
+    to: str,
+    at: datetime,
+    *,
+    takes: dict[int, int],
+    shards: int,
 ) -> None:
-    """Move the exchange to `to`, if it is still as read; a cancellation also returns its units to the stock
-    shards they came from and takes them off the member's count."""
+    """Move the exchange to `to`, if it is still as read, listing it in the outbox again; a cancellation also
+    returns its units to the stock shards they came from and takes them off the member's count."""
+    pk, sk = member_pk(shop_id, exchange.member_id), _exchange_sk(exchange)
+    due_pk_, due_sk_ = due_keys(PUBLISH_JOB, at, pk, shards, sk, now=at)
     tx.update(
-        {"PK": member_pk(shop_id, exchange.member_id), "SK": _exchange_sk(exchange)},
-        "SET #status = :to, history = list_append(history, :step)",
-        values={":to": to, ":from": exchange.status, ":step": [{"status": to, "at": iso(at)}]},
+        {"PK": pk, "SK": sk},
+        "SET #status = :to, history = list_append(history, :step), DuePK = :due_pk, DueSK = :due_sk",
+        values={
+            ":to": to,
+            ":from": exchange.status,
+            ":step": [{"status": to, "at": iso(at)}],
+            ":due_pk": due_pk_,
+            ":due_sk": due_sk_,
+        },
         condition="#status = :from",
         names={"#status": "status"},
     )
@@ -230,6 +254,29 @@ def add_status(
         "ADD units :minus",
         values={":minus": -exchange.quantity},
     )
+
+
+def mark_published(db: Dynamo, shop_id: str, view: dict[str, Any]) -> None:
+    """Take the exchange (as the API shows it: its member, time, id and status) out of the outbox, if it is still
+    at the status just published (a later move lists it again, for its own event)."""
+    with contextlib.suppress(ConditionFailed):  # moved on meanwhile: its next event is the one to publish
+        db.update(
+            member_pk(shop_id, view["member_id"]),
+            f"{EXCHANGE_PREFIX}{view['at']}#{view['exchange_id']}",
+            "REMOVE DuePK, DueSK",
+            condition="#status = :published",
+            values={":published": view["status"]},
+            names={"#status": "status"},
+        )
+
+
+def unpublished_exchange(db: Dynamo, pk: str, sk: str) -> tuple[str, Exchange] | None:
+    """An exchange still in the outbox (its last step not yet published): its shop and itself, or None."""
+    found = db.get(pk, sk)
+    if found is None or "DuePK" not in found:
+        return None
+    shop_id, _ = member_of(pk)
+    return shop_id, model_of(Exchange, found)
 
 
 def _exchange_sk(exchange: Exchange) -> str:
