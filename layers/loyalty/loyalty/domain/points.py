@@ -11,13 +11,16 @@ holds by construction. Pure: balances, lots and time come in, a move goes out.
 """
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from loyalty.domain.errors import InsufficientPoints
-from loyalty.domain.expiry import is_expired
+from loyalty.domain.expiry import expires_at, is_expired
 from loyalty.domain.ledger import Balance, Draw, LedgerEntry, Lot, draw, returned_to
+
+if TYPE_CHECKING:
+    from loyalty.domain.program import Program
 
 # Which of the balance's figures a move was computed from, weakest first; the write requires them unchanged.
 Reads = Literal["nothing", "debt", "all"]
@@ -95,6 +98,31 @@ def grant(
         )
     entry = LedgerEntry(points=points, pending=pending, reason=reason, reference=reference, at=at, detail=detail)
     return Move(available=points, pending=pending, debt=-repaid, lots=lots, entries=[entry], reads="debt")
+
+
+def grant_behaviour(
+    program: "Program",
+    balance: Balance,
+    points: int,
+    *,
+    reason: str,
+    reference: str,
+    at: datetime,
+    detail: dict[str, Any] | None = None,
+) -> Move:
+    """Points earned by anything but a purchase (a check-in, a behaviour, a birthday, a referral, a lottery
+    prize): available at once, as a `behaviour` lot expiring by the program's policy for such points."""
+    return grant(
+        balance,
+        points,
+        reason=reason,
+        reference=reference,
+        at=at,
+        source="behaviour",
+        earned_at=at,
+        expires_at=expires_at(program.expiry_rule("behaviour"), at, program.timezone),
+        detail=detail,
+    )
 
 
 def hold(points: int, *, reason: str, reference: str, at: datetime, detail: dict[str, Any]) -> Move:

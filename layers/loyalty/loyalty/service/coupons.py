@@ -4,6 +4,7 @@ import math
 import random
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -33,7 +34,7 @@ from loyalty.service.members import Members
 from loyalty.service.shops import Shops
 from loyalty.store import coupons as coupon_store
 from loyalty.store import members as member_store
-from loyalty.store.dynamo import Dynamo, Item
+from loyalty.store.dynamo import Dynamo, Item, Transaction
 from loyalty.store.events import Events
 from loyalty.store.keys import code_of, digest, member_of
 from loyalty.store.queue import Queues
@@ -214,12 +215,10 @@ class Coupons:
             return replay(record, request)
         raise Conflict("this coupon is out of stock", field="template_id", code="out_of_stock")
 
-    def coupon_for(
-        self, shop_id: str, template_id: str, member_id: str, now: datetime
-    ) -> tuple[Coupon, Template, int] | None:
+    def coupon_for(self, shop_id: str, template_id: str, member_id: str, now: datetime) -> "CouponToGive | None":
         """A coupon of the template for the member, to be claimed inside another transaction (a mall exchange, a
-        lottery prize; store/coupons.py add_claim), and the stock shard to take it from (one still holding some,
-        at random). None if the template cannot give one now: outside its window, or out of stock."""
+        lottery prize; add_claim below), and the stock shard to take it from (one still holding some, at random).
+        None if the template cannot give one now: outside its window, or out of stock."""
         template, stock_shards = self.template(shop_id, template_id)
         if template.claimable(now):
             return None
@@ -227,7 +226,20 @@ class Coupons:
         shards = [n for n, count in left.items() if count > 0]
         if not shards:
             return None
-        return new_coupon(template, member_id, now), template, random.choice(shards)  # noqa: S311 (spreads load; not a secret)
+        return CouponToGive(new_coupon(template, member_id, now), template, random.choice(shards))  # noqa: S311 (spreads load)
+
+    def add_claim(self, tx: Transaction, shop_id: str, given: "CouponToGive", now: datetime) -> coupon_store.Claim:
+        """Claim a coupon from coupon_for inside another transaction (store/coupons.py add_claim)."""
+        return coupon_store.add_claim(
+            tx,
+            shop_id,
+            given.template,
+            given.shard,
+            given.coupon,
+            now=now,
+            due_shards=self.shards,
+            remind_days=self.shops.program(shop_id).coupon_reminder_days,
+        )
 
     def coupons(self, shop_id: str, member_id: str, status: str | None = None) -> list[dict[str, Any]]:
         self.members.member(shop_id, member_id)
@@ -409,6 +421,15 @@ class Coupons:
 
     def expire(self, item: Item, time: datetime) -> bool:
         return coupon_store.expire(self.db, item["PK"], item["SK"], time)
+
+
+@dataclass(frozen=True)
+class CouponToGive:
+    """A coupon ready to be claimed inside another transaction, and the template stock shard it comes from."""
+
+    coupon: Coupon
+    template: Template
+    shard: int
 
 
 def new_coupon(template: Template, member_id: str, now: datetime) -> Coupon:

@@ -20,7 +20,6 @@ from loyalty.domain.engagement import (
     within_caps,
 )
 from loyalty.domain.errors import Conflict, NotFound, Retryable
-from loyalty.domain.expiry import expires_at
 from loyalty.domain.ledger import iso
 from loyalty.domain.members import Member
 from loyalty.domain.program import Program
@@ -317,16 +316,8 @@ class Engagement:
         detail: dict[str, Any],
     ) -> None:
         """Engagement points are available at once, expiring by the program's policy for behaviour points."""
-        move = account.grant(
-            member.balance,
-            points,
-            reason=reason,
-            reference=reference,
-            at=now,
-            source="behaviour",
-            earned_at=now,
-            expires_at=expires_at(program.expiry_rule("behaviour"), now, program.timezone),
-            detail=detail,
+        move = account.grant_behaviour(
+            program, member.balance, points, reason=reason, reference=reference, at=now, detail=detail
         )
         point_store.add_move(
             tx,

@@ -13,7 +13,6 @@ from loyalty.domain import points as account
 from loyalty.domain.coupons import Coupon
 from loyalty.domain.engagement import day_starts, local_day
 from loyalty.domain.errors import Conflict, NotFound, Retryable
-from loyalty.domain.expiry import expires_at
 from loyalty.domain.ledger import iso
 from loyalty.domain.lottery import Lottery, LotteryRequest, Outcome, chain, day_digest, odds, pick, proof
 from loyalty.service.cache import TTLCache
@@ -22,11 +21,10 @@ from loyalty.service.idempotency import fingerprint, replay
 from loyalty.service.mall import Mall
 from loyalty.service.members import Members
 from loyalty.service.shops import Shops
-from loyalty.store import coupons as coupon_store
 from loyalty.store import idempotency as idempotency_store
 from loyalty.store import lottery as lottery_store
 from loyalty.store import points as point_store
-from loyalty.store.dynamo import Dynamo, Item, Transaction, TransactionCancelled
+from loyalty.store.dynamo import Dynamo, Item, TransactionCancelled
 from loyalty.store.events import Events
 from loyalty.store.keys import digest, lottery_of
 
@@ -200,15 +198,13 @@ class Lotteries:
                 field="lottery_id",
             )
             if prize.kind == "points" and prize.points:
-                move = move + account.grant(
+                move = move + account.grant_behaviour(
+                    program,
                     member.balance,
                     prize.points,
                     reason="lottery.prize",
                     reference=draw_id,
                     at=now,
-                    source="behaviour",
-                    earned_at=now,
-                    expires_at=expires_at(program.expiry_rule("behaviour"), now, program.timezone),
                     detail={"lottery_id": lottery_id, "prize_id": prize.prize_id},
                 )
             coupon = None
@@ -217,13 +213,13 @@ class Lotteries:
             if prize.kind == "coupon" and coupon is None:
                 unavailable[prize.prize_id] = "its coupon is out of stock or no longer given"
                 continue
-            answer = self._answer(lottery, draw_id, member_id, value, outcome, coupon[0] if coupon else None, now)
+            answer = self._answer(lottery, draw_id, member_id, value, outcome, coupon.coupon if coupon else None, now)
             tx = self.db.transaction()
             idempotency_store.add_record(tx, shop_id, "draw", key, request=request, response=answer, now=now)
             limited = outcome.prize if prize.stock is not None else None
             actions = lottery_store.add_draw(tx, shop_id, lottery, answer, day=day, at=now, limited_prize=limited)
             point_store.add_move(tx, shop_id, member_id, move, guard=member.balance, now=now, shards=self.shards)
-            claim = self._add_claim(tx, shop_id, program.coupon_reminder_days, coupon, now) if coupon else None
+            claim = self.coupons.add_claim(tx, shop_id, coupon, now) if coupon else None
             try:
                 self.db.commit(tx)
             except TransactionCancelled as exc:
@@ -240,14 +236,6 @@ class Lotteries:
                 self.events.publish("lottery.goods.won", {"shop_id": shop_id, **answer})
             return True, answer
         raise Retryable("too much contention on this lottery or member; try again")
-
-    def _add_claim(
-        self, tx: Transaction, shop_id: str, remind_days: int, coupon: tuple[Coupon, Any, int], now: datetime
-    ) -> coupon_store.Claim:
-        given, template, shard = coupon
-        return coupon_store.add_claim(
-            tx, shop_id, template, shard, given, now=now, due_shards=self.shards, remind_days=remind_days
-        )
 
     @staticmethod
     def _answer(

@@ -22,7 +22,6 @@ from loyalty.service.coupons import Coupons
 from loyalty.service.idempotency import fingerprint, replay
 from loyalty.service.members import Members
 from loyalty.service.shops import Shops
-from loyalty.store import coupons as coupon_store
 from loyalty.store import idempotency as idempotency_store
 from loyalty.store import mall as mall_store
 from loyalty.store import points as point_store
@@ -170,6 +169,7 @@ class Mall:
                 coupon = self.coupons.coupon_for(shop_id, item.template_id, member_id, now)
                 if coupon is None:
                     raise Conflict("this item's coupon cannot be given now", field="item_id", code="out_of_stock")
+            status = first_status(item)
             exchange = Exchange(
                 exchange_id=exchange_id,
                 item_id=item_id,
@@ -178,31 +178,19 @@ class Mall:
                 quantity=quantity,
                 points=points,
                 cash=item.cash * quantity,
-                status=first_status(item),
-                coupon={"code": coupon[0].code, "expires_at": iso(coupon[0].expires_at)} if coupon else None,
-                history=[{"status": first_status(item), "at": iso(now)}],
+                status=status,
+                coupon={"code": coupon.coupon.code, "expires_at": iso(coupon.coupon.expires_at)} if coupon else None,
+                history=[{"status": status, "at": iso(now)}],
                 at=now,
             )
-            answer = self._exchange_view(shop_id, exchange, program.currency)
+            answer = self._exchange_view(exchange, program.currency)
             tx = self.db.transaction()
             idempotency_store.add_record(tx, shop_id, "exchange", key, request=request, response=answer, now=now)
             actions = mall_store.add_exchange(
                 tx, shop_id, exchange, takes=takes, limit=item.per_member_limit, draws=move.draws, shards=self.shards
             )
             point_store.add_move(tx, shop_id, member_id, move, guard=member.balance, now=now, shards=self.shards)
-            claim = None
-            if coupon is not None:
-                template, template_shard = coupon[1], coupon[2]
-                claim = coupon_store.add_claim(
-                    tx,
-                    shop_id,
-                    template,
-                    template_shard,
-                    coupon[0],
-                    now=now,
-                    due_shards=self.shards,
-                    remind_days=program.coupon_reminder_days,
-                )
+            claim = self.coupons.add_claim(tx, shop_id, coupon, now) if coupon is not None else None
             try:
                 self.db.commit(tx)
             except TransactionCancelled as exc:
@@ -225,13 +213,13 @@ class Mall:
         self.members.member(shop_id, member_id)
         currency = self.shops.program(shop_id).currency
         page, next_cursor = mall_store.member_exchanges(self.db, shop_id, member_id, limit=limit, cursor=cursor)
-        return {"items": [self._exchange_view(shop_id, e, currency) for e in page], "next": next_cursor}
+        return {"items": [self._exchange_view(e, currency) for e in page], "next": next_cursor}
 
     def exchange_view(self, shop_id: str, exchange_id: str) -> dict[str, Any]:
         found = mall_store.get_exchange(self.db, shop_id, exchange_id)
         if found is None:
             raise NotFound(f"exchange {exchange_id} not found", field="exchange_id")
-        return self._exchange_view(shop_id, found[0], self.shops.program(shop_id).currency)
+        return self._exchange_view(found[0], self.shops.program(shop_id).currency)
 
     def move(self, shop_id: str, exchange_id: str, to: str) -> dict[str, Any]:
         """The shop moves a goods exchange on: (awaiting_payment →) pending → shipped → delivered, or cancelled (its
@@ -247,7 +235,7 @@ class Mall:
             if why:
                 raise Conflict(why, field="status", code="invalid_transition")
             if to == exchange.status:
-                return self._exchange_view(shop_id, exchange, currency)
+                return self._exchange_view(exchange, currency)
             now = self.clock()
             tx = self.db.transaction()
             mall_store.add_status(tx, shop_id, exchange, to, now, takes=takes, shards=self.shards)
@@ -269,9 +257,7 @@ class Mall:
             except TransactionCancelled:
                 continue  # moved meanwhile, or the member's debt did: read again
             history = [*exchange.history, {"status": to, "at": iso(now)}]
-            answer = self._exchange_view(
-                shop_id, exchange.model_copy(update={"status": to, "history": history}), currency
-            )
+            answer = self._exchange_view(exchange.model_copy(update={"status": to, "history": history}), currency)
             self._publish(shop_id, answer)
             return answer
         raise Retryable("too much contention on this exchange; try again")
@@ -299,7 +285,7 @@ class Mall:
         if found is None:
             return False
         shop_id, exchange = found
-        self._publish(shop_id, self._exchange_view(shop_id, exchange, self.shops.program(shop_id).currency))
+        self._publish(shop_id, self._exchange_view(exchange, self.shops.program(shop_id).currency))
         return True
 
     @staticmethod
@@ -325,7 +311,7 @@ class Mall:
         return {k: v for k, v in view.items() if v is not None}
 
     @staticmethod
-    def _exchange_view(shop_id: str, exchange: Exchange, currency: str) -> dict[str, Any]:
+    def _exchange_view(exchange: Exchange, currency: str) -> dict[str, Any]:
         view: dict[str, Any] = {
             "exchange_id": exchange.exchange_id,
             "item_id": exchange.item_id,

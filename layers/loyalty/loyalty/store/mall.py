@@ -89,7 +89,7 @@ def exchange_state(db: Dynamo, shop_id: str, member_id: str, item_id: str, shard
     """An exchange's reads in one BatchGetItem (strongly consistent, as its conditions will be)."""
     earlier = (idempotency_pk(shop_id, "exchange", key), IDEMPOTENCY_SK)
     profile = (member_pk(shop_id, member_id), PROFILE_SK)
-    shard_keys = [(mall_stock_pk(shop_id, item_id, n), STOCK_SK) for n in range(shards)]
+    shard_keys = _stock_keys(shop_id, item_id, shards)
     found = db.get_many([earlier, profile, *shard_keys], consistent=True)
     member = found.get(profile)
     return ExchangeState(
@@ -101,23 +101,23 @@ def exchange_state(db: Dynamo, shop_id: str, member_id: str, item_id: str, shard
 
 def units_left(db: Dynamo, shop_id: str, items: list[tuple[Item, int]]) -> dict[str, int]:
     """Units left of each item (with its stock shards), read together: a catalogue page in one or a few reads."""
-    keys = {
-        (item.item_id, n): (mall_stock_pk(shop_id, item.item_id, n), STOCK_SK)
-        for item, shards in items
-        for n in range(shards)
+    keys = {item.item_id: _stock_keys(shop_id, item.item_id, shards) for item, shards in items}
+    found = db.get_many([key for shard_keys in keys.values() for key in shard_keys])
+    return {
+        item_id: sum(int(found.get(key, {}).get("left", 0)) for key in shard_keys)
+        for item_id, shard_keys in keys.items()
     }
-    found = db.get_many(list(keys.values()))
-    left: dict[str, int] = {item.item_id: 0 for item, _ in items}
-    for (item_id, _), key in keys.items():
-        left[item_id] += int(found.get(key, {}).get("left", 0))
-    return left
 
 
 def stock(db: Dynamo, shop_id: str, item_id: str, shards: int) -> dict[int, Record]:
     """Each shard's stock item (`left`, and the report's counters), in one read."""
-    keys = [(mall_stock_pk(shop_id, item_id, n), STOCK_SK) for n in range(shards)]
+    keys = _stock_keys(shop_id, item_id, shards)
     found = db.get_many(keys)
     return {n: found[key] for n, key in enumerate(keys) if key in found}
+
+
+def _stock_keys(shop_id: str, item_id: str, shards: int) -> list[tuple[str, str]]:
+    return [(mall_stock_pk(shop_id, item_id, n), STOCK_SK) for n in range(shards)]
 
 
 @dataclass(frozen=True)
