@@ -12,6 +12,7 @@ from infra.local.resources import Stack
 from loyalty.domain.lottery import Lottery, Outcome, chain, day_digest, pick, proof
 from loyalty.runtime import Services
 from loyalty.store import points as point_store
+from loyalty.store.keys import member_pk, remind_sk
 from tests.conftest import Api
 from tests.helpers import capture_events, captured, check_invariants, drain, paid, send
 
@@ -45,6 +46,7 @@ THANKS = {"prize_id": "thanks", "kind": "nothing", "weight": 0}
 
 
 def test_a_draw_pays_points_gives_the_prize_once_and_can_be_verified(lucky: Shop, service: Services) -> None:
+    assert lucky.call("PUT", "/program", {"expiry": {"behaviour": {"policy": "days", "days": 90}}})[0] == 200
     lottery_id = lucky.lottery([{"prize_id": "p50", "kind": "points", "points": 50, "weight": 1}, THANKS])
     status, first = lucky.draw(lottery_id, "k1")
     assert status == 201, first
@@ -53,6 +55,9 @@ def test_a_draw_pays_points_gives_the_prize_once_and_can_be_verified(lucky: Shop
     assert check_invariants(service, lucky.id, "m1")["available"] == 1000 - 10 + 50
     reasons = [(e.reason, e.points) for e in point_store.ledger_all(service.db, lucky.id, "m1")][-2:]
     assert reasons == [("lottery.draw", -10), ("lottery.prize", 50)]
+    prize_lot = next(lot for lot in point_store.lots(service.db, lucky.id, "m1") if lot.reference == first["draw_id"])
+    reminders = {item["SK"] for item in service.db.query_all(member_pk(lucky.id, "m1"), "REMIND#")}
+    assert prize_lot.expires_at is not None and remind_sk(prize_lot.expires_at) in reminders  # reminded like any lot
     # Anyone with the published table and the draw's value can recompute its prize and its proof.
     lottery = service.lotteries.lottery(lucky.id, lottery_id)
     outcome = pick(lottery, first["value"], {})

@@ -218,7 +218,16 @@ class Lotteries:
             idempotency_store.add_record(tx, shop_id, "draw", key, request=request, response=answer, now=now)
             limited = outcome.prize if prize.stock is not None else None
             actions = lottery_store.add_draw(tx, shop_id, lottery, answer, day=day, at=now, limited_prize=limited)
-            point_store.add_move(tx, shop_id, member_id, move, guard=member.balance, now=now, shards=self.shards)
+            point_store.add_move(
+                tx,
+                shop_id,
+                member_id,
+                move,
+                guard=member.balance,
+                now=now,
+                shards=self.shards,
+                remind_days=program.expiry_reminder_days,  # a points prize's lot is reminded of like any other
+            )
             claim = self.coupons.add_claim(tx, shop_id, coupon, now) if coupon else None
             try:
                 self.db.commit(tx)
