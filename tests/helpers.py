@@ -19,6 +19,7 @@ from loyalty.runtime import Services
 from loyalty.service.points import Points
 from loyalty.service.runs import RunReport, Runs, ShardWork
 from loyalty.store import points as point_store
+from loyalty.store import wallet as wallet_store
 from loyalty.store.dynamo import Dynamo
 from loyalty.store.keys import ORDER_SK
 from loyalty.webhooks import standard
@@ -152,6 +153,16 @@ def check_invariants(service: Services, shop_id: str, member_id: str) -> dict[st
         assert not lots, "debt while lots still hold points"
     assert balance.pending == _orders_pending(service.db, shop_id, member_id)
     return {"available": balance.available, "pending": balance.pending, "debt": balance.debt}
+
+
+def check_wallet(service: Services, shop_id: str, member_id: str) -> tuple[int, int]:
+    """principal == Σ entries' principal and bonus == Σ entries' bonus, neither below zero. Returns them."""
+    wallet = wallet_store.get_wallet(service.db, shop_id, member_id)
+    entries = wallet_store.ledger_all(service.db, shop_id, member_id)
+    assert wallet.principal == sum(e.principal for e in entries), "principal != sum of wallet entries"
+    assert wallet.bonus == sum(e.bonus for e in entries), "bonus != sum of wallet entries"
+    assert wallet.principal >= 0 and wallet.bonus >= 0, "a wallet went below zero"
+    return wallet.principal, wallet.bonus
 
 
 def _orders_pending(db: Dynamo, shop_id: str, member_id: str) -> int:

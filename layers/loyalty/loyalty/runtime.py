@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from loyalty.service.runs import Runs
     from loyalty.service.shops import Shops
     from loyalty.service.tiers import Tiers
+    from loyalty.service.wallet import Wallet
     from loyalty.store.events import Events
 
 
@@ -87,6 +88,12 @@ class Services:
         from loyalty.service.orders import Orders
 
         return Orders(self.db, self.shops, self.members, self.tiers, clock=self.clock, shards=self.shards)
+
+    @cached_property
+    def wallet(self) -> "Wallet":
+        from loyalty.service.wallet import Wallet
+
+        return Wallet(self.db, self.shops, self.members, self.orders, clock=self.clock)
 
     @cached_property
     def mall(self) -> "Mall":

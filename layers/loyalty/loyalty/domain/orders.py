@@ -62,11 +62,19 @@ class OrderPaidData(_Model):
     points_used: Annotated[int, Field(ge=0, le=1_000_000_000)] = Field(
         default=0, description="points the order used as payment (the program's points_offset)"
     )
+    wallet_used: DecimalString | None = Field(
+        default=None, description="the part of `total` paid from the member's wallet (stored value)"
+    )
+    top_up: bool = Field(
+        default=False, description="the order is a wallet top-up: its total is paid into the member's wallet"
+    )
 
     @model_validator(mode="after")
     def _buyer(self) -> "OrderPaidData":
         if self.member_id is None and self.customer is None:
             raise ValueError("member_id: give member_id, or customer")
+        if self.top_up and (self.coupon_codes or self.points_used or self.wallet_used):
+            raise ValueError("top_up: a top-up uses no coupons, points or wallet")
         return self
 
 
@@ -126,6 +134,21 @@ class OrderEnvelope(_Model):
         return envelope.model_dump(mode="json")
 
 
+class OrderWallet(BaseModel):
+    """What an order did to its member's wallet. A top-up: `principal` paid in and the plan's `bonus`; a purchase:
+    what it drew from each. `*_back`: what refunds have taken back from a top-up, or given back to a purchase's
+    member (cumulative targets); `*_not_recovered`: of a top-up's take-back, what the wallet no longer held."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    principal: int = 0
+    bonus: int = 0
+    principal_back: int = 0
+    bonus_back: int = 0
+    principal_not_recovered: int = 0
+    bonus_not_recovered: int = 0
+
+
 class OrderState(BaseModel):
     """One order as stored: what it earned, what refunds and cancellation took back, where its points are.
 
@@ -162,6 +185,9 @@ class OrderState(BaseModel):
     points_offset: int = 0  # minor units those points paid
     spent: list[Draw] = Field(default_factory=list)  # the lots those points came from, to give them back
     points_returned: int = 0  # of points_used, how many refunds and cancellation gave back
+    top_up: bool = False  # a wallet top-up (it earns no points; its total is the wallet's principal)
+    wallet: OrderWallet | None = None  # what it put in or drew from the member's wallet (domain/wallet.py)
+    saved: dict[str, int] = Field(default_factory=dict)  # what it saved the member, as counted in their savings
 
     @property
     def refunded(self) -> int:

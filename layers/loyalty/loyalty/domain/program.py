@@ -15,6 +15,7 @@ from loyalty.domain.expiry import ExpiryRule
 from loyalty.domain.ledger import BusinessTime
 from loyalty.domain.money import currency_exponent, normalise_currency
 from loyalty.domain.tiers import Tier, rank
+from loyalty.domain.wallet import WalletRules
 
 # A rate or multiplier: exact decimal, at most 4 decimal places (JSON numbers are parsed as Decimal, never float).
 Rate = Annotated[Decimal, Field(ge=0, le=10_000, decimal_places=4, allow_inf_nan=False)]
@@ -177,14 +178,28 @@ class Program(BaseModel):
         max_length=20,
         description="the ladder, ascending thresholds, the first 0 (e.g. normal 0, silver 1000, gold 5000)",
     )
-    tier_metric: Literal["spend", "points"] = Field(
-        default="spend", description="what thresholds measure: spend (major units) or points earned"
+    tier_metric: Literal["spend", "points", "top_up"] = Field(
+        default="spend",
+        description="what thresholds measure: spend (major units), points earned, or wallet top-ups (major units, "
+        "the principal paid in less its refunds)",
     )
     tier_window_days: int = Field(default=365, ge=1, le=1096, description="the rolling window of the metric")
     tier_valid_days: int = Field(default=365, ge=1, le=1096, description="how long a tier lasts before review")
     tier_downgrade: Literal["one_down", "recompute"] = Field(
         default="one_down", description="at a review that fails: one tier down, or the tier the metric earns"
     )
+
+    wallet: WalletRules | None = Field(
+        default=None,
+        description="stored value: {top_up_plans: [{pay, bonus, from?, until?}], draw, min_top_up?, max_balance?} "
+        "(amounts as decimal strings); absent: members have no wallet",
+    )
+
+    @model_validator(mode="after")
+    def _wallet_amounts(self) -> "Program":
+        if self.wallet is not None:
+            self.wallet.check_currency(self.currency)
+        return self
 
     @model_validator(mode="after")
     def _ladder(self) -> "Program":

@@ -19,11 +19,20 @@ from loyalty.domain.errors import InsufficientPoints, InvalidInput, Retryable
 from loyalty.domain.expiry import expires_at
 from loyalty.domain.ledger import Balance, Draw, LedgerEntry, Lot, draw
 from loyalty.domain.money import normalise_currency, parse_amount
-from loyalty.domain.orders import OrderCancelled, OrderEvent, OrderPaid, OrderRefunded, OrderState
+from loyalty.domain.orders import OrderCancelled, OrderEvent, OrderPaid, OrderRefunded, OrderState, OrderWallet
 from loyalty.domain.points import Move, grant, hold, repay_first, spend_draws
 from loyalty.domain.points_payment import PointsPayment, points_as_payment, returned_lots
 from loyalty.domain.program import Program
 from loyalty.domain.tiers import MemberTier, TierChange, qualifying_day, upgrade, window_total
+from loyalty.domain.wallet import (
+    WalletBalance,
+    WalletMove,
+    bonus_for,
+    check_top_up,
+    refunded_share,
+    settle_order,
+    split,
+)
 
 # How far ahead of our clock a payment's time may be (platform clocks drift); beyond it the event is refused.
 FUTURE_SKEW = timedelta(days=1)
@@ -45,6 +54,11 @@ class Settlement(BaseModel):
     qualifying: int = 0
     tier_change: TierChange | None = None
     tier_rev: int | None = None  # the member's tier state this was decided on, when tiers are in play
+    wallet: WalletMove | None = None  # what the event does to the member's wallet (a top-up, or paying with it)
+    # What the event adds to the member's savings (coupons, points, member_price, bonus; minor units), counted in the
+    # local month the order was paid.
+    savings_month: str | None = None
+    savings: dict[str, int] = {}
 
     @property
     def due_at(self) -> datetime | None:
@@ -81,10 +95,12 @@ def settle(
     member_tier: MemberTier | None = None,
     coupons: dict[str, Coupon] | None = None,
     birthday: date | None = None,
+    wallet: WalletBalance | None = None,
 ) -> Settlement:
     """Apply a new (not duplicate) event. `lots` is needed only when points must come back from available or
     be spent; `member_tier` only when the program has tiers (it sets the earning multiplier and decides
-    upgrades); `coupons` only for a payment that used coupons (those found for its codes)."""
+    upgrades); `coupons` only for a payment that used coupons (those found for its codes); `wallet` only for an
+    order that touches the member's wallet (a top-up, or a payment with `wallet_used`)."""
     member_tier = member_tier or MemberTier()
     order = state.model_copy(deep=True)
     order.version = state.version + 1
@@ -92,7 +108,7 @@ def settle(
     if isinstance(event, OrderPaid):
         if event.data.paid_at > now + FUTURE_SKEW:
             raise InvalidInput("paid_at is in the future", field="data.paid_at")
-        _record_payment(order, event, program, member_tier, balance, coupons or {}, birthday)
+        _record_payment(order, event, program, member_tier, balance, coupons or {}, birthday, wallet or WalletBalance())
     elif isinstance(event, OrderRefunded):
         amount = _amount(event.data.amount, program.currency, "amount")
         if event.data.cumulative:  # refunded so far: only ever rises, whatever order the events come in
@@ -105,21 +121,80 @@ def settle(
     if not order.paid:
         return Settlement(order=order)
 
-    target = kept_after_refunds(order.earned, order.total, order.refunded, cancelled=order.cancelled)
-    delta = target - state.credited
-    order.credited = target
-    detail: dict[str, object] = {"order_id": order.order_id, "earned": order.earned, "kept": target}
-    if order.earning:
-        detail["earning"] = order.earning
-    payment = points_as_payment(state, order, event, program, reference, now)
-    if delta >= 0:
-        move = _credit(order, delta, event.type, reference, now, balance, detail, program, payment, lots)
+    wallet_move = _wallet_move(state, order, event, reference, now, wallet or WalletBalance())
+    savings = _savings(state, order)
+    if order.top_up:  # a top-up earns no points: only the wallet (and a top-up tier metric) move
+        move = Move()
     else:
-        move = _clawback(order, -delta, event.type, reference, now, program, lots, detail, payment, balance)
+        target = kept_after_refunds(order.earned, order.total, order.refunded, cancelled=order.cancelled)
+        delta = target - state.credited
+        order.credited = target
+        detail: dict[str, object] = {"order_id": order.order_id, "earned": order.earned, "kept": target}
+        if order.earning:
+            detail["earning"] = order.earning
+        payment = points_as_payment(state, order, event, program, reference, now)
+        if delta >= 0:
+            move = _credit(order, delta, event.type, reference, now, balance, detail, program, payment, lots)
+        else:
+            move = _clawback(order, -delta, event.type, reference, now, program, lots, detail, payment, balance)
+        move += Move(entries=payment.entries)
     result = Settlement(
-        order=order, move=move + Move(entries=payment.entries), **_coupon_moves(state, order, event, program)
+        order=order,
+        move=move,
+        wallet=wallet_move,
+        savings_month=_month(order.paid_at, program.timezone) if savings else None,
+        savings=savings,
+        **_coupon_moves(state, order, event, program),
     )
     return _qualify(result, state, event, program, member_tier)
+
+
+def _wallet_move(
+    state: OrderState, order: OrderState, event: OrderEvent, reference: str, now: datetime, wallet: WalletBalance
+) -> WalletMove | None:
+    """A top-up's refunds take back its principal and forfeit its bonus in proportion; a purchase's give back what
+    it drew from the wallet in proportion (all of it on cancellation)."""
+    if order.wallet is None:
+        return None
+    part = order.wallet
+    part.principal_back = refunded_share(part.principal, order.refunded, order.total, cancelled=order.cancelled)
+    part.bonus_back = refunded_share(part.bonus, order.refunded, order.total, cancelled=order.cancelled)
+    kind = "top_up" if order.top_up else "order"
+    return settle_order(
+        state.wallet if state.paid else None,
+        part,
+        top_up=order.top_up,
+        balance=wallet,
+        reason=f"{kind}.{event.type.split('.', 1)[1]}",
+        reference=reference,
+        at=now,
+        detail={"order_id": order.order_id},
+    )
+
+
+def _savings(state: OrderState, order: OrderState) -> dict[str, int]:
+    """What the order saved its member (an order cancelled or refunded in full saved nothing), less what it had
+    already counted: the change to add to the member's savings."""
+    saved: dict[str, int] = {}
+    kept = not order.cancelled and not (order.total > 0 and order.refunded >= order.total)
+    if kept and not order.top_up:
+        bonus = order.wallet.bonus - order.wallet.bonus_back if order.wallet else 0
+        figures = {
+            "coupons": order.discount,
+            "points": order.points_offset,
+            "member_price": order.member_discount,
+            "bonus": bonus,
+        }
+        saved = {name: value for name, value in figures.items() if value}
+    order.saved = saved
+    names = set(saved) | set(state.saved)
+    changes = {name: saved.get(name, 0) - state.saved.get(name, 0) for name in sorted(names)}
+    return {name: change for name, change in changes.items() if change}
+
+
+def _month(at: datetime | None, timezone: str) -> str:
+    assert at is not None
+    return qualifying_day(at, timezone)[:7]
 
 
 def _coupon_moves(state: OrderState, order: OrderState, event: OrderEvent, program: Program) -> dict[str, Any]:
@@ -144,6 +219,11 @@ def _qualify(
     order = result.order
     assert order.paid_at is not None
     if order.cancelled:
+        contribution = 0
+    elif program.tier_metric == "top_up":  # what the member keeps paid in: a top-up's principal less its refunds
+        part = order.wallet
+        contribution = part.principal - part.principal_back if order.top_up and part else 0
+    elif order.top_up:  # money paid in is not yet spent: it counts as spend (and earns points) when it is used
         contribution = 0
     elif program.tier_metric == "spend":
         contribution = max(order.total - order.refunded, 0)
@@ -203,6 +283,7 @@ def _record_payment(
     balance: Balance,
     coupons: dict[str, Coupon],
     birthday: date | None,
+    wallet: WalletBalance,
 ) -> None:
     data = event.data
     if data.member_id is None:  # the service resolves a platform's customer to a member before settling
@@ -214,6 +295,19 @@ def _record_payment(
         raise InvalidInput(str(exc), field="data.currency") from exc
     if currency != program.currency:
         raise InvalidInput(f"order currency {currency} is not the program's {program.currency}", field="data.currency")
+    order.paid = True
+    order.member_id = member_id
+    order.currency = currency
+    order.total = _amount(data.total, currency, "data.total")
+    order.paid_at = data.paid_at
+    order.activates_at = data.paid_at + timedelta(days=program.pending_days)
+    if data.top_up:  # money paid into the wallet, with the bonus of the plan in force when it was paid
+        bonus, plan = bonus_for(program.wallet, order.total, data.paid_at, currency)
+        check_top_up(program.wallet, wallet, order.total, bonus, currency)
+        order.top_up = True
+        order.wallet = OrderWallet(principal=order.total, bonus=bonus)
+        order.earning = {"top_up_plan": plan} if plan else {}
+        return
     tier = program.tier_of(member_tier.tier)
     listed = priced_lines(list(data.lines), currency, "data.lines")
     lines = member_priced(listed, tier.discount_percent if tier else Decimal(0))
@@ -243,10 +337,14 @@ def _record_payment(
         order.discount = sum(discount.amount for discount in priced.discounts)
         order.points_used = priced.points_used
         order.points_offset = priced.points_offset
-    order.paid = True
-    order.member_id = member_id
-    order.currency = currency
-    order.total = _amount(data.total, currency, "data.total")
+    if data.wallet_used is not None:
+        if program.wallet is None:
+            raise InvalidInput("this program has no wallet", field="data.wallet_used")
+        used = _amount(data.wallet_used, currency, "data.wallet_used")
+        if used > order.total:
+            raise InvalidInput("wallet_used is more than the order's total", field="data.wallet_used")
+        principal, bonus = split(program.wallet.draw, wallet, used, field="data.wallet_used")
+        order.wallet = OrderWallet(principal=principal, bonus=bonus)
     earning = earn(
         lines,
         program,
@@ -256,8 +354,6 @@ def _record_payment(
     )
     order.earned = earning.points
     order.earning = earning.detail
-    order.paid_at = data.paid_at
-    order.activates_at = data.paid_at + timedelta(days=program.pending_days)
 
 
 def _credit(

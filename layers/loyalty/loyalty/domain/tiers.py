@@ -1,8 +1,8 @@
 """Membership tiers (普通 normal, 银卡 silver, 金卡 gold, 钻石 diamond...): pure rules.
 
-- The qualifying metric is spend (what was paid, less refunds) or points earned, within a rolling window of
-  days, by business time: each order counts on the day (program time zone) it was paid. Spending points never
-  lowers it; refunds and cancellations do.
+- The qualifying metric is spend (what was paid, less refunds), points earned, or wallet top-ups (principal paid
+  in, less refunds), within a rolling window of days, by business time: each order counts on the day (program time
+  zone) it was paid. Spending points never lowers it; refunds and cancellations do.
 - A member rises as soon as an order lifts the metric over a higher threshold (in that order's transaction).
 - A member falls only at a review, when the tier's validity ends: met the tier's threshold again within the
   window -> keep it for another period; otherwise one tier down (`one_down`) or the tier the metric earns
@@ -73,8 +73,9 @@ def window_total(qualifying: dict[str, int], at: datetime, window_days: int, tim
 
 
 def threshold_units(tier: Tier, metric: str, exponent: int) -> int:
-    """A threshold in the metric's integer units: minor currency units for spend, whole points for points."""
-    return int(tier.threshold.scaleb(exponent)) if metric == "spend" else int(tier.threshold)
+    """A threshold in the metric's integer units: minor currency units for spend and top-ups, whole points for
+    points."""
+    return int(tier.threshold.scaleb(exponent)) if metric in ("spend", "top_up") else int(tier.threshold)
 
 
 def rank(ladder: list[Tier], name: str | None) -> int:

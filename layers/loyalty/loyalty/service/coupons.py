@@ -27,13 +27,16 @@ from loyalty.domain.engagement import is_birthday
 from loyalty.domain.errors import Conflict, InvalidInput, NotFound
 from loyalty.domain.ledger import iso
 from loyalty.domain.money import format_amount, parse_amount
-from loyalty.domain.orders import MAX_CODES, Identifier, OrderLine
+from loyalty.domain.orders import MAX_CODES, DecimalString, Identifier, OrderLine
+from loyalty.domain.program import Program
+from loyalty.domain.wallet import split as wallet_split
 from loyalty.service.cache import TTLCache
 from loyalty.service.idempotency import fingerprint, replay
 from loyalty.service.members import Members
 from loyalty.service.shops import Shops
 from loyalty.store import coupons as coupon_store
 from loyalty.store import members as member_store
+from loyalty.store import wallet as wallet_store
 from loyalty.store.dynamo import Dynamo, Item, Transaction
 from loyalty.store.events import Events
 from loyalty.store.keys import code_of, digest, member_of
@@ -51,6 +54,7 @@ class QuoteRequest(BaseModel):
     lines: list[OrderLine] = Field(min_length=1, max_length=500)
     coupon_codes: list[str] = Field(default_factory=list, max_length=MAX_CODES)
     points: int = Field(default=0, ge=0, le=1_000_000_000)
+    wallet_used: DecimalString | None = Field(default=None, description="what the member would pay from the wallet")
 
 
 class GrantRequest(BaseModel):
@@ -380,6 +384,13 @@ class Coupons:
         def fmt(minor: int) -> str:
             return format_amount(minor, money)
 
+        payable, wallet = result.payable, None
+        if request.wallet_used is not None:
+            used, principal, bonus = self._wallet_draw(program, shop_id, request.member_id, request.wallet_used)
+            if used > payable:
+                raise InvalidInput(f"wallet_used is more than the {fmt(payable)} left to pay", field="wallet_used")
+            payable -= used
+            wallet = {"used": fmt(used), "principal": fmt(principal), "bonus": fmt(bonus)}
         return {
             "currency": money,
             "subtotal": fmt(sum(line.amount for line in listed)),
@@ -388,10 +399,23 @@ class Coupons:
             "points_used": result.points_used,
             "points_offset": fmt(result.points_offset),
             "points_max": result.points_max,
-            "payable": fmt(result.payable),
+            "payable": fmt(payable),
             "points_to_earn": earning.points,
             "earning": earning.detail,
+            **({"wallet": wallet} if wallet else {}),
         }
+
+    def _wallet_draw(self, program: Program, shop_id: str, member_id: str, text: str) -> tuple[int, int, int]:
+        """(used, from principal, from bonus) of paying `text` from the member's wallet, as order.paid would draw."""
+        if program.wallet is None:
+            raise InvalidInput("this program has no wallet", field="wallet_used")
+        try:
+            used = parse_amount(text, program.currency)
+        except ValueError as exc:
+            raise InvalidInput(str(exc), field="wallet_used") from exc
+        balance = wallet_store.get_wallet(self.db, shop_id, member_id)
+        principal, bonus = wallet_split(program.wallet.draw, balance, used)
+        return used, principal, bonus
 
     # ------------------------------------------------------------------ reminders and expiry (scheduled runs)
 

@@ -18,7 +18,8 @@ from loyalty.store import coupons as coupon_store
 from loyalty.store import members as member_store
 from loyalty.store import orders as order_store
 from loyalty.store import points as point_store
-from loyalty.store.dynamo import Dynamo, TransactionCancelled
+from loyalty.store import wallet as wallet_store
+from loyalty.store.dynamo import Dynamo, Transaction, TransactionCancelled
 
 # Attempts at an optimistic write before giving the event back to the queue.
 MAX_ATTEMPTS = 8
@@ -42,9 +43,10 @@ class Orders:
         self.clock = clock
         self.shards = shards
 
-    def apply(self, shop_id: str, event: OrderEvent) -> str:
+    def apply(self, shop_id: str, event: OrderEvent, *, also: Callable[[Transaction], object] | None = None) -> str:
         """Settle one order event exactly once. Returns 'applied', 'recorded' (waits for its payment) or
-        'duplicate'. Raises InvalidInput for events that can never apply, Retryable for ones that may later."""
+        'duplicate'. Raises InvalidInput for events that can never apply, Retryable for ones that may later.
+        `also` adds the caller's record to the event's transaction (an API request's idempotency key)."""
         program = self.shops.program(shop_id)
         order_id = event.data.order_id
         payer = ""
@@ -54,13 +56,14 @@ class Orders:
                 resolved = self.members.for_customer(shop_id, event.data.customer)
                 event = event.model_copy(update={"data": event.data.model_copy(update={"member_id": resolved})})
             payer = event.data.member_id or ""
-        if isinstance(event, OrderPaid) and not event.data.points_used:
+        touches_wallet = isinstance(event, OrderPaid) and (event.data.top_up or event.data.wallet_used is not None)
+        if isinstance(event, OrderPaid) and not event.data.points_used and not touches_wallet:
             # Fast path for a new order: one write, conditioned on the order not existing yet. Without tiers it
             # assumes a member without debt (the write checks); with tiers, a birthday multiplier or referrals, the
             # settlement depends on the member's tier state, birthday or first order, so the member is read first
             # (one read, one write).
             # Coupons are read by code (one read each); the write requires each still available. Spending points
-            # needs the lots: the careful path.
+            # needs the lots, and the wallet its balance: the careful path.
             now = self.clock()
             needs_member = bool(program.tiers) or program.birthday is not None or program.referral is not None
             member = member_store.get_member(self.db, shop_id, payer) if needs_member else None
@@ -88,6 +91,7 @@ class Orders:
                         shards=self.shards,
                         remind_days=program.expiry_reminder_days,
                         referral_due=_referral_due(program, member, event, settlement),
+                        also=also,
                     )
                     if settlement.tier_change:
                         self.tiers.announce(shop_id, payer, settlement.tier_change)
@@ -111,6 +115,9 @@ class Orders:
                 if state.credited > state.pending or spends:  # lots may be drawn from
                     lots = point_store.lots(self.db, shop_id, member_id)
             coupons = self._coupons(shop_id, event) if not state.paid else {}
+            wallet = None
+            if member_id is not None and (touches_wallet or state.wallet is not None):
+                wallet = wallet_store.get_wallet(self.db, shop_id, member_id)
             settlement = settle(
                 state,
                 event,
@@ -121,6 +128,7 @@ class Orders:
                 member_tier=tier,
                 coupons=coupons,
                 birthday=birthday,
+                wallet=wallet,
             )
             try:
                 order_store.commit_settlement(
@@ -133,6 +141,7 @@ class Orders:
                     shards=self.shards,
                     remind_days=program.expiry_reminder_days,
                     referral_due=_referral_due(program, member, event, settlement),
+                    also=also,
                 )
             except TransactionCancelled:
                 continue  # another event for this order or member won the race: re-read and settle again

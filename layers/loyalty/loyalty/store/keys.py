@@ -40,6 +40,13 @@
 | digest chain    | SHOP#<shop>#LOTTERY#<lottery>        | CHAIN (next day), DIGEST#<date> |
 | draws (limits)  | SHOP#<shop>#MEMBER#<member>          | DRAWS#<lottery>[#<local date>]  |
 | draw            | SHOP#<shop>#MEMBER#<member>          | DRAW#<at>#<draw>                |
+| wallet          | SHOP#<shop>#MEMBER#<member>          | WALLET (principal, bonus)       |
+| wallet entry    | SHOP#<shop>#MEMBER#<member>          | WLEDGER#<at>#<reason>#<reference> |
+| savings/month   | SHOP#<shop>#MEMBER#<member>          | SAVINGS#<local month>           |
+| card attempts   | SHOP#<shop>#MEMBER#<member>          | CARDTRIES#<hour> (expires by TTL) |
+| gift card       | SHOP#<shop>#CARD#<sha256 of code>    | CARD                            |
+| card batch      | SHOP#<shop>                          | CARDBATCH#<batch>               |
+| batch counter   | SHOP#<shop>#CARDBATCH#<batch>#COUNT#<n> | COUNT (redeemed, in shards)  |
 | delivery seen   | SHOP#<shop>#DELIVERY#<platform>#<sha256 of id> | DELIVERY (expires by TTL) |
 
 The run state (where a scheduled run resumes) is the only item that belongs to no shop: runs serve all
@@ -113,6 +120,14 @@ LOTTERY_PREFIX = "LOTTERY#"  # a lottery, in its shop's partition
 DRAWS_PREFIX = "DRAWS#"  # a member's draws of a lottery, in all and per local day (the limits' counters)
 DRAW_PREFIX = "DRAW#"  # a member's draw, by time
 REPORT_SK = "REPORT"
+WALLET_SK = "WALLET"
+WALLET_LEDGER_PREFIX = "WLEDGER#"
+SAVINGS_PREFIX = "SAVINGS#"
+CARD_TRIES_PREFIX = "CARDTRIES#"  # a member's gift-card redemption attempts per hour (the limit's counter)
+CARD_SK = "CARD"
+CARD_BATCH_PREFIX = "CARDBATCH#"
+COUNT_SK = "COUNT"
+CARD_COUNT_SHARDS = 8
 # A lottery's report counters and its audit listing are split over this many partitions: every draw writes one of
 # each, so a popular lottery is not one hot key.
 LOTTERY_SHARDS = 16
@@ -195,6 +210,19 @@ def grant_pk(shop_id: str, grant_id: str) -> str:
 
 def delivery_pk(shop_id: str, platform: str, delivery_id: str) -> str:
     return f"SHOP#{shop_id}#DELIVERY#{platform}#{digest(delivery_id)}"
+
+
+def card_pk(shop_id: str, code: str) -> str:
+    # Only the code's digest is kept: whoever reads the table cannot redeem a card.
+    return f"SHOP#{shop_id}#CARD#{digest(code)}"
+
+
+def card_count_pk(shop_id: str, batch_id: str, shard: int) -> str:
+    return f"SHOP#{shop_id}#CARDBATCH#{batch_id}#COUNT#{shard}"
+
+
+def wallet_ledger_sk(at: datetime, reason: str, reference: str) -> str:
+    return f"{WALLET_LEDGER_PREFIX}{iso(at)}#{reason}#{reference}"
 
 
 def coupon_sk(code: str) -> str:

@@ -1,11 +1,12 @@
 """Orders and the one transaction that settles an order event."""
 
+from collections.abc import Callable
 from datetime import datetime
 
 from loyalty.domain.ledger import Balance
 from loyalty.domain.orders import OrderState
 from loyalty.domain.settle import Settlement
-from loyalty.store import coupons, engagement, members, points
+from loyalty.store import coupons, engagement, members, points, wallet
 from loyalty.store.dynamo import Dynamo, Item, Transaction, model_of
 from loyalty.store.keys import ACTIVATE_JOB, ORDER_SK, due_keys, order_pk
 
@@ -30,6 +31,7 @@ def commit_settlement(
     shards: int,
     remind_days: int = 0,
     referral_due: datetime | None = None,
+    also: Callable[[Transaction], object] | None = None,
 ) -> None:
     """Write the whole effect of one event in one TransactWriteItems.
 
@@ -39,6 +41,7 @@ def commit_settlement(
     `guard` is the member balance the settlement was computed from (None: computed assuming a fresh balance,
     which the member's condition then requires: the one-write fast path of a payment). `referral_due`: this is a
     referred member's first paid order; its referral is due then (and the member's first order is marked, once).
+    `also` adds the caller's own record to the transaction (an API request's idempotency key).
     """
     tx = db.transaction()
     _put_order(tx, shop_id, settlement, previous, now, shards)
@@ -71,10 +74,16 @@ def commit_settlement(
             )
         if settlement.tier_change:
             members.add_tier_decision(tx, shop_id, order.member_id, settlement.tier_change, shards, now=now)
+        if settlement.wallet is not None:
+            wallet.add_move(tx, shop_id, order.member_id, settlement.wallet, now=now)
+        if settlement.savings and settlement.savings_month:
+            wallet.add_savings(tx, shop_id, order.member_id, settlement.savings_month, settlement.savings)
         for code in settlement.coupons_used:
             coupons.add_use(tx, shop_id, order.member_id, code, order.order_id, now)
         for code, expires in settlement.coupons_returned.items():
             coupons.add_return(tx, shop_id, order.member_id, code, order.order_id, expires, now=now, shards=shards)
+    if also is not None:
+        also(tx)
     db.commit(tx)
 
 

@@ -1,0 +1,212 @@
+"""Stored value (储值): a member's wallet of principal (money the member paid in) and bonus (what the shop gave on
+top, 赠额), kept apart because a refund returns principal and forfeits bonus. Pure: balances and rules in, moves out.
+
+A wallet changes only through orders (a top-up is an order whose total is paid into the wallet; a purchase may pay
+part of its total from it) and gift cards. Each change is one `WalletMove` written with its cause, so
+
+    wallet.principal == Σ entry.principal   and   wallet.bonus == Σ entry.bonus
+
+and neither figure is ever below zero: a payment the wallet cannot cover is refused, and a refund takes back only
+what is left (the rest is recorded as not recovered).
+"""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from loyalty.domain.errors import Conflict, InvalidInput
+from loyalty.domain.ledger import BusinessTime
+from loyalty.domain.money import parse_amount
+from loyalty.domain.orders import DecimalString, OrderWallet
+
+DrawOrder = Literal["principal_first", "bonus_first", "proportional"]
+
+
+class InsufficientBalance(Conflict):
+    code = "insufficient_balance"
+
+
+class TopUpPlan(BaseModel):
+    """充100送10: a top-up of at least `pay` earns `bonus`. A plan with `from`/`until` is in force only for payments
+    made in that window (a promotion); a payment is judged by the plans in force when it was paid."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True, serialize_by_alias=True)
+
+    pay: DecimalString
+    bonus: DecimalString
+    starts: BusinessTime | None = Field(default=None, alias="from")
+    ends: BusinessTime | None = Field(default=None, alias="until")
+
+    def in_force(self, at: datetime) -> bool:
+        return (self.starts is None or self.starts <= at) and (self.ends is None or at < self.ends)
+
+
+class WalletRules(BaseModel):
+    """The program's `wallet`: its top-up plans, which part of the balance a payment draws first, and its bounds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    top_up_plans: list[TopUpPlan] = Field(default_factory=list, max_length=50)
+    draw: DrawOrder = Field(
+        default="principal_first",
+        description="which part a wallet payment draws first: principal_first, bonus_first, or proportional "
+        "(in proportion to the two balances, principal rounded down)",
+    )
+    min_top_up: DecimalString | None = Field(default=None, description="smallest top-up accepted")
+    max_balance: DecimalString | None = Field(default=None, description="largest total (principal + bonus) allowed")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "WalletRules":
+        for plan in self.top_up_plans:
+            if plan.starts and plan.ends and plan.ends <= plan.starts:
+                raise ValueError("wallet.top_up_plans: until must be after from")
+        return self
+
+    def check_currency(self, currency: str) -> None:
+        """Every amount must be exact in the program's currency (raises ValueError naming the field)."""
+        for index, plan in enumerate(self.top_up_plans):
+            for name in ("pay", "bonus"):
+                _minor(getattr(plan, name), currency, f"wallet.top_up_plans.{index}.{name}")
+        for name in ("min_top_up", "max_balance"):
+            if getattr(self, name) is not None:
+                _minor(getattr(self, name), currency, f"wallet.{name}")
+
+
+class WalletBalance(BaseModel):
+    """The wallet as read; `version` is what a write requires unchanged (0: no wallet item yet)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    principal: int = 0
+    bonus: int = 0
+    version: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.principal + self.bonus
+
+
+class WalletEntry(BaseModel):
+    """One change to a wallet and why (minor units; negative takes away)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    principal: int
+    bonus: int
+    reason: str
+    reference: str
+    at: datetime
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class WalletMove(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    principal: int = 0
+    bonus: int = 0
+    entries: list[WalletEntry] = []
+    version: int = 0  # the wallet version it was computed from
+
+
+# ---------------------------------------------------------------------------- rules
+
+
+def bonus_for(rules: WalletRules | None, paid: int, at: datetime, currency: str) -> tuple[int, str | None]:
+    """The bonus a top-up of `paid` (minor units) earns: that of the largest plan in force at `at` whose `pay` it
+    reaches, and the plan's `pay` text (None: no plan reached)."""
+    best: tuple[int, int, str] | None = None
+    for plan in rules.top_up_plans if rules else []:
+        pay = parse_amount(plan.pay, currency)
+        if plan.in_force(at) and pay <= paid and (best is None or pay > best[0]):
+            best = (pay, parse_amount(plan.bonus, currency), plan.pay)
+    return (best[1], best[2]) if best else (0, None)
+
+
+def split(order: DrawOrder, balance: WalletBalance, amount: int, *, field: str = "wallet_used") -> tuple[int, int]:
+    """(principal, bonus) a payment of `amount` draws, by the program's draw order; never more than either holds."""
+    if amount > balance.total:
+        raise InsufficientBalance(f"the wallet holds {balance.total}, not {amount} (minor units)", field=field)
+    if order == "principal_first":
+        principal = min(amount, balance.principal)
+        return principal, amount - principal
+    if order == "bonus_first":
+        bonus = min(amount, balance.bonus)
+        return amount - bonus, bonus
+    principal = amount * balance.principal // balance.total if balance.total else 0
+    return principal, amount - principal  # the bonus part is ceil(amount x bonus / total) <= bonus
+
+
+def check_top_up(rules: WalletRules | None, balance: WalletBalance, paid: int, bonus: int, currency: str) -> None:
+    """A top-up the program refuses: below its minimum, or taking the wallet past its maximum."""
+    if rules is None:
+        raise InvalidInput("this program has no wallet", field="wallet")
+    if rules.min_top_up is not None and paid < parse_amount(rules.min_top_up, currency):
+        raise InvalidInput(f"a top-up must be at least {rules.min_top_up}", field="amount")
+    if rules.max_balance is not None and balance.total + paid + bonus > parse_amount(rules.max_balance, currency):
+        raise Conflict(f"the wallet may hold at most {rules.max_balance}", field="amount", code="over_max_balance")
+
+
+def settle_order(
+    before: OrderWallet | None,
+    after: OrderWallet,
+    *,
+    top_up: bool,
+    balance: WalletBalance,
+    reason: str,
+    reference: str,
+    at: datetime,
+    detail: dict[str, Any],
+) -> WalletMove | None:
+    """Move the wallet from what the order held before (`before`, None: not yet paid) to what it holds now. A
+    top-up's take-back stops at what the wallet still holds (`after`'s not_recovered figures record the rest); a
+    purchase's draw must be covered. None when nothing changes."""
+    held_before = _held(before, top_up) if before is not None else (0, 0)
+    held_after = _held(after, top_up)
+    principal, bonus = held_after[0] - held_before[0], held_after[1] - held_before[1]
+    if top_up:
+        if principal < 0 and -principal > balance.principal:
+            after.principal_not_recovered += -principal - balance.principal
+            principal = -balance.principal
+        if bonus < 0 and -bonus > balance.bonus:
+            after.bonus_not_recovered += -bonus - balance.bonus
+            bonus = -balance.bonus
+    elif principal < -balance.principal or bonus < -balance.bonus:
+        raise InsufficientBalance("the wallet changed while settling this order", field="data.wallet_used")
+    if principal == 0 and bonus == 0:
+        return None
+    lost = {
+        k: v
+        for k, v in (
+            ("principal_not_recovered", after.principal_not_recovered),
+            ("bonus_not_recovered", after.bonus_not_recovered),
+        )
+        if v
+    }
+    entry = WalletEntry(
+        principal=principal, bonus=bonus, reason=reason, reference=reference, at=at, detail={**detail, **lost}
+    )
+    return WalletMove(principal=principal, bonus=bonus, entries=[entry], version=balance.version)
+
+
+def refunded_share(part: int, refunded: int, total: int, *, cancelled: bool) -> int:
+    """Of `part`, what a refund of `refunded` out of `total` concerns (all of it on cancellation); rounded down, so a
+    full refund is exactly `part`."""
+    if cancelled or total <= 0:
+        return part
+    return part * min(refunded, total) // total
+
+
+def _held(wallet: OrderWallet, top_up: bool) -> tuple[int, int]:
+    """What the member holds because of the order: a top-up's amounts less what was taken back; a purchase's draws
+    (negative) less what was given back."""
+    principal = wallet.principal - wallet.principal_back
+    bonus = wallet.bonus - wallet.bonus_back
+    return (principal, bonus) if top_up else (-principal, -bonus)
+
+
+def _minor(text: str, currency: str, field: str) -> int:
+    try:
+        return parse_amount(text, currency)
+    except ValueError as exc:
+        raise ValueError(f"{field}: {exc}") from exc

@@ -1,0 +1,136 @@
+"""A member's wallet (stored value): its balance and ledger, top-ups from the shop's backend, and what the member
+has saved. Payments with the wallet and top-ups from a platform are order events (service/orders.py)."""
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from loyalty.domain.errors import Conflict, InvalidInput, NotFound
+from loyalty.domain.ledger import iso
+from loyalty.domain.money import format_amount, parse_amount
+from loyalty.domain.orders import OrderLine, OrderPaid, OrderPaidData, OrderState
+from loyalty.domain.wallet import WalletEntry
+from loyalty.service.idempotency import fingerprint, replay
+from loyalty.service.members import Members
+from loyalty.service.orders import Orders
+from loyalty.service.shops import Shops
+from loyalty.store import idempotency as idempotency_store
+from loyalty.store import orders as order_store
+from loyalty.store import wallet as wallet_store
+from loyalty.store.dynamo import Dynamo, Transaction
+
+TOP_UP_SKU = "wallet-top-up"
+
+
+class Wallet:
+    def __init__(
+        self, db: Dynamo, shops: Shops, members: Members, orders: Orders, *, clock: Callable[[], datetime]
+    ) -> None:
+        self.db = db
+        self.shops = shops
+        self.members = members
+        self.orders = orders
+        self.clock = clock
+
+    def balance(self, shop_id: str, member_id: str) -> dict[str, str]:
+        currency = self.shops.program(shop_id).currency
+        self.members.member(shop_id, member_id)
+        wallet = wallet_store.get_wallet(self.db, shop_id, member_id)
+        return {
+            "currency": currency,
+            "principal": format_amount(wallet.principal, currency),
+            "bonus": format_amount(wallet.bonus, currency),
+            "total": format_amount(wallet.total, currency),
+        }
+
+    def ledger(self, shop_id: str, member_id: str, *, limit: int, cursor: str | None) -> dict[str, Any]:
+        currency = self.shops.program(shop_id).currency
+        self.members.member(shop_id, member_id)
+        entries, next_cursor = wallet_store.ledger_page(self.db, shop_id, member_id, limit=limit, cursor=cursor)
+        return {"items": [_entry_view(entry, currency) for entry in entries], "next": next_cursor}
+
+    def top_up(self, shop_id: str, member_id: str, *, amount: str, reference: str, key: str) -> dict[str, str]:
+        """Money the shop's backend took for the member's wallet, with the bonus of the plan in force now: settled as
+        a top-up order whose id is `reference` (so the platform's webhook for the same payment, if any, is the same
+        event). The same key answers as its first success did; a key used for another top-up is a 409."""
+        program = self.shops.program(shop_id)
+        if program.wallet is None:
+            raise InvalidInput("this program has no wallet; set the program's wallet first", field="wallet")
+        try:
+            parse_amount(amount, program.currency)
+        except ValueError as exc:
+            raise InvalidInput(str(exc), field="amount") from exc
+        self.members.member(shop_id, member_id)
+        request = fingerprint({"member_id": member_id, "amount": amount, "reference": reference})
+        stored = idempotency_store.get_record(self.db, shop_id, "top-up", key)
+        if stored is not None:
+            replay(stored, request)
+            return self._top_up_answer(shop_id, member_id, reference, program.currency)
+        now = self.clock()
+        event = OrderPaid(
+            type="order.paid",
+            data=OrderPaidData(
+                order_id=reference,
+                member_id=member_id,
+                currency=program.currency,
+                total=amount,
+                lines=[OrderLine(sku=TOP_UP_SKU, category="wallet", amount=amount)],
+                paid_at=now,
+                top_up=True,
+            ),
+        )
+
+        def record(tx: Transaction) -> None:
+            idempotency_store.add_record(
+                tx, shop_id, "top-up", key, request=request, response={"reference": reference}, now=now
+            )
+
+        self.orders.apply(shop_id, event, also=record)
+        return self._top_up_answer(shop_id, member_id, reference, program.currency)
+
+    def savings(self, shop_id: str, member_id: str) -> dict[str, Any]:
+        """What the member saved to date, per local month and in total: coupon discounts, points used as cash, the
+        wallet's bonus spent and member-price discounts (orders cancelled or refunded in full saved nothing)."""
+        currency = self.shops.program(shop_id).currency
+        self.members.member(shop_id, member_id)
+        months = wallet_store.savings(self.db, shop_id, member_id)
+        figures = wallet_store.SAVINGS_FIGURES
+
+        def view(values: dict[str, int]) -> dict[str, str]:
+            shown = {name: format_amount(values.get(name, 0), currency) for name in figures}
+            return shown | {"total": format_amount(sum(values.get(name, 0) for name in figures), currency)}
+
+        total = {name: sum(month[name] for month in months.values()) for name in figures}
+        return {
+            "currency": currency,
+            "total": view(total),
+            "months": [{"month": month, **view(values)} for month, values in months.items()],
+        }
+
+    def _top_up_answer(self, shop_id: str, member_id: str, reference: str, currency: str) -> dict[str, str]:
+        state = order_store.get_order(self.db, shop_id, reference)
+        if state is None:
+            raise NotFound(f"top-up {reference} not found", field="reference")
+        if not _is_top_up_of(state, member_id):
+            raise Conflict("this reference names another payment, not this member's top-up", field="reference")
+        assert state.wallet is not None
+        return {
+            "reference": reference,
+            "principal": format_amount(state.wallet.principal, currency),
+            "bonus": format_amount(state.wallet.bonus, currency),
+        }
+
+
+def _is_top_up_of(state: OrderState, member_id: str) -> bool:
+    return state.paid and state.top_up and state.member_id == member_id and state.wallet is not None
+
+
+def _entry_view(entry: WalletEntry, currency: str) -> dict[str, Any]:
+    return {
+        "principal": format_amount(entry.principal, currency),
+        "bonus": format_amount(entry.bonus, currency),
+        "reason": entry.reason,
+        "reference": entry.reference,
+        "at": iso(entry.at),
+        "detail": entry.detail,
+    }

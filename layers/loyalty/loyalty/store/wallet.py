@@ -1,0 +1,87 @@
+"""A member's wallet (stored value), its ledger and the member's savings by month.
+
+Every change to a wallet reaches DynamoDB through `add_move`, inside the transaction that records its cause (an
+order's state, a gift card's redemption): the balance and the entry that explains it are written together.
+"""
+
+from datetime import datetime
+
+from loyalty.domain.ledger import iso
+from loyalty.domain.wallet import WalletBalance, WalletEntry, WalletMove
+from loyalty.store.dynamo import Dynamo, Transaction, model_of
+from loyalty.store.keys import SAVINGS_PREFIX, WALLET_LEDGER_PREFIX, WALLET_SK, member_pk, wallet_ledger_sk
+
+SAVINGS_FIGURES = ("coupons", "points", "member_price", "bonus")
+
+
+def get_wallet(db: Dynamo, shop_id: str, member_id: str) -> WalletBalance:
+    item = db.get(member_pk(shop_id, member_id), WALLET_SK)
+    if item is None:
+        return WalletBalance()
+    return WalletBalance(principal=int(item["principal"]), bonus=int(item["bonus"]), version=int(item["version"]))
+
+
+def add_move(tx: Transaction, shop_id: str, member_id: str, move: WalletMove, *, now: datetime) -> None:
+    """The wallet changed by `move` only if it is still at the version the move was computed from (so a draw is
+    never made against a balance that has since been spent), and never below zero; then the move's entries."""
+    pk = member_pk(shop_id, member_id)
+    condition = "version = :v" if move.version else "attribute_not_exists(version)"
+    tx.update(
+        {"PK": pk, "SK": WALLET_SK},
+        "ADD principal :p, bonus :b, version :one SET #type = :type, updated_at = :now",
+        values={
+            ":p": move.principal,
+            ":b": move.bonus,
+            ":one": 1,
+            ":type": "wallet",
+            ":now": iso(now),
+            **({":v": move.version} if move.version else {}),
+        },
+        condition=condition,
+        names={"#type": "type"},
+    )
+    for entry in move.entries:
+        tx.put(
+            {
+                "PK": pk,
+                "SK": wallet_ledger_sk(entry.at, entry.reason, entry.reference),
+                "type": "wallet_entry",
+                **entry.model_dump(mode="json"),
+            },
+            condition="attribute_not_exists(SK)",
+        )
+
+
+def add_savings(tx: Transaction, shop_id: str, member_id: str, month: str, savings: dict[str, int]) -> None:
+    """Add an order's savings (minor units by figure) to the member's month."""
+    names = {f"#{name}": name for name in savings}
+    adds = ", ".join(f"#{name} :{name}" for name in savings)
+    tx.update(
+        {"PK": member_pk(shop_id, member_id), "SK": f"{SAVINGS_PREFIX}{month}"},
+        f"ADD {adds} SET #type = :type",
+        values={**{f":{name}": value for name, value in savings.items()}, ":type": "savings"},
+        names={**names, "#type": "type"},
+    )
+
+
+def savings(db: Dynamo, shop_id: str, member_id: str) -> dict[str, dict[str, int]]:
+    """The member's savings by local month (oldest first), each figure in minor units."""
+    months: dict[str, dict[str, int]] = {}
+    for item in db.query_all(member_pk(shop_id, member_id), SAVINGS_PREFIX):
+        months[item["SK"].removeprefix(SAVINGS_PREFIX)] = {name: int(item.get(name, 0)) for name in SAVINGS_FIGURES}
+    return months
+
+
+def ledger_page(
+    db: Dynamo, shop_id: str, member_id: str, *, limit: int, cursor: str | None
+) -> tuple[list[WalletEntry], str | None]:
+    """A page of the wallet's ledger, newest first, and the cursor of the next."""
+    items, next_cursor = db.cursor_page(
+        member_pk(shop_id, member_id), WALLET_LEDGER_PREFIX, limit=limit, cursor=cursor, newest_first=True
+    )
+    return [model_of(WalletEntry, item) for item in items], next_cursor
+
+
+def ledger_all(db: Dynamo, shop_id: str, member_id: str) -> list[WalletEntry]:
+    """Oldest first; for audits and tests."""
+    return [model_of(WalletEntry, item) for item in db.query_all(member_pk(shop_id, member_id), WALLET_LEDGER_PREFIX)]
