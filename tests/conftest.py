@@ -84,6 +84,8 @@ def stack(aws: None) -> Iterator[Stack]:
     sqs = boto3.client("sqs")
     for url in created.queues.values():
         sqs.delete_queue(QueueUrl=url)
+    for arn in created.secrets.values():
+        boto3.client("secretsmanager").delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
     events = boto3.client("events")
     for name in created.buses.values():
         for rule in events.list_rules(EventBusName=name)["Rules"]:

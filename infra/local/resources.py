@@ -5,6 +5,7 @@ or index added there is the key or index the code runs against everywhere.
 """
 
 import json
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,7 @@ class Stack:
     tables: dict[str, str] = field(default_factory=dict)
     queues: dict[str, str] = field(default_factory=dict)  # logical id -> queue URL
     buses: dict[str, str] = field(default_factory=dict)  # logical id -> event bus name
+    secrets: dict[str, str] = field(default_factory=dict)  # logical id -> secret ARN (what !Ref gives)
 
     def env(self) -> dict[str, str]:
         """The environment variables template.yaml gives the functions (Globals and each function's own), with
@@ -71,7 +73,7 @@ class Stack:
         Literal values (Powertools' settings) and variables with no local value (the operator key's hash) are
         left to the caller."""
         template = load_template()
-        refs: dict[str, str] = {**self.tables, **self.queues, **self.buses}
+        refs: dict[str, str] = {**self.tables, **self.queues, **self.buses, **self.secrets}
         refs |= {name: str(p["Default"]) for name, p in template.get("Parameters", {}).items() if "Default" in p}
         found: dict[str, str] = {}
         sources = [template.get("Globals", {}).get("Function", {})]
@@ -120,6 +122,15 @@ def create_stack(prefix: str = "") -> Stack:
         if name not in existing_buses:
             events.create_event_bus(Name=name)
         stack.buses[logical_id] = name
+    secrets = boto3.client("secretsmanager")
+    for logical_id in resources_of("AWS::SecretsManager::Secret", template):
+        name = prefix + logical_id
+        try:
+            arn = secrets.describe_secret(SecretId=name)["ARN"]
+        except secrets.exceptions.ResourceNotFoundException:
+            # As GenerateSecretString would: random, and never the same twice.
+            arn = secrets.create_secret(Name=name, SecretString=uuid.uuid4().hex + uuid.uuid4().hex)["ARN"]
+        stack.secrets[logical_id] = arn
     return stack
 
 

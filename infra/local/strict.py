@@ -265,6 +265,8 @@ def _authorisations(service: str, operation: str, params: Mapping[str, Any]) -> 
         action = f"sqs:{_SQS_ACTION.get(operation, operation)}"
         url = params.get("QueueUrl")
         return [(action, queue_arn(url) if url else "*")]
+    if service == "secretsmanager" and "SecretId" in params:
+        return [(f"secretsmanager:{operation}", str(params["SecretId"]))]
     if service == "events" and operation == "PutEvents":
         buses = {entry.get("EventBusName") or "default" for entry in params["Entries"]}
         return [("events:PutEvents", _bus_arn(bus)) for bus in sorted(buses)]
@@ -287,13 +289,17 @@ def _physical_arns(stack: Stack) -> dict[str, str]:
     arns = {logical: _table_arn(name) for logical, name in stack.tables.items()}
     arns |= {logical: queue_arn(url) for logical, url in stack.queues.items()}
     arns |= {logical: _bus_arn(name) for logical, name in stack.buses.items()}
+    arns |= stack.secrets
     return arns
 
 
 def _resolve(value: Any, arns: Mapping[str, str]) -> str:
-    """A policy Resource: a string, !GetAtt X.Arn or !Sub with ${X.Arn} and ${AWS::Region|AccountId|Partition}."""
+    """A policy Resource: a string, !GetAtt X.Arn, !Ref X (a secret: its ARN) or !Sub with ${X.Arn} and
+    ${AWS::Region|AccountId|Partition}."""
     if isinstance(value, str):
         return value
+    if "Ref" in value:
+        return arns[value["Ref"]]
     if "GetAtt" in value:
         logical, attribute = value["GetAtt"].split(".", 1)
         if attribute != "Arn":

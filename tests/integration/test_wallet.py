@@ -194,8 +194,13 @@ def test_savings_count_coupons_points_member_price_and_bonus_spent_by_month(
     drain(stack)
     status, body = api.call("GET", f"/v1/shops/{sid}/members/m1/savings", key=shop["api_key"])
     assert status == 200, body
-    assert body["total"] == {"coupons": "0.00", "points": "10.00", "member_price": "0.00", "bonus": "10.00",
-                             "total": "20.00"}
+    assert body["total"] == {
+        "coupons": "0.00",
+        "points": "10.00",
+        "member_price": "0.00",
+        "bonus": "10.00",
+        "total": "20.00",
+    }
     assert [(m["month"], m["bonus"], m["points"]) for m in body["months"]] == [
         ("2026-11", "10.00", "0.00"),
         ("2026-12", "0.00", "10.00"),

@@ -16,6 +16,7 @@ from loyalty.store.dynamo import Dynamo
 from loyalty.store.queue import Queues
 
 if TYPE_CHECKING:
+    from loyalty.service.cards import Cards
     from loyalty.service.coupons import Coupons
     from loyalty.service.engagement import Engagement
     from loyalty.service.lottery import Lotteries
@@ -94,6 +95,13 @@ class Services:
         from loyalty.service.wallet import Wallet
 
         return Wallet(self.db, self.shops, self.members, self.orders, clock=self.clock)
+
+    @cached_property
+    def cards(self) -> "Cards":
+        from loyalty.service.cards import Cards
+        from loyalty.store.cards import CardSecret
+
+        return Cards(self.db, self.shops, self.members, CardSecret(), clock=self.clock)
 
     @cached_property
     def mall(self) -> "Mall":

@@ -9,11 +9,13 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
+from loyalty.domain.cards import RateLimited
 from loyalty.domain.coupons import NotApplicable
 from loyalty.domain.errors import Conflict, DomainError, InvalidInput, NotFound, Retryable, TooLarge
 
 _STATUS: list[tuple[type[DomainError], int]] = [
     (NotApplicable, 422),
+    (RateLimited, 429),
     (TooLarge, 413),
     (InvalidInput, 400),
     (NotFound, 404),

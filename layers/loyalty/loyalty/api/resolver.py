@@ -15,7 +15,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
 from loyalty import runtime
-from loyalty.api import coupons, engagement, errors, integrations, lottery, mall, members, points, shops, wallet
+from loyalty.api import cards, coupons, engagement, errors, integrations, lottery, mall, members, points, shops, wallet
 from loyalty.api.auth import bearer, require_operator
 
 SHOP_PATH = re.compile(r"^/v1/shops/(?P<shop_id>[^/]+)(/|$)")
@@ -45,7 +45,7 @@ def build() -> APIGatewayRestResolver:
     # never learn the schema.
     errors.install(app, check_caller)
     app.use(middlewares=[authenticate])
-    for resource in (shops, members, points, wallet, engagement, coupons, mall, lottery, integrations):
+    for resource in (shops, members, points, wallet, cards, engagement, coupons, mall, lottery, integrations):
         app.include_router(resource.router)
 
     @app.get("/openapi.json", include_in_schema=False)

@@ -143,7 +143,12 @@ def check_top_up(rules: WalletRules | None, balance: WalletBalance, paid: int, b
         raise InvalidInput("this program has no wallet", field="wallet")
     if rules.min_top_up is not None and paid < parse_amount(rules.min_top_up, currency):
         raise InvalidInput(f"a top-up must be at least {rules.min_top_up}", field="amount")
-    if rules.max_balance is not None and balance.total + paid + bonus > parse_amount(rules.max_balance, currency):
+    check_balance_room(rules, balance, paid + bonus, currency)
+
+
+def check_balance_room(rules: WalletRules, balance: WalletBalance, adding: int, currency: str) -> None:
+    """Adding `adding` (a top-up with its bonus, a gift card) may not take the wallet past the program's maximum."""
+    if rules.max_balance is not None and balance.total + adding > parse_amount(rules.max_balance, currency):
         raise Conflict(f"the wallet may hold at most {rules.max_balance}", field="amount", code="over_max_balance")
 
 
