@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from infra.local.resources import Stack
 from loyalty.runtime import Services
 from tests.conftest import OPERATOR_KEY, Api
-from tests.helpers import check_invariants, dead_letters, drain
+from tests.helpers import check_invariants, check_wallet, dead_letters, drain
 
 SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "platforms"
 SECRET = "shpss_test_secret_0123456789"
@@ -287,6 +287,24 @@ def test_youzan_trade_paid(api: Api, stack: Stack, service: Services) -> None:
     drain(stack)
     assert store.points("youzan-wREDACTEDyzopenid00000000", service) == 2  # two lines of 0.01 yuan, 100 a yuan
     assert store.call("GET", "/members?phone=13800000000")[1]["items"][0]["member_id"].startswith("youzan-")
+
+
+def test_a_platform_order_of_top_up_skus_fills_the_wallet(api: Api, stack: Stack, service: Services) -> None:
+    store = Store(
+        api,
+        "youzan",
+        "CNY",
+        program={"wallet": {}},
+        member_match=["customer_id", "phone"],
+        top_up_skus=["200107001", "200107010"],  # the sample's two lines
+    )
+    body = (SAMPLES / "youzan_trade_TradePaid.json").read_bytes().rstrip(b"\n")
+    assert store.deliver(body, youzan_headers(body))[0] == 200
+    drain(stack)
+    member = "youzan-wREDACTEDyzopenid00000000"
+    assert check_wallet(service, store.id, member) == (2, 0)  # 0.02 yuan paid in
+    assert store.points(member, service) == 0  # a top-up earns no points
+    assert dead_letters(stack) == []
 
 
 def test_youzan_refund_and_close(api: Api, stack: Stack, service: Services) -> None:

@@ -1,7 +1,7 @@
 """A shop's connection to its store platform: how deliveries are verified, who the buyer is, and which of our
 categories each line belongs to."""
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -54,6 +54,19 @@ class IntegrationSettings(BaseModel):
     )
     auto_enrol: bool = Field(default=True, description="enrol buyers no member matches")
     category_map: CategoryMap = Field(default_factory=CategoryMap)
+    top_up_skus: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        default_factory=list,
+        max_length=100,
+        description="the platform SKUs that sell wallet top-ups: a paid order of only these is a top-up (its "
+        "total is paid into the member's wallet, with the program's bonus)",
+    )
+
+    def mark_top_up(self, event: dict[str, Any]) -> dict[str, Any]:
+        """A mapped order.paid whose every line is a top-up SKU, flagged as a top-up."""
+        lines = event["data"].get("lines") or [] if event.get("type") == "order.paid" else []
+        if self.top_up_skus and lines and all(line.get("sku") in self.top_up_skus for line in lines):
+            return {**event, "data": {**event["data"], "top_up": True}}
+        return event
 
 
 class Integration(IntegrationSettings):

@@ -61,7 +61,7 @@ class Platforms:
         envelopes = []
         for n, raw in enumerate(delivery.events):
             try:
-                event = EVENT_TYPES[raw["type"]].model_validate(raw)
+                event = EVENT_TYPES[raw["type"]].model_validate(integration.mark_top_up(raw))
                 envelopes.append(OrderEnvelope.queued(shop_id, f"{platform}:{delivery.delivery_id}:{n}", event))
             except ValidationError as exc:
                 where, what = first_problem(exc)
