@@ -127,8 +127,14 @@ def test_a_payment_the_wallet_cannot_cover_is_parked_with_its_reason_and_changes
     send(stack, sid, pay_with_wallet("o1", "50.00", "20.01"))
     send(stack, sid, pay_with_wallet("o2", "10.00", "10.01"), delivery_id="d2")  # more than its own total
     drain(stack)
-    reasons = sorted(m["MessageAttributes"]["reason"]["StringValue"] for m in dead_letters(stack))
-    assert "data.wallet_used" in reasons[0] and "data.wallet_used" in reasons[1]
+    parked = sorted(
+        (m["MessageAttributes"]["code"]["StringValue"], m["MessageAttributes"]["reason"]["StringValue"])
+        for m in dead_letters(stack)
+    )
+    # Too little in the wallet is retried (its top-up may be yet to arrive), then parked; more than the order's
+    # total never will apply: parked at once.
+    assert parked[0][0] == "insufficient_balance" and "the wallet holds 20.00, not 20.01" in parked[0][1]
+    assert parked[1][0] == "invalid" and "data.wallet_used" in parked[1][1]
     assert wallet(api, shop) == {"principal": "20.00", "bonus": "0.00", "total": "20.00"}
     assert service.members.member(sid, "m1").balance.available == 0
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from loyalty.domain.errors import Conflict, InvalidInput
 from loyalty.domain.ledger import BusinessTime
-from loyalty.domain.money import parse_amount
+from loyalty.domain.money import format_amount, parse_amount
 from loyalty.domain.orders import DecimalString, OrderWallet
 
 DrawOrder = Literal["principal_first", "bonus_first", "proportional"]
@@ -123,10 +123,13 @@ def bonus_for(rules: WalletRules | None, paid: int, at: datetime, currency: str)
     return (best[1], best[2]) if best else (0, None)
 
 
-def split(order: DrawOrder, balance: WalletBalance, amount: int, *, field: str = "wallet_used") -> tuple[int, int]:
+def split(
+    order: DrawOrder, balance: WalletBalance, amount: int, currency: str, *, field: str = "wallet_used"
+) -> tuple[int, int]:
     """(principal, bonus) a payment of `amount` draws, by the program's draw order; never more than either holds."""
     if amount > balance.total:
-        raise InsufficientBalance(f"the wallet holds {balance.total}, not {amount} (minor units)", field=field)
+        held, asked = format_amount(balance.total, currency), format_amount(amount, currency)
+        raise InsufficientBalance(f"the wallet holds {held}, not {asked}", field=field)
     if order == "principal_first":
         principal = min(amount, balance.principal)
         return principal, amount - principal

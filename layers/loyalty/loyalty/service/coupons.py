@@ -414,7 +414,7 @@ class Coupons:
         except ValueError as exc:
             raise InvalidInput(str(exc), field="wallet_used") from exc
         balance = wallet_store.get_wallet(self.db, shop_id, member_id)
-        principal, bonus = wallet_split(program.wallet.draw, balance, used)
+        principal, bonus = wallet_split(program.wallet.draw, balance, used, program.currency)
         return used, principal, bonus
 
     # ------------------------------------------------------------------ reminders and expiry (scheduled runs)

@@ -11,6 +11,7 @@ from loyalty.domain.orders import OrderEvent, OrderPaid, OrderState
 from loyalty.domain.program import Program
 from loyalty.domain.settle import Settlement, activate, is_duplicate, settle
 from loyalty.domain.tiers import MemberTier
+from loyalty.domain.wallet import InsufficientBalance
 from loyalty.service.members import Members
 from loyalty.service.shops import Shops
 from loyalty.service.tiers import Tiers
@@ -118,18 +119,27 @@ class Orders:
             wallet = None
             if member_id is not None and (touches_wallet or state.wallet is not None):
                 wallet = wallet_store.get_wallet(self.db, shop_id, member_id)
-            settlement = settle(
-                state,
-                event,
-                program,
-                now=now,
-                balance=balance,
-                lots=lots,
-                member_tier=tier,
-                coupons=coupons,
-                birthday=birthday,
-                wallet=wallet,
-            )
+            try:
+                settlement = settle(
+                    state,
+                    event,
+                    program,
+                    now=now,
+                    balance=balance,
+                    lots=lots,
+                    member_tier=tier,
+                    coupons=coupons,
+                    birthday=birthday,
+                    wallet=wallet,
+                )
+            except InsufficientBalance as exc:
+                # Events of different orders may arrive out of order: the top-up that funds this payment (or the
+                # refund that gave the wallet back) may not have been delivered yet. Retried, then parked.
+                raise Retryable(
+                    f"{exc.message}; retried in case the top-up that covers it is yet to arrive",
+                    field=exc.field,
+                    code=exc.code,
+                ) from exc
             try:
                 order_store.commit_settlement(
                     self.db,
