@@ -343,8 +343,11 @@ def _record_payment(
         used = _amount(data.wallet_used, currency, "data.wallet_used")
         if used > order.total:
             raise InvalidInput("wallet_used is more than the order's total", field="data.wallet_used")
-        principal, bonus = split(program.wallet.draw, wallet, used, currency, field="data.wallet_used")
-        order.wallet = OrderWallet(principal=principal, bonus=bonus)
+        if order.cancelled or order.refunded >= order.total:  # undone before its payment arrived: draws nothing
+            order.wallet = OrderWallet()
+        else:
+            principal, bonus = split(program.wallet.draw, wallet, used, currency, field="data.wallet_used")
+            order.wallet = OrderWallet(principal=principal, bonus=bonus)
     earning = earn(
         lines,
         program,
