@@ -10,6 +10,7 @@ import boto3
 import pytest
 
 from infra.local.resources import table_definition
+from loyalty.domain.cards import BatchRequest
 from loyalty.domain.coupons import NotApplicable, TemplateRequest
 from loyalty.domain.errors import Conflict, InsufficientPoints, Retryable
 from loyalty.domain.lottery import LotteryRequest
@@ -19,7 +20,7 @@ from loyalty.domain.program import Program
 from loyalty.runtime import Services
 from loyalty.store import points as point_store
 from loyalty.store.dynamo import Dynamo
-from tests.helpers import check_invariants, event_model, paid
+from tests.helpers import check_invariants, check_wallet, event_model, paid
 
 pytestmark = pytest.mark.server
 
@@ -304,3 +305,51 @@ def test_concurrent_draws_stop_at_the_daily_limit_and_never_pass_a_prizes_stock(
     assert stock_outcomes == {"tea": 5, "thanks": 15}  # each lottery's prizes have their own stock
     check_invariants(service, shop_id, "m1")
     check_invariants(service, shop_id, "m2")
+
+
+def test_concurrent_wallet_payments_never_overdraw(service: Services, stack: Any) -> None:
+    shop_id = service.shops.create_shop("Wallet")["shop_id"]
+    service.shops.set_program(shop_id, Program.model_validate({"wallet": {}}))
+    service.members.enrol(shop_id, Profile(member_id="m1"))
+    top_up = paid("t1", total="1000.00")
+    top_up["data"]["top_up"] = True
+    service.orders.apply(shop_id, event_model(top_up))
+
+    def pay(n: int) -> str:
+        event = paid(f"o{n}", total="30.00")
+        event["data"]["wallet_used"] = "30.00"
+        worker = fresh(service)
+        for _ in range(40):  # SQS redelivers what contention refused
+            try:
+                return str(worker.orders.apply(shop_id, event_model(event)))
+            except Retryable as exc:
+                if exc.code == "insufficient_balance":
+                    return "short"
+        raise AssertionError("never settled")
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        outcomes = Counter(pool.map(pay, range(40)))
+    assert outcomes == {"applied": 33, "short": 7}  # 33 x 30 = 990 of 1000
+    assert check_wallet(service, shop_id, "m1") == (1000, 0)  # 10.00 left, in minor units
+
+
+def test_one_gift_card_redeemed_by_many_at_once_pays_once(service: Services, stack: Any) -> None:
+    shop_id = service.shops.create_shop("Cards")["shop_id"]
+    service.shops.set_program(shop_id, Program.model_validate({"wallet": {}}))
+    members = [f"m{n}" for n in range(8)]
+    for member in members:
+        service.members.enrol(shop_id, Profile(member_id=member))
+    request = BatchRequest(batch_id="b1", value="50.00", count=1, expires_at=datetime(2100, 1, 1, tzinfo=UTC))
+    [code] = service.cards.issue(shop_id, request)["codes"]
+
+    def redeem(member: str) -> str:
+        try:
+            with_retries(lambda: fresh(service).cards.redeem(shop_id, member, code=code, key=f"k-{member}"))
+        except NotApplicable:
+            return "refused"
+        return "redeemed"
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = Counter(pool.map(redeem, members))
+    assert outcomes == {"redeemed": 1, "refused": 7}
+    assert sum(sum(check_wallet(service, shop_id, member)) for member in members) == 5000
