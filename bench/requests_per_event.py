@@ -25,6 +25,7 @@ import boto3
 from moto import mock_aws
 
 from infra.local.resources import table_definition
+from loyalty.domain.cards import BatchRequest as BatchRequestModel
 from loyalty.domain.coupons import TemplateRequest
 from loyalty.domain.errors import Conflict
 from loyalty.domain.integrations import IntegrationSettings
@@ -155,6 +156,7 @@ def requests_per_event() -> list[tuple[str, Counter[str]]]:
     rows.append(("order.paid with tiers", measure(service, lambda: service.orders.apply(shop, paid("t2")))))
     rows.extend(coupon_events(service, shop))
     rows.extend(mall_events(service, shop))
+    rows.extend(wallet_events(service, shop))
     rows.extend(platform_events())
     return rows
 
@@ -251,6 +253,35 @@ def mall_events(service: Services, shop: str) -> list[tuple[str, Counter[str]]]:
     rows.append(
         ("lottery draw replayed", measure(service, lambda: service.lotteries.draw(shop, "m1", lottery, key="d1")))
     )
+    return rows
+
+
+def wallet_events(service: Services, shop: str) -> list[tuple[str, Counter[str]]]:
+    """Stored value: a top-up from the shop's backend, a payment with the wallet, its refund, a gift card."""
+    service.shops.set_program(
+        shop, Program.model_validate({"wallet": {"top_up_plans": [{"pay": "100.00", "bonus": "10.00"}]}})
+    )
+    service.shops.program(shop)
+    secret = boto3.client("secretsmanager").create_secret(Name="bench-cards", SecretString="bench-secret")
+    os.environ["CARD_SECRET_ARN"] = secret["ARN"]
+
+    def top_up() -> None:
+        service.wallet.top_up(shop, "m1", amount="500.00", reference="pay-1", key="w1")
+
+    rows = [("wallet top-up (API)", measure(service, top_up))]
+    rows.append(("wallet top-up replayed", measure(service, top_up)))
+    pay = paid("w-o1")
+    pay = pay.model_copy(update={"data": pay.data.model_copy(update={"wallet_used": "60.00"})})
+    rows.append(("order.paid with the wallet", measure(service, lambda: service.orders.apply(shop, pay))))
+    rows.append(
+        (
+            "order.refunded, paid with the wallet",
+            measure(service, lambda: service.orders.apply(shop, refunded("w-o1", "r1"))),
+        )
+    )
+    batch = BatchRequestModel(batch_id="b1", value="50.00", count=10, expires_at=datetime(2100, 1, 1, tzinfo=UTC))
+    code = service.cards.issue(shop, batch)["codes"][0]
+    rows.append(("gift card redeemed", measure(service, lambda: service.cards.redeem(shop, "m1", code=code, key="c1"))))
     return rows
 
 

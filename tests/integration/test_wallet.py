@@ -84,6 +84,11 @@ def test_top_ups_the_program_refuses(api: Api, shop: dict[str, str], sid: str) -
     assert top_up(api, shop, "4900.00", "big", "k3")[0] == 201
     status, body = top_up(api, shop, "100.00", "over", "k4")
     assert (status, body["error"]["code"]) == (409, "over_max_balance")
+    # The same payment again (another key, or its platform's webhook) is the top-up already made, not one too many.
+    assert top_up(api, shop, "4900.00", "big", "k6") == (
+        201,
+        {"reference": "big", "principal": "4900.00", "bonus": "80.00"},
+    )
     status, body = top_up(api, shop, "10.00", "x", "k5", member="nobody")
     assert status == 404
     assert wallet(api, shop) == {"principal": "4900.00", "bonus": "80.00", "total": "4980.00"}

@@ -207,12 +207,14 @@ def test_any_delivery_ends_at_the_rules_balances_and_the_ledger_explains_them(
     with fresh_shop(program, ["m1"]) as (service, shop_id):
         codes = {}
         for credit, value in CARDS.items():
-            batch = BatchRequest(
-                batch_id=credit,
-                value=yuan(value),
-                count=6,
-                expires_at=datetime(2100, 1, 1, tzinfo=UTC),
-                credit_to=credit,  # type: ignore[arg-type]
+            batch = BatchRequest.model_validate(
+                {
+                    "batch_id": credit,
+                    "value": yuan(value),
+                    "count": 6,
+                    "expires_at": "2100-01-01T00:00:00Z",
+                    "credit_to": credit,
+                }
             )
             codes[credit] = service.cards.issue(shop_id, batch)["codes"]
         model = Model(draw=draw)

@@ -1,10 +1,11 @@
 """Order events settled exactly once (payment, refunds, cancellation), and pending points activated."""
 
+import contextlib
 from collections.abc import Callable
 from datetime import datetime
 
 from loyalty.domain.coupons import Coupon, normalise_code
-from loyalty.domain.errors import Retryable
+from loyalty.domain.errors import DomainError, Retryable
 from loyalty.domain.ledger import Balance
 from loyalty.domain.members import Member
 from loyalty.domain.orders import OrderEvent, OrderPaid, OrderState
@@ -44,10 +45,16 @@ class Orders:
         self.clock = clock
         self.shards = shards
 
-    def apply(self, shop_id: str, event: OrderEvent, *, also: Callable[[Transaction], object] | None = None) -> str:
+    def apply(self, shop_id: str, event: OrderEvent) -> str:
         """Settle one order event exactly once. Returns 'applied', 'recorded' (waits for its payment) or
-        'duplicate'. Raises InvalidInput for events that can never apply, Retryable for ones that may later.
-        `also` adds the caller's record to the event's transaction (an API request's idempotency key)."""
+        'duplicate'. Raises InvalidInput for events that can never apply, Retryable for ones that may later."""
+        return self.settle_event(shop_id, event)[0]
+
+    def settle_event(
+        self, shop_id: str, event: OrderEvent, *, also: Callable[[Transaction], object] | None = None
+    ) -> tuple[str, OrderState]:
+        """`apply`, answering the order's state too (as this event left it, or as found for a duplicate). `also`
+        adds the caller's record to the event's transaction (an API request's idempotency key)."""
         program = self.shops.program(shop_id)
         order_id = event.data.order_id
         payer = ""
@@ -58,29 +65,37 @@ class Orders:
                 event = event.model_copy(update={"data": event.data.model_copy(update={"member_id": resolved})})
             payer = event.data.member_id or ""
         touches_wallet = isinstance(event, OrderPaid) and (event.data.top_up or event.data.wallet_used is not None)
-        if isinstance(event, OrderPaid) and not event.data.points_used and not touches_wallet:
+        if isinstance(event, OrderPaid) and not event.data.points_used:
             # Fast path for a new order: one write, conditioned on the order not existing yet. Without tiers it
             # assumes a member without debt (the write checks); with tiers, a birthday multiplier or referrals, the
             # settlement depends on the member's tier state, birthday or first order, so the member is read first
             # (one read, one write).
-            # Coupons are read by code (one read each); the write requires each still available. Spending points
-            # needs the lots, and the wallet its balance: the careful path.
+            # Coupons are read by code (one read each); the write requires each still available. A payment with the
+            # wallet, or a top-up, reads the wallet (one read; the write requires it unchanged). Spending points
+            # needs the lots: the careful path.
             now = self.clock()
             needs_member = bool(program.tiers) or program.birthday is not None or program.referral is not None
             member = member_store.get_member(self.db, shop_id, payer) if needs_member else None
+            wallet = wallet_store.get_wallet(self.db, shop_id, payer) if touches_wallet else None
+            settlement = None
             if member is not None or not needs_member:
                 balance, tier = (member.balance, member.tier) if member else (Balance(), MemberTier())
-                settlement = settle(
-                    OrderState(order_id=order_id),
-                    event,
-                    program,
-                    now=now,
-                    balance=balance,
-                    lots=[],
-                    member_tier=tier,
-                    coupons=self._coupons(shop_id, event),
-                    birthday=member.profile.birthday if member else None,
-                )
+                # A refusal may be of a replay (a top-up now over the wallet's maximum) or of a payment already
+                # undone (a cancelled order draws nothing): the careful path reads the order and decides.
+                with contextlib.suppress(DomainError):
+                    settlement = settle(
+                        OrderState(order_id=order_id),
+                        event,
+                        program,
+                        now=now,
+                        balance=balance,
+                        lots=[],
+                        member_tier=tier,
+                        coupons=self._coupons(shop_id, event),
+                        birthday=member.profile.birthday if member else None,
+                        wallet=wallet,
+                    )
+            if settlement is not None:
                 try:
                     order_store.commit_settlement(
                         self.db,
@@ -96,7 +111,7 @@ class Orders:
                     )
                     if settlement.tier_change:
                         self.tiers.announce(shop_id, payer, settlement.tier_change)
-                    return "applied"
+                    return "applied", settlement.order
                 except TransactionCancelled:
                     pass  # the order exists already, or the member is missing, in debt or changed: the careful path
         for _ in range(MAX_ATTEMPTS):
@@ -104,7 +119,7 @@ class Orders:
             previous = order_store.get_order(self.db, shop_id, order_id)
             state = previous or OrderState(order_id=order_id)
             if is_duplicate(state, event, program.currency):
-                return "duplicate"
+                return "duplicate", state
             member_id = state.member_id or payer or None
             balance, lots, tier, birthday, member = Balance(), [], MemberTier(), None, None
             spends = isinstance(event, OrderPaid) and event.data.points_used > 0
@@ -157,7 +172,7 @@ class Orders:
                 continue  # another event for this order or member won the race: re-read and settle again
             if settlement.tier_change and member_id:
                 self.tiers.announce(shop_id, member_id, settlement.tier_change)
-            return "applied" if settlement.order.paid else "recorded"
+            return ("applied" if settlement.order.paid else "recorded"), settlement.order
         raise Retryable(f"order {order_id}: too much contention")
 
     def activate(self, shop_id: str, order_id: str, time: datetime) -> bool:

@@ -65,7 +65,10 @@ class Wallet:
         stored = idempotency_store.get_record(self.db, shop_id, "top-up", key)
         if stored is not None:
             replay(stored, request)
-            return self._top_up_answer(shop_id, member_id, reference, program.currency)
+            found = order_store.get_order(self.db, shop_id, reference)
+            if found is None:
+                raise NotFound(f"top-up {reference} not found", field="reference")
+            return _top_up_answer(found, member_id, reference, program.currency)
         now = self.clock()
         event = OrderPaid(
             type="order.paid",
@@ -85,8 +88,8 @@ class Wallet:
                 tx, shop_id, "top-up", key, request=request, response={"reference": reference}, now=now
             )
 
-        self.orders.apply(shop_id, event, also=record)
-        return self._top_up_answer(shop_id, member_id, reference, program.currency)
+        _, state = self.orders.settle_event(shop_id, event, also=record)
+        return _top_up_answer(state, member_id, reference, program.currency)
 
     def savings(self, shop_id: str, member_id: str) -> dict[str, Any]:
         """What the member saved to date, per local month and in total: coupon discounts, points used as cash, the
@@ -107,22 +110,16 @@ class Wallet:
             "months": [{"month": month, **view(values)} for month, values in months.items()],
         }
 
-    def _top_up_answer(self, shop_id: str, member_id: str, reference: str, currency: str) -> dict[str, str]:
-        state = order_store.get_order(self.db, shop_id, reference)
-        if state is None:
-            raise NotFound(f"top-up {reference} not found", field="reference")
-        if not _is_top_up_of(state, member_id):
-            raise Conflict("this reference names another payment, not this member's top-up", field="reference")
-        assert state.wallet is not None
-        return {
-            "reference": reference,
-            "principal": format_amount(state.wallet.principal, currency),
-            "bonus": format_amount(state.wallet.bonus, currency),
-        }
 
-
-def _is_top_up_of(state: OrderState, member_id: str) -> bool:
-    return state.paid and state.top_up and state.member_id == member_id and state.wallet is not None
+def _top_up_answer(state: OrderState, member_id: str, reference: str, currency: str) -> dict[str, str]:
+    """What a top-up put in (as first settled, whatever refunds did since)."""
+    if not (state.paid and state.top_up and state.member_id == member_id and state.wallet is not None):
+        raise Conflict("this reference names another payment, not this member's top-up", field="reference")
+    return {
+        "reference": reference,
+        "principal": format_amount(state.wallet.principal, currency),
+        "bonus": format_amount(state.wallet.bonus, currency),
+    }
 
 
 def _entry_view(entry: WalletEntry, currency: str) -> dict[str, Any]:
