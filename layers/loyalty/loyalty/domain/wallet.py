@@ -114,12 +114,13 @@ class WalletMove(BaseModel):
 
 def bonus_for(rules: WalletRules | None, paid: int, at: datetime, currency: str) -> tuple[int, str | None]:
     """The bonus a top-up of `paid` (minor units) earns: that of the largest plan in force at `at` whose `pay` it
-    reaches, and the plan's `pay` text (None: no plan reached)."""
+    reaches (one plan, never the sum of several), and the plan's `pay` text (None: no plan reached)."""
     best: tuple[int, int, str] | None = None
     for plan in rules.top_up_plans if rules else []:
-        pay = parse_amount(plan.pay, currency)
-        if plan.in_force(at) and pay <= paid and (best is None or pay > best[0]):
-            best = (pay, parse_amount(plan.bonus, currency), plan.pay)
+        pay, bonus = parse_amount(plan.pay, currency), parse_amount(plan.bonus, currency)
+        # Of plans with the same `pay` (a promotion beside the standing plan), the larger bonus.
+        if plan.in_force(at) and pay <= paid and (best is None or (pay, bonus) > best[:2]):
+            best = (pay, bonus, plan.pay)
     return (best[1], best[2]) if best else (0, None)
 
 
