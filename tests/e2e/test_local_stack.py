@@ -241,6 +241,34 @@ def test_coupons_grants_and_a_shopify_order_end_to_end(base: str) -> None:
     assert (status, quote["payable"]) == (200, "20.00")
 
 
+def test_a_wallet_filled_by_a_top_up_and_a_gift_card_pays_an_order(base: str) -> None:
+    """Stored value in the local stack: the card secret the template declares is there, and the queue settles a
+    payment from the wallet."""
+    status, shop = call(base, "POST", "/v1/shops", {"name": "E2E Wallet"}, key=OPERATOR_KEY)
+    sid, key = shop["shop_id"], shop["api_key"]
+    program = {"wallet": {"top_up_plans": [{"pay": "100.00", "bonus": "10.00"}]}}
+    assert call(base, "PUT", f"/v1/shops/{sid}/program", program, key=key)[0] == 200
+    assert call(base, "POST", f"/v1/shops/{sid}/members", {"member_id": "m1"}, key=key)[0] == 201
+    top_up = {"amount": "100.00", "reference": "pay-1"}
+    path = f"/v1/shops/{sid}/members/m1/wallet/top-ups"
+    status, added = call(base, "POST", path, top_up, key=key, headers={"Idempotency-Key": "t1"})
+    assert (status, added["bonus"]) == (201, "10.00")
+    batch = {"batch_id": "b1", "value": "50.00", "count": 2, "expires_at": "2100-01-01T00:00:00Z"}
+    status, issued = call(base, "POST", f"/v1/shops/{sid}/cards/batches", batch, key=key)
+    assert status == 201, issued
+    redeem = {"code": issued["codes"][0]}
+    path = f"/v1/shops/{sid}/members/m1/cards/redemptions"
+    assert call(base, "POST", path, redeem, key=key, headers={"Idempotency-Key": "c1"})[0] == 201
+    event = paid_now("w1", "200.00")
+    event["data"]["wallet_used"] = "160.00"
+    assert webhook(base, shop, event, "wallet-1") == 202
+
+    def total() -> str:
+        return str(call(base, "GET", f"/v1/shops/{sid}/members/m1/wallet", key=key)[1]["total"])
+
+    assert eventually(lambda: total() == "0.00"), total()
+
+
 def paid_now(order_id: str, total: str, member_id: str = "m1") -> dict[str, Any]:
     """An order.paid of one line, paid now."""
     line = {"sku": "tea", "amount": total}
