@@ -118,9 +118,9 @@ class Cards:
         self.members.member(shop_id, member_id)
         normalised = normalise(code)
         request = fingerprint({"member_id": member_id, "code": digest(normalised), "action": "redeem"})
-        stored = idempotency_store.get_record(self.db, shop_id, "card", key)
-        if stored is not None:
-            return replay(stored, request)
+        answered = self._answered(shop_id, key, request)
+        if answered is not None:
+            return answered
         now = self.clock()
         card_store.count_attempt(self.db, shop_id, member_id, now)
         for _ in range(MAX_ATTEMPTS):
@@ -154,9 +154,9 @@ class Cards:
             try:
                 self.db.commit(tx)
             except TransactionCancelled:
-                stored = idempotency_store.get_record(self.db, shop_id, "card", key)
-                if stored is not None:  # the same request, at once: it won
-                    return replay(stored, request)
+                answered = self._answered(shop_id, key, request)  # the same request, at once, may have won
+                if answered is not None:
+                    return answered
                 continue  # the card or the wallet changed: read both again
             return response
         raise Retryable("too much contention on this member; try again")
@@ -173,9 +173,9 @@ class Cards:
             raise NotFound(exc.message, field="to_member_id") from exc
         normalised = normalise(code)
         request = fingerprint({"member_id": member_id, "code": digest(normalised), "to": to_member_id})
-        stored = idempotency_store.get_record(self.db, shop_id, "card", key)
-        if stored is not None:
-            return replay(stored, request)
+        answered = self._answered(shop_id, key, request)
+        if answered is not None:
+            return answered
         now = self.clock()
         card_store.count_attempt(self.db, shop_id, member_id, now)
         for _ in range(MAX_ATTEMPTS):
@@ -193,12 +193,17 @@ class Cards:
             try:
                 self.db.commit(tx)
             except TransactionCancelled:
-                stored = idempotency_store.get_record(self.db, shop_id, "card", key)
-                if stored is not None:
-                    return replay(stored, request)
+                answered = self._answered(shop_id, key, request)
+                if answered is not None:
+                    return answered
                 continue
             return response
         raise Retryable("too much contention on this card; try again")
+
+    def _answered(self, shop_id: str, key: str, request: str) -> dict[str, Any] | None:
+        """The first answer to this key (409 if it was used for another request), or None if it has none yet."""
+        stored = idempotency_store.get_record(self.db, shop_id, "card", key)
+        return replay(stored, request) if stored is not None else None
 
     def _usable(self, shop_id: str, normalised: str, member_id: str, now: datetime, *, transfer: bool) -> Card:
         card = card_store.get_card(self.db, shop_id, normalised) if looks_like_a_code(normalised) else None
