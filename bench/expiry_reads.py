@@ -124,7 +124,7 @@ def measure(members: int) -> dict[str, Any]:
     applied = 0
     for work in works:
         started = time.perf_counter()
-        report = service.runs.expire_shard(work, service.points)
+        report = service.runs.expire_shard(work, service.points, service.wallet)
         assert report.complete, report
         if report.applied:
             worker_seconds.append(time.perf_counter() - started)

@@ -18,6 +18,7 @@ from loyalty.domain.program import Program
 from loyalty.runtime import Services
 from loyalty.service.points import Points
 from loyalty.service.runs import RunReport, Runs, ShardWork
+from loyalty.service.wallet import Wallet
 from loyalty.store import points as point_store
 from loyalty.store import wallet as wallet_store
 from loyalty.store.dynamo import Dynamo
@@ -113,8 +114,8 @@ def run_expiry(stack: Stack, when: datetime) -> dict[str, Any]:
     reports: list[RunReport] = []
     original = Runs.expire_shard
 
-    def recording(self: Runs, work: ShardWork, points: Points, **kwargs: Any) -> RunReport:
-        report = original(self, work, points, **kwargs)
+    def recording(self: Runs, work: ShardWork, points: Points, wallet: Wallet, **kwargs: Any) -> RunReport:
+        report = original(self, work, points, wallet, **kwargs)
         reports.append(report)
         return report
 
@@ -156,12 +157,16 @@ def check_invariants(service: Services, shop_id: str, member_id: str) -> dict[st
 
 
 def check_wallet(service: Services, shop_id: str, member_id: str) -> tuple[int, int]:
-    """principal == Σ entries' principal and bonus == Σ entries' bonus, neither below zero. Returns them."""
+    """principal == Σ entries' principal and bonus == Σ entries' bonus == Σ bonus lots, neither below zero. Returns
+    them."""
     wallet = wallet_store.get_wallet(service.db, shop_id, member_id)
     entries = wallet_store.ledger_all(service.db, shop_id, member_id)
     assert wallet.principal == sum(e.principal for e in entries), "principal != sum of wallet entries"
     assert wallet.bonus == sum(e.bonus for e in entries), "bonus != sum of wallet entries"
     assert wallet.principal >= 0 and wallet.bonus >= 0, "a wallet went below zero"
+    lots = wallet_store.bonus_lots(service.db, shop_id, member_id)
+    assert wallet.bonus == sum(lot.remaining for lot in lots), "bonus != sum of bonus lots"
+    assert all(lot.remaining > 0 for lot in lots), "an empty bonus lot was left behind"
     return wallet.principal, wallet.bonus
 
 

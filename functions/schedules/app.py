@@ -108,6 +108,7 @@ def expire_points_shard(event: dict[str, Any], context: LambdaContext) -> Partia
             record,
             services.runs,
             services.points,
+            services.wallet,
             runtime.queues(),
             max_receives=MAX_RECEIVES,
             should_stop=lambda: context.get_remaining_time_in_millis() < MARGIN_MS,

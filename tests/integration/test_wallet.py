@@ -1,14 +1,26 @@
 """Stored value: top-ups with their bonus, paying with the wallet, refunds of both, savings, and the ledger that
 explains every balance (principal and bonus apart)."""
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from infra.local.resources import Stack
 from loyalty.runtime import Services
+from loyalty.store import wallet as wallet_store
 from tests.conftest import Api
-from tests.helpers import cancelled, check_invariants, check_wallet, dead_letters, drain, paid, refunded, send
+from tests.helpers import (
+    cancelled,
+    check_invariants,
+    check_wallet,
+    dead_letters,
+    drain,
+    paid,
+    refunded,
+    run_expiry,
+    send,
+)
 
 WALLET = {
     "top_up_plans": [{"pay": "100.00", "bonus": "10.00"}, {"pay": "500.00", "bonus": "80.00"}],
@@ -255,3 +267,54 @@ def test_the_checkout_quote_takes_wallet_used(api: Api, shop: dict[str, str], si
         "POST", f"/v1/shops/{sid}/checkout/quote", key=shop["api_key"], body={**quote, "wallet_used": "111.00"}
     )
     assert (status, body["error"]["code"], body["error"]["field"]) == (409, "insufficient_balance", "wallet_used")
+
+
+def top_up_event(order_id: str, total: str, paid_at: str) -> dict[str, Any]:
+    event = paid(order_id, total=total, paid_at=paid_at)
+    event["data"]["top_up"] = True
+    return event
+
+
+def test_bonus_expires_by_the_programs_bonus_expiry_and_is_drawn_oldest_expiring_first(
+    api: Api, service: Services, stack: Stack, shop: dict[str, str], sid: str
+) -> None:
+    wallet_rules = {**WALLET, "draw": "bonus_first", "bonus_expiry": {"policy": "days", "days": 10}}
+    assert api.call("PUT", f"/v1/shops/{sid}/program", key=shop["api_key"], body={"wallet": wallet_rules})[0] == 200
+    now = datetime.now(UTC)
+    send(stack, sid, top_up_event("t-old", "100.00", (now - timedelta(days=5)).isoformat()))  # bonus 10, 5 days left
+    send(stack, sid, top_up_event("t-new", "100.00", (now - timedelta(days=1)).isoformat()), delivery_id="d2")
+    drain(stack)
+    assert check_wallet(service, sid, "m1") == (20000, 2000)
+    send(stack, sid, pay_with_wallet("o1", "15.00", "15.00"))  # bonus first: the older lot's 10, then 5
+    drain(stack)
+    lots = wallet_store.bonus_lots(service.db, sid, "m1")
+    assert [(lot.reference, lot.remaining) for lot in lots] == [("t-new", 500)]
+    send(stack, sid, cancelled("o1"))  # back to lots like those it came from: the older expiry kept
+    drain(stack)
+    lots = wallet_store.bonus_lots(service.db, sid, "m1")
+    assert sorted((lot.expires_at, lot.remaining) for lot in lots)[0][1] == 1000
+    assert check_wallet(service, sid, "m1") == (20000, 2000)
+    report = run_expiry(stack, now + timedelta(days=7))  # the older grant's 10 days are over, not the newer's
+    assert report["applied"] == 1
+    assert check_wallet(service, sid, "m1") == (20000, 1000)
+    status, ledger = api.call("GET", f"/v1/shops/{sid}/members/m1/wallet/ledger", key=shop["api_key"])
+    assert status == 200
+    assert (ledger["items"][0]["reason"], ledger["items"][0]["bonus"]) == ("bonus.expired", "-10.00")
+    assert run_expiry(stack, now + timedelta(days=7))["applied"] == 0  # a repeated run lapses nothing twice
+    # The newer grant's lot and the lot its 5 came back to share an expiry: both lapse now.
+    assert run_expiry(stack, now + timedelta(days=12))["applied"] == 2
+    assert check_wallet(service, sid, "m1") == (20000, 0)
+
+
+def test_a_top_up_refund_forfeits_bonus_from_its_own_grant_first(
+    api: Api, service: Services, stack: Stack, shop: dict[str, str], sid: str
+) -> None:
+    now = datetime.now(UTC)
+    send(stack, sid, top_up_event("t1", "100.00", (now - timedelta(days=2)).isoformat()))
+    send(stack, sid, top_up_event("t2", "500.00", (now - timedelta(days=1)).isoformat()), delivery_id="d2")
+    drain(stack)
+    send(stack, sid, refunded("t2", "r1", "250.00"))  # half: 40 of its 80 bonus, from its own lot
+    drain(stack)
+    lots = {lot.reference: lot.remaining for lot in wallet_store.bonus_lots(service.db, sid, "m1")}
+    assert lots == {"t1": 1000, "t2": 4000}
+    assert check_wallet(service, sid, "m1") == (35000, 5000)

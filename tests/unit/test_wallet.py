@@ -15,7 +15,9 @@ from loyalty.domain.wallet import (
     WalletBalance,
     WalletRules,
     bonus_for,
+    bonus_lot,
     check_top_up,
+    lapse_bonus,
     refunded_share,
     split,
 )
@@ -107,3 +109,15 @@ def test_card_codes_are_100_bits_grouped_and_read_as_typed() -> None:
     typed = code.lower().replace("-", " ").replace("0", "o").replace("1", "l")
     assert normalise(typed) == normalise(code) and looks_like_a_code(normalise(typed))
     assert not looks_like_a_code(normalise("AAAA-BBBB"))
+
+
+def test_a_bonus_lot_expires_by_the_programs_bonus_expiry_and_lapses_whole() -> None:
+    never = bonus_lot(1_000, earned_at=AT, reference="t1", rules=rules(), timezone="Asia/Shanghai")
+    assert never.expires_at is None and lapse_bonus(never, datetime(2100, 1, 1, tzinfo=UTC)) is None
+    yearly = rules(bonus_expiry={"policy": "end_of_next_year"})
+    lot = bonus_lot(1_000, earned_at=AT, reference="t1", rules=yearly, timezone="Asia/Shanghai")
+    assert lot.expires_at == datetime(2027, 12, 31, 15, 59, 59, tzinfo=UTC)  # 23:59:59 in Shanghai
+    assert lapse_bonus(lot, lot.expires_at) is None  # valid through its last second
+    move = lapse_bonus(lot, datetime(2027, 12, 31, 16, tzinfo=UTC))
+    assert move is not None and move.bonus == -1_000 and move.version is None
+    assert [d.take for d in move.draws] == [1_000] and move.entries[0].reason == "bonus.expired"

@@ -94,14 +94,14 @@ class Services:
     def wallet(self) -> "Wallet":
         from loyalty.service.wallet import Wallet
 
-        return Wallet(self.db, self.shops, self.members, self.orders, clock=self.clock)
+        return Wallet(self.db, self.shops, self.members, self.orders, clock=self.clock, shards=self.shards)
 
     @cached_property
     def cards(self) -> "Cards":
         from loyalty.service.cards import Cards
         from loyalty.store.cards import CardSecret
 
-        return Cards(self.db, self.shops, self.members, CardSecret(), clock=self.clock)
+        return Cards(self.db, self.shops, self.members, CardSecret(), clock=self.clock, shards=self.shards)
 
     @cached_property
     def mall(self) -> "Mall":

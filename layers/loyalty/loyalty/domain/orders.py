@@ -147,6 +147,8 @@ class OrderWallet(BaseModel):
     bonus_back: int = 0
     principal_not_recovered: int = 0
     bonus_not_recovered: int = 0
+    bonus_lot: str | None = None  # a top-up: the lot its bonus formed (its refunds forfeit from it first)
+    bonus_draws: list[Draw] = Field(default_factory=list)  # a purchase: the bonus lots it drew from, to give back
 
 
 class OrderState(BaseModel):

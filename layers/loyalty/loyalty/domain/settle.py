@@ -27,7 +27,9 @@ from loyalty.domain.tiers import MemberTier, TierChange, qualifying_day, upgrade
 from loyalty.domain.wallet import (
     WalletBalance,
     WalletMove,
+    WalletRules,
     bonus_for,
+    bonus_lot,
     check_top_up,
     refunded_share,
     settle_order,
@@ -96,11 +98,13 @@ def settle(
     coupons: dict[str, Coupon] | None = None,
     birthday: date | None = None,
     wallet: WalletBalance | None = None,
+    wallet_lots: list[Lot] | None = None,
 ) -> Settlement:
     """Apply a new (not duplicate) event. `lots` is needed only when points must come back from available or
     be spent; `member_tier` only when the program has tiers (it sets the earning multiplier and decides
     upgrades); `coupons` only for a payment that used coupons (those found for its codes); `wallet` only for an
-    order that touches the member's wallet (a top-up, or a payment with `wallet_used`)."""
+    order that touches the member's wallet (a top-up, or a payment with `wallet_used`); `wallet_lots` (the bonus
+    lots) only when bonus may be taken (a payment drawing bonus, a top-up's refund)."""
     member_tier = member_tier or MemberTier()
     order = state.model_copy(deep=True)
     order.version = state.version + 1
@@ -121,7 +125,9 @@ def settle(
     if not order.paid:
         return Settlement(order=order)
 
-    wallet_move = _wallet_move(state, order, event, reference, now, wallet or WalletBalance())
+    wallet_move = _wallet_move(
+        state, order, event, program, reference, now, wallet or WalletBalance(), wallet_lots or []
+    )
     savings = _savings(state, order)
     if order.top_up:  # a top-up earns no points: only the wallet (and a top-up tier metric) move
         move = Move()
@@ -150,7 +156,14 @@ def settle(
 
 
 def _wallet_move(
-    state: OrderState, order: OrderState, event: OrderEvent, reference: str, now: datetime, wallet: WalletBalance
+    state: OrderState,
+    order: OrderState,
+    event: OrderEvent,
+    program: Program,
+    reference: str,
+    now: datetime,
+    wallet: WalletBalance,
+    lots: list[Lot],
 ) -> WalletMove | None:
     """A top-up's refunds take back its principal and forfeit its bonus in proportion; a purchase's give back what
     it drew from the wallet in proportion (all of it on cancellation)."""
@@ -160,11 +173,16 @@ def _wallet_move(
     part.principal_back = refunded_share(part.principal, order.refunded, order.total, cancelled=order.cancelled)
     part.bonus_back = refunded_share(part.bonus, order.refunded, order.total, cancelled=order.cancelled)
     kind = "top_up" if order.top_up else "order"
+    rules, paid_at = program.wallet or WalletRules(), order.paid_at or now
     return settle_order(
         state.wallet if state.paid else None,
         part,
         top_up=order.top_up,
         balance=wallet,
+        lots=lots,
+        new_lot=lambda bonus: bonus_lot(
+            bonus, earned_at=paid_at, reference=order.order_id, rules=rules, timezone=program.timezone
+        ),
         reason=f"{kind}.{event.type.split('.', 1)[1]}",
         reference=reference,
         at=now,

@@ -7,16 +7,20 @@ part of its total from it) and gift cards. Each change is one `WalletMove` writt
     wallet.principal == Σ entry.principal   and   wallet.bonus == Σ entry.bonus
 
 and neither figure is ever below zero: a payment the wallet cannot cover is refused, and a refund takes back only
-what is left (the rest is recorded as not recovered).
+what is left (the rest is recorded as not recovered). The bonus is also kept in lots, one per grant (a top-up's
+bonus, a bonus gift card), so that it can expire by the program's `bonus_expiry`: bonus is drawn oldest-expiring lot
+first, given back to lots like those it was drawn from, and `wallet.bonus == Σ lot.remaining`.
 """
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from loyalty.domain.errors import Conflict, InvalidInput
-from loyalty.domain.ledger import BusinessTime
+from loyalty.domain.expiry import ExpiryRule, expires_at, is_expired
+from loyalty.domain.ledger import BusinessTime, Draw, Lot, draw, returned_to
 from loyalty.domain.money import format_amount, parse_amount
 from loyalty.domain.orders import DecimalString, OrderWallet
 
@@ -55,6 +59,10 @@ class WalletRules(BaseModel):
     )
     min_top_up: DecimalString | None = Field(default=None, description="smallest top-up accepted")
     max_balance: DecimalString | None = Field(default=None, description="largest total (principal + bonus) allowed")
+    bonus_expiry: ExpiryRule = Field(
+        default_factory=ExpiryRule,
+        description="when a grant of bonus lapses, as points do: end_of_next_year, days, or never (default)",
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> "WalletRules":
@@ -106,7 +114,12 @@ class WalletMove(BaseModel):
     principal: int = 0
     bonus: int = 0
     entries: list[WalletEntry] = []
-    version: int = 0  # the wallet version it was computed from
+    # The wallet version it was computed from; None: written without reading the wallet (a lot lapsing), on the
+    # condition that the wallet holds what it takes.
+    version: int | None = 0
+    lots: list[Lot] = []  # new bonus lots
+    draws: list[Draw] = []  # bonus taken from lots; a lot drawn to nothing is removed
+    returned: list[Lot] = []  # bonus given back to lots like those it was drawn from (created or grown)
 
 
 # ---------------------------------------------------------------------------- rules
@@ -156,12 +169,28 @@ def check_balance_room(rules: WalletRules, balance: WalletBalance, adding: int, 
         raise Conflict(f"the wallet may hold at most {rules.max_balance}", field="amount", code="over_max_balance")
 
 
+def bonus_lot(bonus: int, *, earned_at: datetime, reference: str, rules: WalletRules, timezone: str) -> Lot:
+    """A grant of bonus (a top-up's, a gift card's), expiring by the program's `bonus_expiry`."""
+    expiry = expires_at(rules.bonus_expiry, earned_at, timezone)
+    return Lot(
+        lot_id=Lot.make_id(expiry, earned_at, "bonus", reference),
+        remaining=bonus,
+        granted=bonus,
+        expires_at=expiry,
+        earned_at=earned_at,
+        source="bonus",
+        reference=reference,
+    )
+
+
 def settle_order(
     before: OrderWallet | None,
     after: OrderWallet,
     *,
     top_up: bool,
     balance: WalletBalance,
+    lots: list[Lot],
+    new_lot: Callable[[int], Lot],
     reason: str,
     reference: str,
     at: datetime,
@@ -169,7 +198,8 @@ def settle_order(
 ) -> WalletMove | None:
     """Move the wallet from what the order held before (`before`, None: not yet paid) to what it holds now. A
     top-up's take-back stops at what the wallet still holds (`after`'s not_recovered figures record the rest); a
-    purchase's draw must be covered. None when nothing changes."""
+    purchase's draw must be covered. `lots`: the bonus lots, needed when bonus is taken; `new_lot` forms a top-up's
+    bonus lot. None when nothing changes."""
     held_before = _held(before, top_up) if before is not None else (0, 0)
     held_after = _held(after, top_up)
     principal, bonus = held_after[0] - held_before[0], held_after[1] - held_before[1]
@@ -184,6 +214,22 @@ def settle_order(
         raise InsufficientBalance("the wallet changed while settling this order", field="data.wallet_used")
     if principal == 0 and bonus == 0:
         return None
+    new: list[Lot] = []
+    taken: list[Draw] = []
+    back: list[Lot] = []
+    if bonus > 0 and top_up:  # its payment: the bonus forms a lot
+        lot = new_lot(bonus)
+        after.bonus_lot = lot.lot_id
+        new.append(lot)
+    elif bonus > 0:  # a refund gives a purchase's bonus back, last drawn first back
+        already = before.bonus_back if before is not None else 0
+        back = _given_back(after, bonus, already=already, reference=reference)
+    elif bonus < 0:  # a payment draws bonus, or a top-up's refund forfeits it (from its own lot first)
+        taken, shortfall = draw(lots, -bonus, first=after.bonus_lot)
+        if shortfall:  # the lots disagree with the wallet: it changed between the two reads
+            raise InsufficientBalance("the wallet changed while settling this order", field="data.wallet_used")
+        if not top_up:
+            after.bonus_draws = taken
     lost = {
         k: v
         for k, v in (
@@ -195,7 +241,49 @@ def settle_order(
     entry = WalletEntry(
         principal=principal, bonus=bonus, reason=reason, reference=reference, at=at, detail={**detail, **lost}
     )
-    return WalletMove(principal=principal, bonus=bonus, entries=[entry], version=balance.version)
+    return WalletMove(
+        principal=principal,
+        bonus=bonus,
+        entries=[entry],
+        version=balance.version,
+        lots=new,
+        draws=taken,
+        returned=back,
+    )
+
+
+def lapse_bonus(lot: Lot, at: datetime) -> WalletMove | None:
+    """Remove what is left of a bonus lot past its expiry; None if it is not (yet) expired or is empty."""
+    if not is_expired(lot.expires_at, at) or lot.remaining <= 0:
+        return None
+    assert lot.expires_at is not None
+    entry = WalletEntry(
+        principal=0,
+        bonus=-lot.remaining,
+        reason="bonus.expired",
+        reference=lot.reference,
+        at=at,
+        detail={"lot_id": lot.lot_id, "granted": lot.granted, "expires_at": lot.expires_at.isoformat()},
+    )
+    taken = Draw(lot_id=lot.lot_id, take=lot.remaining, remaining_before=lot.remaining)
+    return WalletMove(bonus=-lot.remaining, entries=[entry], version=None, draws=[taken])
+
+
+def _given_back(order: OrderWallet, amount: int, *, already: int, reference: str) -> list[Lot]:
+    """Lots for `amount` of bonus given back to a purchase's member: last drawn, first back, each keeping the expiry
+    and grant date of the lot it came from. `already`: what earlier refunds gave back (bonus the payment never drew,
+    because a refund had already arrived, counts first)."""
+    drawn = sum(d.take for d in order.bonus_draws)
+    skip = max(already - (order.bonus - drawn), 0)
+    found: dict[str, Lot] = {}
+    for spent in reversed(order.bonus_draws):
+        skipped = min(skip, spent.take)
+        skip -= skipped
+        give = min(spent.take - skipped, amount)
+        amount -= give
+        if give:
+            returned_to(found, spent.lot_id, give, reference)
+    return list(found.values())
 
 
 def refunded_share(part: int, refunded: int, total: int, *, cancelled: bool) -> int:

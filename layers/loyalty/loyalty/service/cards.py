@@ -12,7 +12,7 @@ from loyalty.domain.errors import Conflict, InvalidInput, NotFound, Retryable
 from loyalty.domain.ledger import iso
 from loyalty.domain.money import format_amount, parse_amount
 from loyalty.domain.program import Program
-from loyalty.domain.wallet import WalletEntry, WalletMove, check_balance_room
+from loyalty.domain.wallet import WalletEntry, WalletMove, bonus_lot, check_balance_room
 from loyalty.service.idempotency import fingerprint, replay
 from loyalty.service.members import Members
 from loyalty.service.shops import Shops
@@ -37,12 +37,14 @@ class Cards:
         secret: CardSecret,
         *,
         clock: Callable[[], datetime],
+        shards: int,
     ) -> None:
         self.db = db
         self.shops = shops
         self.members = members
         self.secret = secret
         self.clock = clock
+        self.shards = shards
 
     def issue(self, shop_id: str, request: BatchRequest) -> dict[str, Any]:
         """Create a batch and its cards, answering every code (the only time they are shown, apart from the same
@@ -127,8 +129,9 @@ class Cards:
             card = self._usable(shop_id, normalised, member_id, now, transfer=False)
             wallet = wallet_store.get_wallet(self.db, shop_id, member_id)
             principal, bonus = (card.value, 0) if card.credit_to == "principal" else (0, card.value)
-            assert program.wallet is not None
-            check_balance_room(program.wallet, wallet, card.value, program.currency)
+            rules = program.wallet
+            assert rules is not None
+            check_balance_room(rules, wallet, card.value, program.currency)
             reference = card_store.code_reference(card.batch_id, normalised)
             entry = WalletEntry(
                 principal=principal,
@@ -138,7 +141,10 @@ class Cards:
                 at=now,
                 detail={"batch_id": card.batch_id},
             )
-            move = WalletMove(principal=principal, bonus=bonus, entries=[entry], version=wallet.version)
+            lots = []
+            if bonus:  # a bonus card's value is a grant of bonus: a lot, expiring by the program's bonus_expiry
+                lots = [bonus_lot(bonus, earned_at=now, reference=reference, rules=rules, timezone=program.timezone)]
+            move = WalletMove(principal=principal, bonus=bonus, entries=[entry], version=wallet.version, lots=lots)
             money = program.currency
             response = {
                 "batch_id": card.batch_id,
@@ -149,7 +155,7 @@ class Cards:
             tx = self.db.transaction()
             shard = int(digest(normalised)[:8], 16) % CARD_COUNT_SHARDS
             card_store.add_redemption(tx, shop_id, normalised, card, member_id, now, shard)
-            wallet_store.add_move(tx, shop_id, member_id, move, now=now)
+            wallet_store.add_move(tx, shop_id, member_id, move, now=now, shards=self.shards)
             idempotency_store.add_record(tx, shop_id, "card", key, request=request, response=response, now=now)
             try:
                 self.db.commit(tx)

@@ -17,6 +17,7 @@ from loyalty.store.queue import Queues
 if TYPE_CHECKING:
     from loyalty.service.orders import Orders
     from loyalty.service.points import Points
+    from loyalty.service.wallet import Wallet
 
 logger = Logger(child=True)
 
@@ -83,6 +84,7 @@ def handle_shard_work(
     record: SQSRecord,
     runs: Runs,
     points: "Points",
+    wallet: "Wallet",
     queues: Queues,
     *,
     max_receives: int,
@@ -97,7 +99,7 @@ def handle_shard_work(
         _park(record, queues, "invalid", f"{where}: {what}", dlq_env="RUNS_DLQ_URL")
         return RunReport(job="invalid", time="", complete=True)
     try:
-        report = runs.expire_shard(work, points, should_stop=should_stop)
+        report = runs.expire_shard(work, points, wallet, should_stop=should_stop)
     except Exception as exc:
         last_delivery = int(record.attributes.approximate_receive_count) >= max_receives
         logger.warning("day-shard will be retried", extra={"day": work.day, "shard": work.shard, "error": repr(exc)})

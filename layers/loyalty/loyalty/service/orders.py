@@ -6,13 +6,13 @@ from datetime import datetime
 
 from loyalty.domain.coupons import Coupon, normalise_code
 from loyalty.domain.errors import DomainError, Retryable
-from loyalty.domain.ledger import Balance
+from loyalty.domain.ledger import Balance, Lot
 from loyalty.domain.members import Member
 from loyalty.domain.orders import OrderEvent, OrderPaid, OrderState
 from loyalty.domain.program import Program
 from loyalty.domain.settle import Settlement, activate, is_duplicate, settle
 from loyalty.domain.tiers import MemberTier
-from loyalty.domain.wallet import InsufficientBalance
+from loyalty.domain.wallet import InsufficientBalance, WalletBalance
 from loyalty.service.members import Members
 from loyalty.service.shops import Shops
 from loyalty.service.tiers import Tiers
@@ -77,6 +77,7 @@ class Orders:
             needs_member = bool(program.tiers) or program.birthday is not None or program.referral is not None
             member = member_store.get_member(self.db, shop_id, payer) if needs_member else None
             wallet = wallet_store.get_wallet(self.db, shop_id, payer) if touches_wallet else None
+            wallet_lots = self._bonus_lots(shop_id, payer, wallet, OrderState(order_id=order_id), event)
             settlement = None
             if member is not None or not needs_member:
                 balance, tier = (member.balance, member.tier) if member else (Balance(), MemberTier())
@@ -94,6 +95,7 @@ class Orders:
                         coupons=self._coupons(shop_id, event),
                         birthday=member.profile.birthday if member else None,
                         wallet=wallet,
+                        wallet_lots=wallet_lots,
                     )
             if settlement is not None:
                 try:
@@ -131,9 +133,10 @@ class Orders:
                 if state.credited > state.pending or spends:  # lots may be drawn from
                     lots = point_store.lots(self.db, shop_id, member_id)
             coupons = self._coupons(shop_id, event) if not state.paid else {}
-            wallet = None
+            wallet, wallet_lots = None, []
             if member_id is not None and (touches_wallet or state.wallet is not None):
                 wallet = wallet_store.get_wallet(self.db, shop_id, member_id)
+                wallet_lots = self._bonus_lots(shop_id, member_id, wallet, state, event)
             try:
                 settlement = settle(
                     state,
@@ -146,6 +149,7 @@ class Orders:
                     coupons=coupons,
                     birthday=birthday,
                     wallet=wallet,
+                    wallet_lots=wallet_lots,
                 )
             except InsufficientBalance as exc:
                 # Events of different orders may arrive out of order: the top-up that funds this payment (or the
@@ -203,6 +207,17 @@ class Orders:
                 continue
             return True
         raise Retryable(f"order {order_id}: too much contention")
+
+    def _bonus_lots(
+        self, shop_id: str, member_id: str, wallet: WalletBalance | None, state: OrderState, event: OrderEvent
+    ) -> list[Lot]:
+        """The wallet's bonus lots, read only when the event may take bonus (one Query): a payment with the wallet,
+        or a top-up's refund or cancellation, while the wallet holds some bonus."""
+        if wallet is None or wallet.bonus <= 0:
+            return []
+        paying = isinstance(event, OrderPaid) and event.data.wallet_used is not None
+        forfeiting = state.top_up and not isinstance(event, OrderPaid)
+        return wallet_store.bonus_lots(self.db, shop_id, member_id) if paying or forfeiting else []
 
     def _coupons(self, shop_id: str, event: OrderEvent) -> dict[str, Coupon]:
         """The coupons a payment names, as found for its member (one read per code)."""

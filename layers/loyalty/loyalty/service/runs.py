@@ -26,6 +26,7 @@ from loyalty.store.keys import (
     REFERRAL_JOB,
     REMIND_JOB,
     REVIEW_JOB,
+    WALLET_LOT_PREFIX,
     due_pk,
     member_of,
     order_of,
@@ -41,6 +42,7 @@ if TYPE_CHECKING:  # the capabilities a run hands its items to; each handler's i
     from loyalty.service.orders import Orders
     from loyalty.service.points import Points
     from loyalty.service.tiers import Tiers
+    from loyalty.service.wallet import Wallet
 
 
 class ShardWork(BaseModel):
@@ -301,14 +303,24 @@ class Runs:
         return report
 
     def expire_shard(
-        self, work: "ShardWork", points: "Points", *, should_stop: Callable[[], bool] = lambda: False
+        self,
+        work: "ShardWork",
+        points: "Points",
+        wallet: "Wallet",
+        *,
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> RunReport:
-        """Expire one day-shard's due lots; `report.resume` says where to go on when it stopped for time."""
+        """Expire one day-shard's due lots, of points and of wallet bonus alike; `report.resume` says where to go
+        on when it stopped for time."""
         time = datetime.fromisoformat(work.time.replace("Z", "+00:00"))
         report = RunReport(job=work.job, time=work.time, days=[work.day])
-        stopped = self._visit(
-            EXPIRE_JOB, work, lambda item: points.lapse(item, time), should_stop, report, inclusive=False
-        )
+
+        def lapse(item: Item) -> bool:
+            if str(item["SK"]).startswith(WALLET_LOT_PREFIX):
+                return wallet.lapse(item, time)
+            return points.lapse(item, time)
+
+        stopped = self._visit(EXPIRE_JOB, work, lapse, should_stop, report, inclusive=False)
         if stopped is not None:
             report.complete = False
             report.resume = work.model_copy(update={"start": stopped})

@@ -5,11 +5,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from loyalty.domain.errors import Conflict, InvalidInput, NotFound
+from loyalty.domain.errors import Conflict, InvalidInput, NotFound, Retryable
 from loyalty.domain.ledger import iso
 from loyalty.domain.money import format_amount, parse_amount
 from loyalty.domain.orders import OrderLine, OrderPaid, OrderPaidData, OrderState
-from loyalty.domain.wallet import WalletEntry
+from loyalty.domain.wallet import WalletEntry, lapse_bonus
 from loyalty.service.idempotency import fingerprint, replay
 from loyalty.service.members import Members
 from loyalty.service.orders import Orders
@@ -17,20 +17,30 @@ from loyalty.service.shops import Shops
 from loyalty.store import idempotency as idempotency_store
 from loyalty.store import orders as order_store
 from loyalty.store import wallet as wallet_store
-from loyalty.store.dynamo import Dynamo, Transaction
+from loyalty.store.dynamo import Dynamo, Item, Transaction, TransactionCancelled
+from loyalty.store.keys import member_of
 
 TOP_UP_SKU = "wallet-top-up"
+MAX_ATTEMPTS = 8
 
 
 class Wallet:
     def __init__(
-        self, db: Dynamo, shops: Shops, members: Members, orders: Orders, *, clock: Callable[[], datetime]
+        self,
+        db: Dynamo,
+        shops: Shops,
+        members: Members,
+        orders: Orders,
+        *,
+        clock: Callable[[], datetime],
+        shards: int,
     ) -> None:
         self.db = db
         self.shops = shops
         self.members = members
         self.orders = orders
         self.clock = clock
+        self.shards = shards
 
     def balance(self, shop_id: str, member_id: str) -> dict[str, str]:
         currency = self.shops.program(shop_id).currency
@@ -48,6 +58,27 @@ class Wallet:
         self.members.member(shop_id, member_id)
         entries, next_cursor = wallet_store.ledger_page(self.db, shop_id, member_id, limit=limit, cursor=cursor)
         return {"items": [_entry_view(entry, currency) for entry in entries], "next": next_cursor}
+
+    def lapse(self, item: Item, time: datetime) -> bool:
+        """Lapse one bonus lot past its expiry, as the due index lists it (the expiry run hands it here): the lot,
+        the wallet (which must still hold it) and a `bonus.expired` entry, in one transaction. False if nothing
+        was due (spent since, lapsed by an earlier run, or not yet expired)."""
+        pk, sk = item["PK"], item["SK"]
+        shop_id, member_id = member_of(pk)
+        lot = wallet_store.bonus_lot_from_index(item)
+        for _ in range(MAX_ATTEMPTS):
+            move = lapse_bonus(lot, time) if lot else None
+            if lot is None or move is None:
+                return False
+            tx = self.db.transaction()
+            wallet_store.add_move(tx, shop_id, member_id, move, now=time, shards=self.shards)
+            try:
+                self.db.commit(tx)
+            except TransactionCancelled:
+                lot = wallet_store.get_bonus_lot(self.db, pk, sk)  # the remainder as it is now
+                continue
+            return True
+        raise Retryable(f"bonus lot {sk}: too much contention")
 
     def top_up(self, shop_id: str, member_id: str, *, amount: str, reference: str, key: str) -> dict[str, str]:
         """Money the shop's backend took for the member's wallet, with the bonus of the plan in force now: settled as

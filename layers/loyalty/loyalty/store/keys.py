@@ -42,6 +42,7 @@
 | draw            | SHOP#<shop>#MEMBER#<member>          | DRAW#<at>#<draw>                |
 | wallet          | SHOP#<shop>#MEMBER#<member>          | WALLET (principal, bonus)       |
 | wallet entry    | SHOP#<shop>#MEMBER#<member>          | WLEDGER#<at>#<reason>#<reference> |
+| bonus lot       | SHOP#<shop>#MEMBER#<member>          | WLOT#<expires>#<earned>#<source>#<ref> |
 | savings/month   | SHOP#<shop>#MEMBER#<member>          | SAVINGS#<local month>           |
 | card attempts   | SHOP#<shop>#MEMBER#<member>          | CARDTRIES#<hour> (expires by TTL) |
 | gift card       | SHOP#<shop>#CARD#<sha256 of code>    | CARD                            |
@@ -122,6 +123,7 @@ DRAW_PREFIX = "DRAW#"  # a member's draw, by time
 REPORT_SK = "REPORT"
 WALLET_SK = "WALLET"
 WALLET_LEDGER_PREFIX = "WLEDGER#"
+WALLET_LOT_PREFIX = "WLOT#"  # a grant of bonus and what is left of it (expiring like points)
 SAVINGS_PREFIX = "SAVINGS#"
 CARD_TRIES_PREFIX = "CARDTRIES#"  # a member's gift-card redemption attempts per hour (the limit's counter)
 CARD_SK = "CARD"

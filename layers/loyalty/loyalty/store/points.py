@@ -20,8 +20,6 @@ from loyalty.store.keys import (
     REMIND_JOB,
     due_keys,
     ledger_sk,
-    lot_id_of,
-    lot_sk,
     member_pk,
     remind_sk,
 )
@@ -62,10 +60,10 @@ def add_move(
         first_order=first_order,
     )
     for lot in move.lots:
-        _add_lot(tx, shop_id, member_id, lot, now=now, shards=shards, remind_days=remind_days)
-    _add_draws(tx, shop_id, member_id, move.draws)
+        add_lot(tx, shop_id, member_id, lot, now=now, shards=shards, remind_days=remind_days)
+    add_draws(tx, shop_id, member_id, move.draws)
     for lot in move.returned:
-        _add_returned_lot(tx, shop_id, member_id, lot, now=now, shards=shards)
+        add_returned_lot(tx, shop_id, member_id, lot, now=now, shards=shards)
     for entry in move.entries:
         _add_entry(tx, shop_id, member_id, entry)
 
@@ -73,9 +71,10 @@ def add_move(
 # ---------------------------------------------------------------------------- reads
 
 
-def lots(db: Dynamo, shop_id: str, member_id: str) -> list[Lot]:
-    """Every lot with points left, oldest-expiring first (the sort key's order)."""
-    return [_lot(item) for item in db.query_all(member_pk(shop_id, member_id), LOT_PREFIX)]
+def lots(db: Dynamo, shop_id: str, member_id: str, *, prefix: str = LOT_PREFIX) -> list[Lot]:
+    """Every lot with points (or, with the wallet's prefix, bonus) left, oldest-expiring first (the sort key's
+    order)."""
+    return [lot_of(item, prefix) for item in db.query_all(member_pk(shop_id, member_id), prefix)]
 
 
 def lots_expiring_at(db: Dynamo, shop_id: str, member_id: str, expires_at: datetime) -> int:
@@ -83,15 +82,15 @@ def lots_expiring_at(db: Dynamo, shop_id: str, member_id: str, expires_at: datet
     return sum(int(item["remaining"]) for item in db.query_all(member_pk(shop_id, member_id), prefix))
 
 
-def get_lot(db: Dynamo, pk: str, sk: str) -> Lot | None:
+def get_lot(db: Dynamo, pk: str, sk: str, *, prefix: str = LOT_PREFIX) -> Lot | None:
     item = db.get(pk, sk)
-    return _lot(item) if item else None
+    return lot_of(item, prefix) if item else None
 
 
-def lot_from_index(item: Item) -> Lot | None:
+def lot_from_index(item: Item, *, prefix: str = LOT_PREFIX) -> Lot | None:
     """The lot as the due index projects it (possibly a little stale: writes condition on `remaining`)."""
     try:
-        return _lot(item)
+        return lot_of(item, prefix)
     except (KeyError, ValueError):
         return None
 
@@ -112,15 +111,24 @@ def ledger_all(db: Dynamo, shop_id: str, member_id: str) -> list[LedgerEntry]:
 
 
 # ---------------------------------------------------------------------------- the parts of a move
+# Lots of points, and (with `prefix` WALLET_LOT_PREFIX) the wallet's bonus lots, which expire and are drawn alike.
 
 
-def _add_lot(
-    tx: Transaction, shop_id: str, member_id: str, lot: Lot, *, now: datetime, shards: int, remind_days: int
+def add_lot(
+    tx: Transaction,
+    shop_id: str,
+    member_id: str,
+    lot: Lot,
+    *,
+    now: datetime,
+    shards: int,
+    remind_days: int = 0,
+    prefix: str = LOT_PREFIX,
 ) -> None:
     """A new lot; one that expires is listed in the due index for the expiry run, and its member's reminder
     for that expiry instant is listed for the reminder run `remind_days` ahead."""
-    pk, sk = member_pk(shop_id, member_id), lot_sk(lot.lot_id)
-    item: Item = {"PK": pk, "SK": sk, "type": "lot", **lot.model_dump(mode="json", exclude={"lot_id"})}
+    pk, sk = member_pk(shop_id, member_id), f"{prefix}{lot.lot_id}"
+    item: Item = {"PK": pk, "SK": sk, "type": _kind(prefix), **lot.model_dump(mode="json", exclude={"lot_id"})}
     if lot.expires_at is not None:
         # A lot that is already past its expiry (a very late event) is due at once, in today's partition.
         item["DuePK"], item["DueSK"] = due_keys(EXPIRE_JOB, lot.expires_at, pk, shards, sk, now=now)
@@ -138,14 +146,23 @@ def _add_lot(
         )
 
 
-def _add_returned_lot(tx: Transaction, shop_id: str, member_id: str, lot: Lot, *, now: datetime, shards: int) -> None:
+def add_returned_lot(
+    tx: Transaction,
+    shop_id: str,
+    member_id: str,
+    lot: Lot,
+    *,
+    now: datetime,
+    shards: int,
+    prefix: str = LOT_PREFIX,
+) -> None:
     """Points given back to a lot like the one they were spent from: created, or grown if an earlier partial
     refund made it already (and the member may have spent from it since)."""
-    pk, sk = member_pk(shop_id, member_id), lot_sk(lot.lot_id)
+    pk, sk = member_pk(shop_id, member_id), f"{prefix}{lot.lot_id}"
     sets = "#type = :type, earned_at = :earned, #source = :source, #reference = :ref"
     values: dict[str, Any] = {
         ":n": lot.remaining,
-        ":type": "lot",
+        ":type": _kind(prefix),
         ":earned": iso(lot.earned_at),
         ":source": lot.source,
         ":ref": lot.reference,
@@ -162,12 +179,12 @@ def _add_returned_lot(tx: Transaction, shop_id: str, member_id: str, lot: Lot, *
     )
 
 
-def _add_draws(tx: Transaction, shop_id: str, member_id: str, draws: list[Draw]) -> None:
+def add_draws(tx: Transaction, shop_id: str, member_id: str, draws: list[Draw], *, prefix: str = LOT_PREFIX) -> None:
     """Each draw takes from a lot whose remainder must be what it was read as; an emptied lot is deleted."""
     if len(draws) > MAX_DRAWS:
         raise Conflict(f"this would draw on {len(draws)} lots; at most {MAX_DRAWS} at once", field="points")
     for item in draws:
-        key = {"PK": member_pk(shop_id, member_id), "SK": lot_sk(item.lot_id)}
+        key = {"PK": member_pk(shop_id, member_id), "SK": f"{prefix}{item.lot_id}"}
         if item.take == item.remaining_before:
             tx.delete(key, condition="remaining = :before", values={":before": item.remaining_before})
         else:
@@ -191,5 +208,9 @@ def _add_entry(tx: Transaction, shop_id: str, member_id: str, entry: LedgerEntry
     )
 
 
-def _lot(item: Item) -> Lot:
-    return model_of(Lot, item, lot_id=lot_id_of(item["SK"]))
+def _kind(prefix: str) -> str:
+    return "lot" if prefix == LOT_PREFIX else "bonus_lot"
+
+
+def lot_of(item: Item, prefix: str = LOT_PREFIX) -> Lot:
+    return model_of(Lot, item, lot_id=item["SK"].removeprefix(prefix))

@@ -5,11 +5,20 @@ order's state, a gift card's redemption): the balance and the entry that explain
 """
 
 from datetime import datetime
+from typing import Any
 
-from loyalty.domain.ledger import iso
+from loyalty.domain.ledger import Lot, iso
 from loyalty.domain.wallet import WalletBalance, WalletEntry, WalletMove
-from loyalty.store.dynamo import Dynamo, Transaction, model_of
-from loyalty.store.keys import SAVINGS_PREFIX, WALLET_LEDGER_PREFIX, WALLET_SK, member_pk, wallet_ledger_sk
+from loyalty.store import points
+from loyalty.store.dynamo import Dynamo, Item, Transaction, model_of
+from loyalty.store.keys import (
+    SAVINGS_PREFIX,
+    WALLET_LEDGER_PREFIX,
+    WALLET_LOT_PREFIX,
+    WALLET_SK,
+    member_pk,
+    wallet_ledger_sk,
+)
 
 SAVINGS_FIGURES = ("coupons", "points", "member_price", "bonus")
 
@@ -21,25 +30,32 @@ def get_wallet(db: Dynamo, shop_id: str, member_id: str) -> WalletBalance:
     return WalletBalance(principal=int(item["principal"]), bonus=int(item["bonus"]), version=int(item["version"]))
 
 
-def add_move(tx: Transaction, shop_id: str, member_id: str, move: WalletMove, *, now: datetime) -> None:
+def add_move(tx: Transaction, shop_id: str, member_id: str, move: WalletMove, *, now: datetime, shards: int) -> None:
     """The wallet changed by `move` only if it is still at the version the move was computed from (so a draw is
-    never made against a balance that has since been spent), and never below zero; then the move's entries."""
+    never made against a balance that has since been spent; a move computed without reading it, a lot lapsing,
+    requires only that the wallet holds what it takes), then its bonus lots and its entries."""
     pk = member_pk(shop_id, member_id)
-    condition = "version = :v" if move.version else "attribute_not_exists(version)"
+    values: dict[str, Any] = {":p": move.principal, ":b": move.bonus, ":one": 1, ":type": "wallet", ":now": iso(now)}
+    if move.version is None:
+        condition = "bonus >= :taken AND principal >= :taken_p"
+        values |= {":taken": max(-move.bonus, 0), ":taken_p": max(-move.principal, 0)}
+    elif move.version:
+        condition = "version = :v"
+        values[":v"] = move.version
+    else:
+        condition = "attribute_not_exists(version)"
     tx.update(
         {"PK": pk, "SK": WALLET_SK},
         "ADD principal :p, bonus :b, version :one SET #type = :type, updated_at = :now",
-        values={
-            ":p": move.principal,
-            ":b": move.bonus,
-            ":one": 1,
-            ":type": "wallet",
-            ":now": iso(now),
-            **({":v": move.version} if move.version else {}),
-        },
+        values=values,
         condition=condition,
         names={"#type": "type"},
     )
+    for lot in move.lots:
+        points.add_lot(tx, shop_id, member_id, lot, now=now, shards=shards, prefix=WALLET_LOT_PREFIX)
+    points.add_draws(tx, shop_id, member_id, move.draws, prefix=WALLET_LOT_PREFIX)
+    for lot in move.returned:
+        points.add_returned_lot(tx, shop_id, member_id, lot, now=now, shards=shards, prefix=WALLET_LOT_PREFIX)
     for entry in move.entries:
         tx.put(
             {
@@ -50,6 +66,19 @@ def add_move(tx: Transaction, shop_id: str, member_id: str, move: WalletMove, *,
             },
             condition="attribute_not_exists(SK)",
         )
+
+
+def bonus_lots(db: Dynamo, shop_id: str, member_id: str) -> list[Lot]:
+    """The wallet's bonus lots with bonus left, oldest-expiring first."""
+    return points.lots(db, shop_id, member_id, prefix=WALLET_LOT_PREFIX)
+
+
+def bonus_lot_from_index(item: Item) -> Lot | None:
+    return points.lot_from_index(item, prefix=WALLET_LOT_PREFIX)
+
+
+def get_bonus_lot(db: Dynamo, pk: str, sk: str) -> Lot | None:
+    return points.get_lot(db, pk, sk, prefix=WALLET_LOT_PREFIX)
 
 
 def add_savings(tx: Transaction, shop_id: str, member_id: str, month: str, savings: dict[str, int]) -> None:
