@@ -82,6 +82,20 @@ def returned_to(lots: dict[str, "Lot"], spent_from: str, points: int, reference:
     )
 
 
+def given_back(draws: list["Draw"], amount: int, *, skip: int, reference: str) -> list["Lot"]:
+    """Lots for `amount` given back of what `draws` took: last drawn, first back, each like the lot it was drawn
+    from (`returned_to`). `skip`: how much of the draws, counted from the last, earlier give-backs returned."""
+    found: dict[str, Lot] = {}
+    for spent in reversed(draws):
+        skipped = min(skip, spent.take)
+        skip -= skipped
+        give = min(spent.take - skipped, amount)
+        amount -= give
+        if give:
+            returned_to(found, spent.lot_id, give, reference)
+    return list(found.values())
+
+
 def _instant(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 

@@ -5,7 +5,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from loyalty.domain.ledger import LedgerEntry, Lot, returned_to
+from loyalty.domain.ledger import LedgerEntry, Lot, given_back
 from loyalty.domain.orders import OrderEvent, OrderPaid, OrderState
 from loyalty.domain.program import Program
 
@@ -68,13 +68,4 @@ def returned_lots(order: OrderState, amount: int, *, already: int) -> list[Lot]:
     expiry and earning date of the lot it came from. `already` is what earlier events gave back."""
     drawn = sum(d.take for d in order.spent)
     skip = max(already - (order.points_used - drawn), 0)  # points never drawn (netted at payment) count first
-    found: dict[str, Lot] = {}
-    for spent in reversed(order.spent):
-        take = spent.take
-        skipped = min(skip, take)
-        skip -= skipped
-        give = min(take - skipped, amount)
-        amount -= give
-        if give:
-            returned_to(found, spent.lot_id, give, order.order_id)
-    return list(found.values())
+    return given_back(order.spent, amount, skip=skip, reference=order.order_id)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from loyalty.domain.errors import Conflict, InvalidInput
 from loyalty.domain.expiry import ExpiryRule, expires_at, is_expired
-from loyalty.domain.ledger import BusinessTime, Draw, Lot, draw, returned_to
+from loyalty.domain.ledger import BusinessTime, Draw, Lot, draw, given_back
 from loyalty.domain.money import format_amount, parse_amount
 from loyalty.domain.orders import DecimalString, OrderWallet
 
@@ -270,20 +270,10 @@ def lapse_bonus(lot: Lot, at: datetime) -> WalletMove | None:
 
 
 def _given_back(order: OrderWallet, amount: int, *, already: int, reference: str) -> list[Lot]:
-    """Lots for `amount` of bonus given back to a purchase's member: last drawn, first back, each keeping the expiry
-    and grant date of the lot it came from. `already`: what earlier refunds gave back (bonus the payment never drew,
-    because a refund had already arrived, counts first)."""
+    """Lots for `amount` of bonus given back to a purchase's member, like those it was drawn from. `already`: what
+    earlier refunds gave back (bonus the payment never drew, because a refund had already arrived, counts first)."""
     drawn = sum(d.take for d in order.bonus_draws)
-    skip = max(already - (order.bonus - drawn), 0)
-    found: dict[str, Lot] = {}
-    for spent in reversed(order.bonus_draws):
-        skipped = min(skip, spent.take)
-        skip -= skipped
-        give = min(spent.take - skipped, amount)
-        amount -= give
-        if give:
-            returned_to(found, spent.lot_id, give, reference)
-    return list(found.values())
+    return given_back(order.bonus_draws, amount, skip=max(already - (order.bonus - drawn), 0), reference=reference)
 
 
 def refunded_share(part: int, refunded: int, total: int, *, cancelled: bool) -> int:
