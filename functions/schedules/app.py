@@ -63,7 +63,7 @@ activate_pending = scheduled(
     lambda s, time, stop: s.runs.activate_pending(time, s.orders, s.engagement, should_stop=stop), "PendingActivated"
 )
 remind_expiring = scheduled(
-    lambda s, time, stop: s.runs.remind_expiring(time, s.points, should_stop=stop), "ExpiryRemindersPublished"
+    lambda s, time, stop: s.runs.remind_expiring(time, s.points, s.wallet, should_stop=stop), "ExpiryRemindersPublished"
 )
 review_tiers = scheduled(
     lambda s, time, stop: s.runs.review_tiers(time, s.tiers, s.mall, should_stop=stop), "TiersReviewed"

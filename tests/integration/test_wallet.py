@@ -6,12 +6,15 @@ from typing import Any
 
 import pytest
 
+from infra.local import lambdas
 from infra.local.resources import Stack
 from loyalty.runtime import Services
 from loyalty.store import wallet as wallet_store
 from tests.conftest import Api
 from tests.helpers import (
     cancelled,
+    capture_events,
+    captured,
     check_invariants,
     check_wallet,
     dead_letters,
@@ -318,3 +321,27 @@ def test_a_top_up_refund_forfeits_bonus_from_its_own_grant_first(
     lots = {lot.reference: lot.remaining for lot in wallet_store.bonus_lots(service.db, sid, "m1")}
     assert lots == {"t1": 1000, "t2": 4000}
     assert check_wallet(service, sid, "m1") == (35000, 5000)
+
+
+def test_members_are_reminded_once_of_bonus_about_to_expire(
+    api: Api, service: Services, stack: Stack, shop: dict[str, str], sid: str
+) -> None:
+    wallet_rules = {**WALLET, "bonus_expiry": {"policy": "days", "days": 40}}
+    body = {"wallet": wallet_rules, "expiry_reminder_days": 30}
+    assert api.call("PUT", f"/v1/shops/{sid}/program", key=shop["api_key"], body=body)[0] == 200
+    url = capture_events(stack)
+    now = datetime.now(UTC)
+    send(stack, sid, top_up_event("t1", "100.00", now.isoformat()))  # 10 bonus, expiring in 40 days
+    send(stack, sid, top_up_event("t2", "500.00", now.isoformat()), delivery_id="d2")  # 80, the same instant
+    drain(stack)
+
+    def remind(at: datetime) -> dict[str, Any]:
+        event = lambdas.schedule_event(at.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        return dict(lambdas.invoke(lambdas.functions()["RemindExpiringFunction"], event))
+
+    assert remind(now + timedelta(days=5))["applied"] == 0  # 35 days ahead: not yet
+    assert remind(now + timedelta(days=11))["applied"] == 1  # one reminder for the one expiry instant
+    [sent] = captured(url)
+    assert sent["detail-type"] == "wallet.bonus_expiring"
+    assert (sent["detail"]["member_id"], sent["detail"]["bonus"], sent["detail"]["currency"]) == ("m1", "90.00", "CNY")
+    assert remind(now + timedelta(days=12))["applied"] == 0

@@ -94,7 +94,7 @@ class Services:
     def wallet(self) -> "Wallet":
         from loyalty.service.wallet import Wallet
 
-        return Wallet(self.db, self.shops, self.members, self.orders, clock=self.clock, shards=self.shards)
+        return Wallet(self.db, self.shops, self.members, self.orders, self.events, clock=self.clock, shards=self.shards)
 
     @cached_property
     def cards(self) -> "Cards":

@@ -155,7 +155,9 @@ class Cards:
             tx = self.db.transaction()
             shard = int(digest(normalised)[:8], 16) % CARD_COUNT_SHARDS
             card_store.add_redemption(tx, shop_id, normalised, card, member_id, now, shard)
-            wallet_store.add_move(tx, shop_id, member_id, move, now=now, shards=self.shards)
+            wallet_store.add_move(
+                tx, shop_id, member_id, move, now=now, shards=self.shards, remind_days=program.expiry_reminder_days
+            )
             idempotency_store.add_record(tx, shop_id, "card", key, request=request, response=response, now=now)
             try:
                 self.db.commit(tx)

@@ -27,6 +27,7 @@ from loyalty.store.keys import (
     REMIND_JOB,
     REVIEW_JOB,
     WALLET_LOT_PREFIX,
+    WALLET_REMIND_PREFIX,
     due_pk,
     member_of,
     order_of,
@@ -130,17 +131,22 @@ class Runs:
         return self._run("expire-points", EXPIRE_JOB, time, should_stop, lambda item: points.lapse(item, time))
 
     def remind_expiring(
-        self, time: datetime, points: "Points", *, should_stop: Callable[[], bool] = lambda: False
+        self,
+        time: datetime,
+        points: "Points",
+        wallet: "Wallet",
+        *,
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> RunReport:
-        """Publish points.expiring once per member and expiry instant, expiry_reminder_days ahead."""
-        return self._run(
-            "remind-expiring",
-            REMIND_JOB,
-            time,
-            should_stop,
-            lambda item: points.remind(item, time),
-            inclusive=True,
-        )
+        """Publish points.expiring (and, for wallet bonus, wallet.bonus_expiring) once per member and expiry
+        instant, expiry_reminder_days ahead."""
+
+        def remind(item: Item) -> bool:
+            if str(item["SK"]).startswith(WALLET_REMIND_PREFIX):
+                return wallet.remind(item, time)
+            return points.remind(item, time)
+
+        return self._run("remind-expiring", REMIND_JOB, time, should_stop, remind, inclusive=True)
 
     def review_tiers(
         self,

@@ -43,6 +43,7 @@
 | wallet          | SHOP#<shop>#MEMBER#<member>          | WALLET (principal, bonus)       |
 | wallet entry    | SHOP#<shop>#MEMBER#<member>          | WLEDGER#<at>#<reason>#<reference> |
 | bonus lot       | SHOP#<shop>#MEMBER#<member>          | WLOT#<expires>#<earned>#<source>#<ref> |
+| bonus reminder  | SHOP#<shop>#MEMBER#<member>          | WREMIND#<expires>               |
 | savings/month   | SHOP#<shop>#MEMBER#<member>          | SAVINGS#<local month>           |
 | card attempts   | SHOP#<shop>#MEMBER#<member>          | CARDTRIES#<hour> (expires by TTL) |
 | gift card       | SHOP#<shop>#CARD#<sha256 of code>    | CARD                            |
@@ -124,6 +125,7 @@ REPORT_SK = "REPORT"
 WALLET_SK = "WALLET"
 WALLET_LEDGER_PREFIX = "WLEDGER#"
 WALLET_LOT_PREFIX = "WLOT#"  # a grant of bonus and what is left of it (expiring like points)
+WALLET_REMIND_PREFIX = "WREMIND#"  # a member's reminder of bonus expiring at an instant
 SAVINGS_PREFIX = "SAVINGS#"
 CARD_TRIES_PREFIX = "CARDTRIES#"  # a member's gift-card redemption attempts per hour (the limit's counter)
 CARD_SK = "CARD"
@@ -263,12 +265,12 @@ def tier_decision_sk(change: "TierChange") -> str:
     return f"{TIER_PREFIX}{iso(change.at)}#{change.reason}"
 
 
-def remind_sk(expires_at: datetime) -> str:
-    return f"{REMIND_PREFIX}{iso(expires_at)}"
+def remind_sk(expires_at: datetime, prefix: str = REMIND_PREFIX) -> str:
+    return f"{prefix}{iso(expires_at)}"
 
 
 def expiry_of_reminder(sk: str) -> datetime:
-    return datetime.fromisoformat(sk.removeprefix(REMIND_PREFIX).replace("Z", "+00:00"))
+    return datetime.fromisoformat(sk.split("#", 1)[1].replace("Z", "+00:00"))
 
 
 def code_of(sk: str) -> str:

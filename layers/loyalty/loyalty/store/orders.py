@@ -75,7 +75,9 @@ def commit_settlement(
         if settlement.tier_change:
             members.add_tier_decision(tx, shop_id, order.member_id, settlement.tier_change, shards, now=now)
         if settlement.wallet is not None:
-            wallet.add_move(tx, shop_id, order.member_id, settlement.wallet, now=now, shards=shards)
+            wallet.add_move(
+                tx, shop_id, order.member_id, settlement.wallet, now=now, shards=shards, remind_days=remind_days
+            )
         if settlement.savings and settlement.savings_month:
             wallet.add_savings(tx, shop_id, order.member_id, settlement.savings_month, settlement.savings)
         for code in settlement.coupons_used:

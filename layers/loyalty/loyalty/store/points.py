@@ -18,6 +18,8 @@ from loyalty.store.keys import (
     LEDGER_PREFIX,
     LOT_PREFIX,
     REMIND_JOB,
+    REMIND_PREFIX,
+    WALLET_REMIND_PREFIX,
     due_keys,
     ledger_sk,
     member_pk,
@@ -77,9 +79,12 @@ def lots(db: Dynamo, shop_id: str, member_id: str, *, prefix: str = LOT_PREFIX) 
     return [lot_of(item, prefix) for item in db.query_all(member_pk(shop_id, member_id), prefix)]
 
 
-def lots_expiring_at(db: Dynamo, shop_id: str, member_id: str, expires_at: datetime) -> int:
-    prefix = f"{LOT_PREFIX}{iso(expires_at)}#"
-    return sum(int(item["remaining"]) for item in db.query_all(member_pk(shop_id, member_id), prefix))
+def lots_expiring_at(
+    db: Dynamo, shop_id: str, member_id: str, expires_at: datetime, *, prefix: str = LOT_PREFIX
+) -> int:
+    """What the member's lots (of points, or with the wallet's prefix of bonus) expiring at that instant hold."""
+    begins = f"{prefix}{iso(expires_at)}#"
+    return sum(int(item["remaining"]) for item in db.query_all(member_pk(shop_id, member_id), begins))
 
 
 def get_lot(db: Dynamo, pk: str, sk: str, *, prefix: str = LOT_PREFIX) -> Lot | None:
@@ -135,7 +140,7 @@ def add_lot(
     tx.put(item, condition="attribute_not_exists(SK)")
     if lot.expires_at is not None and remind_days > 0:
         remind_at = lot.expires_at - timedelta(days=remind_days)
-        reminder = remind_sk(lot.expires_at)
+        reminder = remind_sk(lot.expires_at, REMIND_PREFIX if prefix == LOT_PREFIX else WALLET_REMIND_PREFIX)
         due_pk_, due_sk_ = due_keys(REMIND_JOB, remind_at, pk, shards, reminder, now=now)
         # Re-listing a reminder that was already sent is harmless: the run sends each one once (reminded_at).
         tx.update(

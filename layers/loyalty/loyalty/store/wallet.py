@@ -30,10 +30,20 @@ def get_wallet(db: Dynamo, shop_id: str, member_id: str) -> WalletBalance:
     return WalletBalance(principal=int(item["principal"]), bonus=int(item["bonus"]), version=int(item["version"]))
 
 
-def add_move(tx: Transaction, shop_id: str, member_id: str, move: WalletMove, *, now: datetime, shards: int) -> None:
+def add_move(
+    tx: Transaction,
+    shop_id: str,
+    member_id: str,
+    move: WalletMove,
+    *,
+    now: datetime,
+    shards: int,
+    remind_days: int = 0,
+) -> None:
     """The wallet changed by `move` only if it is still at the version the move was computed from (so a draw is
     never made against a balance that has since been spent; a move computed without reading it, a lot lapsing,
-    requires only that the wallet holds what it takes), then its bonus lots and its entries."""
+    requires only that the wallet holds what it takes), then its bonus lots (a new one that expires is listed for
+    its reminder `remind_days` ahead) and its entries."""
     pk = member_pk(shop_id, member_id)
     values: dict[str, Any] = {":p": move.principal, ":b": move.bonus, ":one": 1, ":type": "wallet", ":now": iso(now)}
     if move.version is None:
@@ -52,7 +62,9 @@ def add_move(tx: Transaction, shop_id: str, member_id: str, move: WalletMove, *,
         names={"#type": "type"},
     )
     for lot in move.lots:
-        points.add_lot(tx, shop_id, member_id, lot, now=now, shards=shards, prefix=WALLET_LOT_PREFIX)
+        points.add_lot(
+            tx, shop_id, member_id, lot, now=now, shards=shards, remind_days=remind_days, prefix=WALLET_LOT_PREFIX
+        )
     points.add_draws(tx, shop_id, member_id, move.draws, prefix=WALLET_LOT_PREFIX)
     for lot in move.returned:
         points.add_returned_lot(tx, shop_id, member_id, lot, now=now, shards=shards, prefix=WALLET_LOT_PREFIX)
@@ -71,6 +83,10 @@ def add_move(tx: Transaction, shop_id: str, member_id: str, move: WalletMove, *,
 def bonus_lots(db: Dynamo, shop_id: str, member_id: str) -> list[Lot]:
     """The wallet's bonus lots with bonus left, oldest-expiring first."""
     return points.lots(db, shop_id, member_id, prefix=WALLET_LOT_PREFIX)
+
+
+def bonus_expiring_at(db: Dynamo, shop_id: str, member_id: str, expires_at: datetime) -> int:
+    return points.lots_expiring_at(db, shop_id, member_id, expires_at, prefix=WALLET_LOT_PREFIX)
 
 
 def bonus_lot_from_index(item: Item) -> Lot | None:
