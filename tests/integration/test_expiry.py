@@ -201,3 +201,32 @@ def test_the_dispatch_is_one_message_per_day_shard_and_resumes_from_today(stack:
     assert first["day_shards"] == 8 * service.shards  # a first run looks back a week, today included
     again = run_expiry(stack, datetime.now(UTC))
     assert again["day_shards"] == service.shards  # then from today
+
+
+def test_points_given_back_to_two_lots_of_one_expiry_lapse_whole(
+    api: Api, stack: Stack, service: Services, shop: dict[str, str], shop_id: str
+) -> None:
+    """Two orders of one year earn lots of one expiry; an order paying with points from both is cancelled, so the
+    points come back to two lots of that expiry with one reference. The run lapses both, one entry each (their
+    ledger keys once collided, and the second lot could never lapse)."""
+    program = {
+        "timezone": ZONE,
+        "expiry": {"purchase": {"policy": "end_of_next_year"}},
+        "points_offset": {"points_per_unit": 10},
+        "category_multipliers": {"gift": 0},  # the spending order earns nothing, so nothing is netted on return
+    }
+    assert api.call("PUT", f"/v1/shops/{shop_id}/program", key=shop["api_key"], body=program)[0] == 200
+    year = datetime.now(UTC).year
+    earn(stack, shop_id, "a", f"{year}-01-02T10:00:00+08:00", "100.00")
+    earn(stack, shop_id, "b", f"{year}-01-03T10:00:00+08:00", "100.00")
+    spend = paid("c", total="150.00", paid_at=f"{year}-01-04T10:00:00+08:00")
+    spend["data"]["lines"][0].update({"amount": "165.00", "category": "gift"})
+    spend["data"]["points_used"] = 150  # 15.00, from both lots (100 and 50)
+    send(stack, shop_id, spend)
+    drain(stack)
+    send(stack, shop_id, {"type": "order.cancelled", "data": {"order_id": "c"}})
+    drain(stack)
+    assert check_invariants(service, shop_id, "m1")["available"] == 200
+    report = run_expiry(stack, datetime(year + 2, 1, 2, tzinfo=UTC))
+    assert report["applied"] == 3  # order b's lot (50 left) and the two lots the 150 came back to (100 and 50)
+    assert check_invariants(service, shop_id, "m1")["available"] == 0

@@ -345,3 +345,24 @@ def test_members_are_reminded_once_of_bonus_about_to_expire(
     assert sent["detail-type"] == "wallet.bonus_expiring"
     assert (sent["detail"]["member_id"], sent["detail"]["bonus"], sent["detail"]["currency"]) == ("m1", "90.00", "CNY")
     assert remind(now + timedelta(days=12))["applied"] == 0
+
+
+def test_bonus_given_back_to_two_lots_of_one_expiry_lapses_whole(
+    api: Api, service: Services, stack: Stack, shop: dict[str, str], sid: str
+) -> None:
+    """Two grants a year apart in earning but of one expiry: a cancelled payment gives back to two lots with the
+    same expiry and reference; the run must lapse both, one entry each."""
+    wallet_rules = {**WALLET, "draw": "bonus_first", "bonus_expiry": {"policy": "end_of_next_year"}}
+    assert api.call("PUT", f"/v1/shops/{sid}/program", key=shop["api_key"], body={"wallet": wallet_rules})[0] == 200
+    year = datetime.now(UTC).year
+    send(stack, sid, top_up_event("t1", "100.00", f"{year}-01-02T10:00:00Z"))
+    send(stack, sid, top_up_event("t2", "100.00", f"{year}-01-03T10:00:00Z"), delivery_id="d2")
+    drain(stack)
+    send(stack, sid, pay_with_wallet("o1", "20.00", "20.00"))  # the whole bonus, from both lots
+    drain(stack)
+    send(stack, sid, cancelled("o1"))
+    drain(stack)
+    assert len(wallet_store.bonus_lots(service.db, sid, "m1")) == 2
+    report = run_expiry(stack, datetime(year + 2, 1, 2, tzinfo=UTC))
+    assert report["applied"] == 2
+    assert check_wallet(service, sid, "m1") == (20000, 0)

@@ -82,6 +82,12 @@ def returned_to(lots: dict[str, "Lot"], spent_from: str, points: int, reference:
     )
 
 
+def lot_part(lot: "Lot") -> str:
+    """What tells a lot apart from the others of its expiry and reference (its earning instant and source): the
+    `part` of the entry that lapses it."""
+    return f"{lot.earned_at.strftime('%Y%m%dT%H%M%S%f')}.{lot.source}"
+
+
 def given_back(draws: list["Draw"], amount: int, *, skip: int, reference: str) -> list["Lot"]:
     """Lots for `amount` given back of what `draws` took: last drawn, first back, each like the lot it was drawn
     from (`returned_to`). `skip`: how much of the draws, counted from the last, earlier give-backs returned."""
@@ -121,6 +127,9 @@ class LedgerEntry(BaseModel):
     reference: str
     at: datetime
     detail: dict[str, Any] = Field(default_factory=dict)
+    # Tells apart entries of one instant, reason and reference in the ledger's keys: a lapse names its lot, since two
+    # lots of one reference (points given back from two lots) may lapse in the same run. Empty for most entries.
+    part: str = ""
 
 
 def draw(lots: list[Lot], amount: int, *, first: str | None = None) -> tuple[list[Draw], int]:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from loyalty.domain.errors import InsufficientPoints
 from loyalty.domain.expiry import expires_at, is_expired
-from loyalty.domain.ledger import Balance, Draw, LedgerEntry, Lot, draw, returned_to
+from loyalty.domain.ledger import Balance, Draw, LedgerEntry, Lot, draw, lot_part, returned_to
 
 if TYPE_CHECKING:
     from loyalty.domain.program import Program
@@ -200,6 +200,7 @@ def lapse(lot: Lot, at: datetime) -> Move | None:
             "granted": lot.granted,
             "expires_at": lot.expires_at.isoformat(),
         },
+        part=lot_part(lot),  # two lots of one reference (points given back from two lots) may lapse at once
     )
     taken = Draw(lot_id=lot.lot_id, take=lot.remaining, remaining_before=lot.remaining)
     return Move(available=-lot.remaining, draws=[taken], entries=[entry])

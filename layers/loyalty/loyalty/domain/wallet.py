@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from loyalty.domain.errors import Conflict, InvalidInput
 from loyalty.domain.expiry import ExpiryRule, expires_at, is_expired
-from loyalty.domain.ledger import BusinessTime, Draw, Lot, draw, given_back
+from loyalty.domain.ledger import BusinessTime, Draw, Lot, draw, given_back, lot_part
 from loyalty.domain.money import format_amount, parse_amount
 from loyalty.domain.orders import DecimalString, OrderWallet
 
@@ -106,6 +106,7 @@ class WalletEntry(BaseModel):
     reference: str
     at: datetime
     detail: dict[str, Any] = Field(default_factory=dict)
+    part: str = ""  # as LedgerEntry.part: a lapse names its lot
 
 
 class WalletMove(BaseModel):
@@ -264,6 +265,7 @@ def lapse_bonus(lot: Lot, at: datetime) -> WalletMove | None:
         reference=lot.reference,
         at=at,
         detail={"lot_id": lot.lot_id, "granted": lot.granted, "expires_at": lot.expires_at.isoformat()},
+        part=lot_part(lot),
     )
     taken = Draw(lot_id=lot.lot_id, take=lot.remaining, remaining_before=lot.remaining)
     return WalletMove(bonus=-lot.remaining, entries=[entry], version=None, draws=[taken])

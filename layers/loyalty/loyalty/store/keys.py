@@ -225,16 +225,18 @@ def card_count_pk(shop_id: str, batch_id: str, shard: int) -> str:
     return f"SHOP#{shop_id}#CARDBATCH#{batch_id}#COUNT#{shard}"
 
 
-def wallet_ledger_sk(at: datetime, reason: str, reference: str) -> str:
-    return f"{WALLET_LEDGER_PREFIX}{iso(at)}#{reason}#{reference}"
+def wallet_ledger_sk(at: datetime, reason: str, reference: str, part: str = "") -> str:
+    return f"{WALLET_LEDGER_PREFIX}{iso(at)}#{reason}#{reference}" + (f"#{part}" if part else "")
 
 
 def coupon_sk(code: str) -> str:
     return f"{COUPON_PREFIX}{code}"
 
 
-def ledger_sk(at: datetime, reason: str, reference: str) -> str:
-    return f"{LEDGER_PREFIX}{iso(at)}#{reason}#{reference}"
+def ledger_sk(at: datetime, reason: str, reference: str, part: str = "") -> str:
+    """An entry's key. `part` tells apart entries of one instant, reason and reference (two lots of one order
+    lapsing in the same run); most entries have none."""
+    return f"{LEDGER_PREFIX}{iso(at)}#{reason}#{reference}" + (f"#{part}" if part else "")
 
 
 def lot_sk(lot_id: str) -> str:

@@ -205,7 +205,7 @@ def _add_entry(tx: Transaction, shop_id: str, member_id: str, entry: LedgerEntry
     return tx.put(
         {
             "PK": member_pk(shop_id, member_id),
-            "SK": ledger_sk(entry.at, entry.reason, entry.reference),
+            "SK": ledger_sk(entry.at, entry.reason, entry.reference, entry.part),
             "type": "ledger",
             **entry.model_dump(mode="json"),
         },

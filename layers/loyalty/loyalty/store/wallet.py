@@ -72,7 +72,7 @@ def add_move(
         tx.put(
             {
                 "PK": pk,
-                "SK": wallet_ledger_sk(entry.at, entry.reason, entry.reference),
+                "SK": wallet_ledger_sk(entry.at, entry.reason, entry.reference, entry.part),
                 "type": "wallet_entry",
                 **entry.model_dump(mode="json"),
             },
