@@ -1,5 +1,6 @@
-"""A member's wallet (stored value): its balance and ledger, top-ups from the shop's backend, and what the member
-has saved. Payments with the wallet and top-ups from a platform are order events (service/orders.py)."""
+"""A member's wallet (stored value): its balance and ledger, top-ups from the shop's backend, what the member has
+saved, and for the scheduled runs its bonus lots lapsing and the reminders before. Payments with the wallet and
+top-ups from a platform are order events (service/orders.py); gift cards are service/cards.py."""
 
 from collections.abc import Callable
 from datetime import datetime
