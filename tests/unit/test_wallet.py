@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from loyalty.domain.cards import CODE_BITS, card_code, looks_like_a_code, normalise
 from loyalty.domain.errors import Conflict, InvalidInput
+from loyalty.domain.orders import OrderState
 from loyalty.domain.program import Program
 from loyalty.domain.wallet import (
     InsufficientBalance,
@@ -18,7 +19,6 @@ from loyalty.domain.wallet import (
     bonus_lot,
     check_top_up,
     lapse_bonus,
-    refunded_share,
     split,
 )
 
@@ -76,10 +76,14 @@ def test_refunded_shares_never_exceed_the_part_and_a_full_refund_is_all_of_it(
     part: int, total: int, data: st.DataObject
 ) -> None:
     refunded = data.draw(st.integers(min_value=0, max_value=2 * total))
-    share = refunded_share(part, refunded, total, cancelled=False)
+
+    def order(refunded: int, *, cancelled: bool = False) -> OrderState:
+        return OrderState(order_id="o1", paid=True, total=total, refunds={"r1": refunded}, cancelled=cancelled)
+
+    share = order(refunded).refunded_share(part)
     assert 0 <= share <= part
-    assert refunded_share(part, total, total, cancelled=False) == part
-    assert refunded_share(part, 0, total, cancelled=True) == part
+    assert order(total).refunded_share(part) == part
+    assert order(0, cancelled=True).refunded_share(part) == part
 
 
 def test_the_program_refuses_top_ups_below_its_minimum_and_past_its_maximum() -> None:

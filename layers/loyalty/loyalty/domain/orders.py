@@ -197,3 +197,14 @@ class OrderState(BaseModel):
         more (Stripe reports both ways; either alone, or both, gives the same figure)."""
         cumulative = self.refunds.get("~cumulative", 0)
         return max(cumulative, sum(amount for key, amount in self.refunds.items() if key != "~cumulative"))
+
+    @property
+    def refunded_in_full(self) -> bool:
+        return self.total > 0 and self.refunded >= self.total
+
+    def refunded_share(self, part: int) -> int:
+        """Of `part` (points or money the order used or put in), what its refunds concern: in proportion to the
+        amount refunded, rounded down, so a full refund is exactly `part`; all of it on cancellation."""
+        if self.cancelled or self.total <= 0:
+            return part
+        return part * min(self.refunded, self.total) // self.total

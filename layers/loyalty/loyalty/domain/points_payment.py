@@ -27,14 +27,8 @@ def points_as_payment(
 ) -> PointsPayment:
     """Points used as payment are spent by the payment and given back by a cancellation (all) or refunds (in
     proportion to the amount refunded, if the program says so), cumulatively like earned points."""
-    if order.cancelled:
-        target = order.points_used
-    elif program.refund_returns.points == "proportional" and order.refunded:
-        target = (
-            order.points_used * min(order.refunded, order.total) // order.total if order.total else order.points_used
-        )
-    else:
-        target = 0
+    proportional = program.refund_returns.points == "proportional" and order.refunded > 0
+    target = order.refunded_share(order.points_used) if order.cancelled or proportional else 0
     target = max(target, state.points_returned)  # what was given back stays given back, whatever the policy now
     order.points_returned = target
     spent = order.points_used if isinstance(event, OrderPaid) else 0

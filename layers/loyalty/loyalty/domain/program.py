@@ -191,8 +191,8 @@ class Program(BaseModel):
 
     wallet: WalletRules | None = Field(
         default=None,
-        description="stored value: {top_up_plans: [{pay, bonus, from?, until?}], draw, min_top_up?, max_balance?} "
-        "(amounts as decimal strings); absent: members have no wallet",
+        description="stored value: {top_up_plans: [{pay, bonus, from?, until?}], draw, min_top_up?, max_balance?, "
+        "bonus_expiry?} (amounts as decimal strings); absent: members have no wallet",
     )
 
     @model_validator(mode="after")

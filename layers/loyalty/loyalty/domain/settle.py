@@ -31,7 +31,6 @@ from loyalty.domain.wallet import (
     bonus_for,
     bonus_lot,
     check_top_up,
-    refunded_share,
     settle_order,
     split,
 )
@@ -106,13 +105,14 @@ def settle(
     order that touches the member's wallet (a top-up, or a payment with `wallet_used`); `wallet_lots` (the bonus
     lots) only when bonus may be taken (a payment drawing bonus, a top-up's refund)."""
     member_tier = member_tier or MemberTier()
+    wallet = wallet or WalletBalance()
     order = state.model_copy(deep=True)
     order.version = state.version + 1
     reference = order.order_id
     if isinstance(event, OrderPaid):
         if event.data.paid_at > now + FUTURE_SKEW:
             raise InvalidInput("paid_at is in the future", field="data.paid_at")
-        _record_payment(order, event, program, member_tier, balance, coupons or {}, birthday, wallet or WalletBalance())
+        _record_payment(order, event, program, member_tier, balance, coupons or {}, birthday, wallet)
     elif isinstance(event, OrderRefunded):
         amount = _amount(event.data.amount, program.currency, "amount")
         if event.data.cumulative:  # refunded so far: only ever rises, whatever order the events come in
@@ -125,9 +125,7 @@ def settle(
     if not order.paid:
         return Settlement(order=order)
 
-    wallet_move = _wallet_move(
-        state, order, event, program, reference, now, wallet or WalletBalance(), wallet_lots or []
-    )
+    wallet_move = _wallet_move(state, order, event, program, reference, now, wallet, wallet_lots or [])
     savings = _savings(state, order)
     if order.top_up:  # a top-up earns no points: only the wallet (and a top-up tier metric) move
         move = Move()
@@ -170,8 +168,8 @@ def _wallet_move(
     if order.wallet is None:
         return None
     part = order.wallet
-    part.principal_back = refunded_share(part.principal, order.refunded, order.total, cancelled=order.cancelled)
-    part.bonus_back = refunded_share(part.bonus, order.refunded, order.total, cancelled=order.cancelled)
+    part.principal_back = order.refunded_share(part.principal)
+    part.bonus_back = order.refunded_share(part.bonus)
     kind = "top_up" if order.top_up else "order"
     rules, paid_at = program.wallet or WalletRules(), order.paid_at or now
     return settle_order(
@@ -194,8 +192,7 @@ def _savings(state: OrderState, order: OrderState) -> dict[str, int]:
     """What the order saved its member (an order cancelled or refunded in full saved nothing), less what it had
     already counted: the change to add to the member's savings."""
     saved: dict[str, int] = {}
-    kept = not order.cancelled and not (order.total > 0 and order.refunded >= order.total)
-    if kept and not order.top_up:
+    if not (order.cancelled or order.refunded_in_full or order.top_up):
         bonus = order.wallet.bonus - order.wallet.bonus_back if order.wallet else 0
         figures = {
             "coupons": order.discount,
@@ -219,7 +216,7 @@ def _coupon_moves(state: OrderState, order: OrderState, event: OrderEvent, progr
     """Coupons are used by the payment and given back by a cancellation, or a full refund if the program says so;
     a payment that arrives after its order was already cancelled never takes them at all."""
     give_back = bool(order.coupons) and (
-        order.cancelled or (program.refund_returns.coupons == "full_refund" and order.refunded >= order.total > 0)
+        order.cancelled or (program.refund_returns.coupons == "full_refund" and order.refunded_in_full)
     )
     if isinstance(event, OrderPaid):
         order.coupons_returned = give_back
@@ -361,7 +358,7 @@ def _record_payment(
         used = _amount(data.wallet_used, currency, "data.wallet_used")
         if used > order.total:
             raise InvalidInput("wallet_used is more than the order's total", field="data.wallet_used")
-        if order.cancelled or order.refunded >= order.total:  # undone before its payment arrived: draws nothing
+        if order.cancelled or order.refunded_in_full:  # undone before its payment arrived: draws nothing
             order.wallet = OrderWallet()
         else:
             principal, bonus = split(program.wallet.draw, wallet, used, currency, field="data.wallet_used")

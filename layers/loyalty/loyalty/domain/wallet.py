@@ -278,14 +278,6 @@ def _given_back(order: OrderWallet, amount: int, *, already: int, reference: str
     return given_back(order.bonus_draws, amount, skip=max(already - (order.bonus - drawn), 0), reference=reference)
 
 
-def refunded_share(part: int, refunded: int, total: int, *, cancelled: bool) -> int:
-    """Of `part`, what a refund of `refunded` out of `total` concerns (all of it on cancellation); rounded down, so a
-    full refund is exactly `part`."""
-    if cancelled or total <= 0:
-        return part
-    return part * min(refunded, total) // total
-
-
 def _held(wallet: OrderWallet, top_up: bool) -> tuple[int, int]:
     """What the member holds because of the order: a top-up's amounts less what was taken back; a purchase's draws
     (negative) less what was given back."""

@@ -11,13 +11,13 @@ from loyalty.domain.expiry import expiring_soon
 from loyalty.domain.ledger import Balance, LedgerEntry, iso
 from loyalty.service.idempotency import fingerprint, replay
 from loyalty.service.members import Members
+from loyalty.service.reminders import publish_once
 from loyalty.store import idempotency as idempotency_store
-from loyalty.store import members as member_store
 from loyalty.store import orders as order_store
 from loyalty.store import points as point_store
 from loyalty.store.dynamo import Dynamo, Item, TransactionCancelled
 from loyalty.store.events import Events
-from loyalty.store.keys import expiry_of_reminder, member_of
+from loyalty.store.keys import member_of
 
 # Attempts at an optimistic write before a 503 to the caller (or leaving a lot to the next run).
 MAX_ATTEMPTS = 8
@@ -102,26 +102,9 @@ class Points:
 
     def remind(self, item: Item, time: datetime) -> bool:
         """Publish points.expiring once for a member and expiry instant (a reminder the due index lists)."""
-        pk, sk = item["PK"], item["SK"]
-        shop_id, member_id = member_of(pk)
-        if not member_store.mark_reminded(self.db, pk, sk, time):
-            return False
-        expires = expiry_of_reminder(sk)
-        points = point_store.lots_expiring_at(self.db, shop_id, member_id, expires)
-        if points <= 0:
-            return False
-        try:
-            self.events.publish(
-                "points.expiring",
-                {
-                    "shop_id": shop_id,
-                    "member_id": member_id,
-                    "points": points,
-                    "expires_at": iso(expires),
-                    "reminder_id": f"{member_id}:{iso(expires)}",
-                },
-            )
-        except Exception:
-            member_store.unmark_reminded(self.db, pk, sk, (item["DuePK"], item["DueSK"]))
-            raise
-        return True
+
+        def expiring(shop_id: str, member_id: str, expires: datetime) -> dict[str, Any] | None:
+            points = point_store.lots_expiring_at(self.db, shop_id, member_id, expires)
+            return {"points": points} if points > 0 else None
+
+        return publish_once(self.db, self.events, item, time, "points.expiring", expiring)

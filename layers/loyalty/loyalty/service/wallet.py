@@ -14,14 +14,14 @@ from loyalty.domain.wallet import WalletEntry, lapse_bonus
 from loyalty.service.idempotency import fingerprint, replay
 from loyalty.service.members import Members
 from loyalty.service.orders import Orders
+from loyalty.service.reminders import publish_once
 from loyalty.service.shops import Shops
 from loyalty.store import idempotency as idempotency_store
-from loyalty.store import members as member_store
 from loyalty.store import orders as order_store
 from loyalty.store import wallet as wallet_store
 from loyalty.store.dynamo import Dynamo, Item, Transaction, TransactionCancelled
 from loyalty.store.events import Events
-from loyalty.store.keys import expiry_of_reminder, member_of
+from loyalty.store.keys import member_of
 
 TOP_UP_SKU = "wallet-top-up"
 MAX_ATTEMPTS = 8
@@ -88,31 +88,15 @@ class Wallet:
     def remind(self, item: Item, time: datetime) -> bool:
         """Publish wallet.bonus_expiring once for a member and expiry instant (a reminder the due index lists), with
         the bonus then still unspent; the program's expiry_reminder_days ahead, as for points."""
-        pk, sk = item["PK"], item["SK"]
-        shop_id, member_id = member_of(pk)
-        if not member_store.mark_reminded(self.db, pk, sk, time):
-            return False
-        expires = expiry_of_reminder(sk)
-        bonus = wallet_store.bonus_expiring_at(self.db, shop_id, member_id, expires)
-        if bonus <= 0:
-            return False
-        currency = self.shops.program(shop_id).currency
-        try:
-            self.events.publish(
-                "wallet.bonus_expiring",
-                {
-                    "shop_id": shop_id,
-                    "member_id": member_id,
-                    "currency": currency,
-                    "bonus": format_amount(bonus, currency),
-                    "expires_at": iso(expires),
-                    "reminder_id": f"{member_id}:{iso(expires)}",
-                },
-            )
-        except Exception:
-            member_store.unmark_reminded(self.db, pk, sk, (item["DuePK"], item["DueSK"]))
-            raise
-        return True
+
+        def expiring(shop_id: str, member_id: str, expires: datetime) -> dict[str, Any] | None:
+            bonus = wallet_store.bonus_expiring_at(self.db, shop_id, member_id, expires)
+            if bonus <= 0:
+                return None
+            currency = self.shops.program(shop_id).currency
+            return {"currency": currency, "bonus": format_amount(bonus, currency)}
+
+        return publish_once(self.db, self.events, item, time, "wallet.bonus_expiring", expiring)
 
     def top_up(self, shop_id: str, member_id: str, *, amount: str, reference: str, key: str) -> dict[str, str]:
         """Money the shop's backend took for the member's wallet, with the bonus of the plan in force now: settled as
