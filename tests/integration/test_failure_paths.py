@@ -179,11 +179,14 @@ def test_an_unexpected_error_at_the_last_delivery_is_parked_with_its_reason(
 # ---------------------------------------------------------------- cost of strangers
 
 
-def test_an_unknown_shop_costs_one_read_then_none(api: Api, shop: dict[str, str]) -> None:
+def test_an_unknown_key_costs_one_read_then_none(api: Api, shop: dict[str, str]) -> None:
     db = runtime.services().db
     before = db.requests["GetItem"]
     for _ in range(3):
-        assert api.call("GET", "/v1/shops/shp_00000000000000ff/program", key="shp_00000000000000ff.x")[0] == 401
+        assert (
+            api.call("GET", "/v1/shops/shp_00000000000000ff/program", key="shp_00000000000000ff.key_00000000000f.x")[0]
+            == 401
+        )
     assert db.requests["GetItem"] - before == 1
     for _ in range(3):  # not even one for a key that is not of our shape
         assert api.call("GET", "/v1/shops/shp_00000000000000ff/program", key="nonsense")[0] == 401

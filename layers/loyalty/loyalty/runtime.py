@@ -16,6 +16,7 @@ from loyalty.store.dynamo import Dynamo
 from loyalty.store.queue import Queues
 
 if TYPE_CHECKING:
+    from loyalty.service.access import Access
     from loyalty.service.cards import Cards
     from loyalty.service.coupons import Coupons
     from loyalty.service.engagement import Engagement
@@ -59,6 +60,12 @@ class Services:
         from loyalty.store.events import Events
 
         return Events()
+
+    @cached_property
+    def access(self) -> "Access":
+        from loyalty.service.access import Access
+
+        return Access(self.db, clock=self.clock, cache_seconds=self.cache_seconds)
 
     @cached_property
     def shops(self) -> "Shops":

@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
+from loyalty.domain.access import Denied
 from loyalty.domain.cards import RateLimited
 from loyalty.domain.coupons import NotApplicable
 from loyalty.domain.errors import Conflict, DomainError, InvalidInput, NotFound, Retryable, TooLarge
@@ -84,8 +85,8 @@ def install(app: ApiGatewayResolver, authenticate: Callable[[], None] | None = N
         return error_response(404, "not_found", "no such route")
 
     def denied(exc: PermissionError) -> Response[str]:
-        if str(exc) == "forbidden":
-            return error_response(403, "forbidden", "these credentials do not open this shop")
+        if isinstance(exc, Denied) and exc.code == "forbidden":
+            return error_response(403, "forbidden", exc.message)
         return error_response(401, "unauthenticated", "missing or invalid credentials")
 
     def domain(exc: DomainError) -> Response[str]:

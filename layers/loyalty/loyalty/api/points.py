@@ -7,7 +7,9 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Que
 from pydantic import BaseModel, ConfigDict, Field
 
 from loyalty import runtime
+from loyalty.api import access
 from loyalty.api.common import MemberId, ShopId, identifier, json_response, new_router
+from loyalty.domain.errors import InvalidInput
 from loyalty.domain.ledger import LedgerEntry, iso
 
 router = new_router()
@@ -16,6 +18,12 @@ router = new_router()
 class Redemption(BaseModel):
     model_config = ConfigDict(extra="forbid")
     points: Annotated[int, Field(ge=1, le=1_000_000_000, strict=True)]
+    reason: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Adjustment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    points: Annotated[int, Field(ge=-1_000_000_000, le=1_000_000_000, strict=True)]
     reason: Annotated[str, Field(min_length=1, max_length=200)]
 
 
@@ -58,4 +66,23 @@ def redeem(
 ) -> Response[str]:
     key = identifier(idempotency_key, "Idempotency-Key")
     answer = runtime.services().points.redeem(shop_id, member_id, key=key, points=body.points, reason=body.reason)
+    return json_response(201, answer)
+
+
+@router.post(
+    "/v1/shops/<shop_id>/members/<member_id>/adjustments",
+    summary="Correct a member's points by hand, signed by the key, with a reason (idempotent on Idempotency-Key)",
+    tags=["members"],
+)
+def adjust(
+    shop_id: ShopId,
+    member_id: MemberId,
+    body: Annotated[Adjustment, Body()],
+    idempotency_key: Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=128)],
+) -> Response[str]:
+    if body.points == 0:
+        raise InvalidInput("an adjustment changes the balance: not 0", field="points")
+    key = identifier(idempotency_key, "Idempotency-Key")
+    points = runtime.services().points
+    answer = points.adjust(shop_id, member_id, key=key, points=body.points, reason=body.reason, by=access.caller())
     return json_response(201, answer)

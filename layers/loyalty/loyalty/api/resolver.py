@@ -15,8 +15,23 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
 from loyalty import runtime
-from loyalty.api import cards, coupons, engagement, errors, integrations, lottery, mall, members, points, shops, wallet
+from loyalty.api import (
+    access,
+    cards,
+    coupons,
+    engagement,
+    errors,
+    integrations,
+    keys,
+    lottery,
+    mall,
+    members,
+    points,
+    shops,
+    wallet,
+)
 from loyalty.api.auth import bearer, require_operator
+from loyalty.domain.access import Caller
 
 SHOP_PATH = re.compile(r"^/v1/shops/(?P<shop_id>[^/]+)(/|$)")
 
@@ -28,14 +43,18 @@ def build() -> APIGatewayRestResolver:
     )
 
     def check_caller() -> None:
-        """The credentials the requested path needs: the operator's for /v1/shops, else the shop's own key, which
-        opens that shop only. Raises PermissionError."""
+        """The credentials the requested route needs: the operator's for /v1/shops, else a key of the shop in the
+        path, whose role may call the route (api/access.py). Raises Denied (a PermissionError)."""
+        access.set_caller(None)
         path = app.current_event.path
         shop = SHOP_PATH.match(path)
         if shop:
-            runtime.services().shops.authenticate(bearer(app), shop["shop_id"])
+            caller = runtime.services().access.authenticate(bearer(app), shop["shop_id"])
+            access.require(caller, app.request.method, app.request.route)
+            access.set_caller(caller)
         elif path.rstrip("/") == "/v1/shops":
             require_operator(app)
+            access.set_caller(Caller(kind="operator"))
 
     def authenticate(resolver: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[str]:
         check_caller()
@@ -45,7 +64,7 @@ def build() -> APIGatewayRestResolver:
     # never learn the schema.
     errors.install(app, check_caller)
     app.use(middlewares=[authenticate])
-    for resource in (shops, members, points, wallet, cards, engagement, coupons, mall, lottery, integrations):
+    for resource in (shops, keys, members, points, wallet, cards, engagement, coupons, mall, lottery, integrations):
         app.include_router(resource.router)
 
     @app.get("/openapi.json", include_in_schema=False)

@@ -23,7 +23,8 @@ class ShopCredentials(BaseModel):
     """Shown once: only their digests are kept."""
 
     shop_id: str
-    api_key: str
+    api_key: str  # the shop's first owner key (named "owner"); it makes the others (POST /keys)
+    key_id: str
     webhook_secret: str
 
 

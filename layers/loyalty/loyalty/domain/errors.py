@@ -36,6 +36,12 @@ class InsufficientPoints(Conflict):
     code = "insufficient_points"
 
 
+class CapReached(Conflict):
+    """A limit per day or per key is used up (409): e.g. a support key's daily points adjustments."""
+
+    code = "cap_reached"
+
+
 class TooLarge(DomainError):
     """The request, or what it would store or queue, is over a limit of AWS's (413, or parked)."""
 

@@ -22,7 +22,9 @@ Rate = Annotated[Decimal, Field(ge=0, le=10_000, decimal_places=4, allow_inf_nan
 Category = Annotated[str, Field(min_length=1, max_length=64)]
 # Where points come from; each source has its own expiry policy. "behaviour": every source but purchases (check-ins,
 # behaviours, and the rewards built on them).
-Source = Literal["purchase", "behaviour"]
+# Where points come from, each with its own expiry policy: orders, behaviours (check-ins, activities, prizes),
+# staff adjustments, and opening balances brought in by an import.
+Source = Literal["purchase", "behaviour", "adjustment", "import"]
 
 
 class Campaign(BaseModel):

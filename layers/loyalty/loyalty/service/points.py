@@ -6,12 +6,15 @@ from datetime import datetime
 from typing import Any
 
 from loyalty.domain import points as account
-from loyalty.domain.errors import Retryable
-from loyalty.domain.expiry import expiring_soon
+from loyalty.domain.access import Caller
+from loyalty.domain.engagement import local_day
+from loyalty.domain.errors import CapReached, Retryable
+from loyalty.domain.expiry import expires_at, expiring_soon
 from loyalty.domain.ledger import Balance, LedgerEntry, iso
 from loyalty.service.idempotency import fingerprint, replay
 from loyalty.service.members import Members
 from loyalty.service.reminders import publish_once
+from loyalty.store import api_keys as key_store
 from loyalty.store import idempotency as idempotency_store
 from loyalty.store import orders as order_store
 from loyalty.store import points as point_store
@@ -70,6 +73,62 @@ class Points:
                 self.db.commit(tx)
             except TransactionCancelled:
                 continue  # a concurrent spend or replay: read again; the next look finds which
+            return response
+        raise Retryable("too much contention on this member; try again")
+
+    def adjust(self, shop_id: str, member_id: str, *, key: str, points: int, reason: str, by: Caller) -> dict[str, Any]:
+        """A manual correction by a staff key: positive points form a lot of source `adjustment` (expiring by the
+        program's policy for it), negative ones are spent oldest-expiring first and never overdraw. The entry names
+        the key and the reason; a key with a daily cap (support) counts the points against it, in the same
+        transaction. The same key answers as its first success did."""
+        request = fingerprint({"member_id": member_id, "points": points, "reason": reason})
+        signed = {"note": reason, "key_id": by.key_id, "key_name": by.name}
+        for _ in range(MAX_ATTEMPTS):
+            stored = idempotency_store.get_record(self.db, shop_id, "adjustment", key)
+            if stored is not None:
+                return replay(stored, request)
+            now = self.clock()
+            program = self.members.shops.program(shop_id)
+            member = self.members.member(shop_id, member_id)
+            if points > 0:
+                move = account.grant(
+                    member.balance, points, reason="points.adjusted", reference=key, at=now, source="adjustment",
+                    earned_at=now, expires_at=expires_at(program.expiry_rule("adjustment"), now, program.timezone),
+                    detail=signed,
+                )  # fmt: skip
+            else:
+                lots = point_store.lots(self.db, shop_id, member_id)
+                move = account.spend(
+                    member.balance, lots, -points, reason="points.adjusted", reference=key, at=now, detail=signed
+                )
+            after = member.balance.available + move.available
+            response = {
+                "adjustment_id": key,
+                "member_id": member_id,
+                "points": points,
+                "reason": reason,
+                "by": {"key_id": by.key_id, "name": by.name},
+                "balance": {"available": after, "pending": member.balance.pending},
+                "at": iso(now),
+            }
+            tx = self.db.transaction()
+            idempotency_store.add_record(tx, shop_id, "adjustment", key, request=request, response=response, now=now)
+            point_store.add_move(
+                tx, shop_id, member_id, move, guard=member.balance, now=now, shards=self.shards,
+                remind_days=program.expiry_reminder_days,
+            )  # fmt: skip
+            capped = key_store.add_adjusted(
+                tx, shop_id, by.key_id or "", local_day(now, program.timezone).isoformat(), abs(points),
+                by.adjustment_cap,
+            )  # fmt: skip
+            try:
+                self.db.commit(tx)
+            except TransactionCancelled as exc:
+                if capped >= 0 and exc.failed(capped):
+                    raise CapReached(
+                        f"this key may adjust {by.adjustment_cap} points a day; today's are used up", field="points"
+                    ) from exc
+                continue  # a concurrent change or replay: read again; the next look finds which
             return response
         raise Retryable("too much contention on this member; try again")
 

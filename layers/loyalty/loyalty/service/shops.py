@@ -1,8 +1,6 @@
 """Shops: provisioning, their credentials, and their loyalty programs (cached per container)."""
 
 import base64
-import hmac
-import re
 import secrets
 from collections.abc import Callable
 from datetime import datetime
@@ -10,13 +8,11 @@ from datetime import datetime
 from loyalty.domain.engagement import day_starts, local_day, next_month_start
 from loyalty.domain.errors import NotFound
 from loyalty.domain.program import Program
+from loyalty.service.access import SHOP_ID, new_key
 from loyalty.service.cache import TTLCache
 from loyalty.store import shops as shop_store
 from loyalty.store.dynamo import Dynamo
-from loyalty.store.keys import digest
 from loyalty.store.shops import ShopRecord
-
-SHOP_ID = re.compile(r"shp_[0-9a-f]{16}")  # what create_shop makes
 
 
 class Shops:
@@ -28,13 +24,14 @@ class Shops:
         self._programs: TTLCache[Program | None] = TTLCache(cache_seconds)
 
     def create_shop(self, name: str, currency: str | None = None) -> dict[str, str]:
+        """The shop, its program and its first owner key (named "owner"; more keys are made with it)."""
         shop_id = "shp_" + secrets.token_hex(8)
-        api_key = f"{shop_id}.{secrets.token_urlsafe(32)}"
+        now = self.clock()
+        owner, api_key = new_key(shop_id, "owner", "owner", now, None)
         webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
         program = Program(currency=currency) if currency else Program()
-        record = ShopRecord(shop_id, name, digest(api_key), webhook_secret)
-        shop_store.create_shop(self.db, record, program, self.clock())
-        return {"shop_id": shop_id, "api_key": api_key, "webhook_secret": webhook_secret}
+        shop_store.create_shop(self.db, ShopRecord(shop_id, name, webhook_secret), program, owner, now)
+        return {"shop_id": shop_id, "api_key": api_key, "key_id": owner.key_id, "webhook_secret": webhook_secret}
 
     def shop(self, shop_id: str) -> ShopRecord | None:
         """The shop, or None. Ids not of our shape cost no read, and an unknown id is remembered as unknown for
@@ -42,15 +39,6 @@ class Shops:
         if not SHOP_ID.fullmatch(shop_id):
             return None
         return self._shops.get(shop_id, lambda: shop_store.get_shop(self.db, shop_id), remember_missing=True)
-
-    def authenticate(self, api_key: str, shop_id: str) -> None:
-        """Raises PermissionError('unauthenticated'|'forbidden'). A key only ever opens its own shop."""
-        key_shop = api_key.split(".", 1)[0]
-        record = self.shop(key_shop)
-        if record is None or not hmac.compare_digest(record.api_key_sha256, digest(api_key)):
-            raise PermissionError("unauthenticated")
-        if key_shop != shop_id:
-            raise PermissionError("forbidden")
 
     def program(self, shop_id: str) -> Program:
         program = self._programs.get(shop_id, lambda: shop_store.get_program(self.db, shop_id))

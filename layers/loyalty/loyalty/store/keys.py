@@ -50,6 +50,9 @@
 | card batch      | SHOP#<shop>                          | CARDBATCH#<batch>               |
 | batch counter   | SHOP#<shop>#CARDBATCH#<batch>#COUNT#<n> | COUNT (redeemed, in shards)  |
 | delivery seen   | SHOP#<shop>#DELIVERY#<platform>#<sha256 of id> | DELIVERY (expires by TTL) |
+| staff API key   | SHOP#<shop>                          | APIKEY#<key> (digests, role)    |
+| adjusted/day    | SHOP#<shop>#APIKEY#<key>             | ADJUSTED#<local date> (the cap's counter) |
+| audit entry     | SHOP#<shop>#AUDIT#<UTC date>#<n>     | <at>#<request>#<n>              |
 
 The run state (where a scheduled run resumes) is the only item that belongs to no shop: runs serve all
 shops, and it is written once per run.
@@ -136,6 +139,11 @@ CARD_COUNT_SHARDS = 8
 # each, so a popular lottery is not one hot key.
 LOTTERY_SHARDS = 16
 DELIVERY_SK = "DELIVERY"
+API_KEY_PREFIX = "APIKEY#"  # a staff key, in its shop's partition (a shop has a handful)
+ADJUSTED_PREFIX = "ADJUSTED#"
+# Every audited write adds an entry to one of this many partitions of its UTC day, so a busy shop's audit trail
+# is not one hot key; a listing merges them.
+AUDIT_SHARDS = 8
 
 
 def digest(value: str) -> str:
@@ -144,6 +152,14 @@ def digest(value: str) -> str:
 
 def shop_pk(shop_id: str) -> str:
     return f"SHOP#{shop_id}"
+
+
+def api_key_pk(shop_id: str, key_id: str) -> str:
+    return f"SHOP#{shop_id}#APIKEY#{key_id}"
+
+
+def audit_pk(shop_id: str, day: date, shard: int) -> str:
+    return f"SHOP#{shop_id}#AUDIT#{day.isoformat()}#{shard}"
 
 
 def member_pk(shop_id: str, member_id: str) -> str:

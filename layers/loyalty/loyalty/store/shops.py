@@ -6,6 +6,7 @@ from datetime import date, datetime
 from loyalty.domain.errors import Conflict
 from loyalty.domain.ledger import iso
 from loyalty.domain.program import Program
+from loyalty.store.api_keys import ApiKey, add_key
 from loyalty.store.dynamo import Dynamo, Transaction, TransactionCancelled
 from loyalty.store.keys import MONTHLY_JOB, MONTHLY_SK, PROGRAM_SK, SHOP_SK, due_keys, shop_pk
 
@@ -14,11 +15,11 @@ from loyalty.store.keys import MONTHLY_JOB, MONTHLY_SK, PROGRAM_SK, SHOP_SK, due
 class ShopRecord:
     shop_id: str
     name: str
-    api_key_sha256: str
     webhook_secret: str
 
 
-def create_shop(db: Dynamo, shop: ShopRecord, program: Program, now: datetime) -> None:
+def create_shop(db: Dynamo, shop: ShopRecord, program: Program, owner: ApiKey, now: datetime) -> None:
+    """The shop, its program and its first owner key, at once."""
     tx = db.transaction()
     tx.put(
         {
@@ -27,13 +28,13 @@ def create_shop(db: Dynamo, shop: ShopRecord, program: Program, now: datetime) -
             "type": "shop",
             "shop_id": shop.shop_id,
             "name": shop.name,
-            "api_key_sha256": shop.api_key_sha256,
             "webhook_secret": shop.webhook_secret,
             "created_at": iso(now),
         },
         condition="attribute_not_exists(PK)",
     )
     tx.put(_program_item(shop.shop_id, program, now))
+    add_key(tx, shop.shop_id, owner)
     try:
         db.commit(tx)
     except TransactionCancelled as exc:
@@ -44,7 +45,7 @@ def get_shop(db: Dynamo, shop_id: str) -> ShopRecord | None:
     item = db.get(shop_pk(shop_id), SHOP_SK, consistent=False)
     if item is None:
         return None
-    return ShopRecord(item["shop_id"], item["name"], item["api_key_sha256"], item["webhook_secret"])
+    return ShopRecord(item["shop_id"], item["name"], item["webhook_secret"])
 
 
 def get_program(db: Dynamo, shop_id: str) -> Program | None:
