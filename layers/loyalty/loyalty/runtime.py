@@ -17,6 +17,7 @@ from loyalty.store.queue import Queues
 
 if TYPE_CHECKING:
     from loyalty.service.access import Access
+    from loyalty.service.audit import Audit
     from loyalty.service.cards import Cards
     from loyalty.service.coupons import Coupons
     from loyalty.service.engagement import Engagement
@@ -66,6 +67,12 @@ class Services:
         from loyalty.service.access import Access
 
         return Access(self.db, clock=self.clock, cache_seconds=self.cache_seconds)
+
+    @cached_property
+    def audit(self) -> "Audit":
+        from loyalty.service.audit import Audit
+
+        return Audit(self.db, self.shops, clock=self.clock)
 
     @cached_property
     def shops(self) -> "Shops":

@@ -59,6 +59,7 @@ ALLOWED: dict[tuple[str, str], set[Role]] = {
     ("GET", S + "/lotteries/{lottery_id}/audit"): {"marketing", "analyst", "support"},
     ("POST", M + "/draws"): {"cashier"},
     ("GET", M + "/draws"): MEMBER_READERS | {"marketing"},
+    ("GET", S + "/audit"): {"support"},
     # The owner's alone: credentials, platform secrets, issuing stored value.
     ("POST", S + "/keys"): set(),
     ("GET", S + "/keys"): set(),

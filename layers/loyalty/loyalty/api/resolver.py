@@ -7,9 +7,11 @@ route: `authenticate` (a middleware) does it for every path under /v1/shops.
 
 import json
 import re
+import uuid
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
@@ -17,6 +19,7 @@ from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from loyalty import runtime
 from loyalty.api import (
     access,
+    audit,
     cards,
     coupons,
     engagement,
@@ -32,8 +35,32 @@ from loyalty.api import (
 )
 from loyalty.api.auth import bearer, require_operator
 from loyalty.domain.access import Caller
+from loyalty.store import audit as audit_store
+from loyalty.store.audit import AuditScope
 
 SHOP_PATH = re.compile(r"^/v1/shops/(?P<shop_id>[^/]+)(/|$)")
+
+
+def audit_scope(app: APIGatewayRestResolver, caller: Caller) -> AuditScope:
+    """Who is writing and what they asked for, as the audit trail records it: a member only by pseudonym."""
+    services = runtime.services()
+    actor: dict[str, Any] = {"kind": caller.kind}
+    if caller.kind == "key":
+        actor |= {"key_id": caller.key_id, "name": caller.name, "role": caller.role}
+    target = {name: str(value) for name, value in app.request.path_parameters.items() if name != "shop_id"}
+    member_id = caller.member_id or target.pop("member_id", None)
+    member_ref = services.shops.pseudonym(caller.shop_id, member_id) if member_id and caller.shop_id else None
+    if caller.kind == "member":
+        actor["member_ref"] = member_ref
+    return AuditScope(
+        actor=actor,
+        method=app.request.method,
+        route=app.request.route,
+        target=target,
+        request_id=app.current_event.request_context.request_id or uuid.uuid4().hex,
+        at=services.clock(),
+        member_ref=member_ref,
+    )
 
 
 def build() -> APIGatewayRestResolver:
@@ -58,13 +85,30 @@ def build() -> APIGatewayRestResolver:
 
     def authenticate(resolver: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[str]:
         check_caller()
-        return next_middleware(resolver)
+        if app.request.method in ("GET", "HEAD", "OPTIONS"):
+            return next_middleware(resolver)
+        # Every write the route makes carries an entry of who made it (store/audit.py), in its own transaction.
+        with audit_store.recording(audit_scope(app, access.caller())):
+            return next_middleware(resolver)
 
     # Validation runs before middlewares; its error handler checks the caller too, so strangers get a 401/403 and
     # never learn the schema.
     errors.install(app, check_caller)
     app.use(middlewares=[authenticate])
-    for resource in (shops, keys, members, points, wallet, cards, engagement, coupons, mall, lottery, integrations):
+    for resource in (
+        shops,
+        keys,
+        audit,
+        members,
+        points,
+        wallet,
+        cards,
+        engagement,
+        coupons,
+        mall,
+        lottery,
+        integrations,
+    ):
         app.include_router(resource.router)
 
     @app.get("/openapi.json", include_in_schema=False)

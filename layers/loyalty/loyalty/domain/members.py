@@ -2,6 +2,7 @@
 
 import base64
 import hashlib
+import hmac
 import re
 from datetime import date, datetime
 from typing import Annotated
@@ -65,6 +66,12 @@ def referral_code(shop_id: str, member_id: str) -> str:
     """A member's referral code: 8 characters of base32 (no 0, 1, 8 or 9 to misread), the same every time."""
     digest = hashlib.sha256(f"{shop_id}|{member_id}".encode()).digest()
     return base64.b32encode(digest).decode()[:8]
+
+
+def pseudonym(key: str, member_id: str) -> str:
+    """The member as the audit trail names them: a keyed digest of the id (the key is the shop's, kept in the
+    table and never shown), so the trail can be searched by member without holding the id in the clear."""
+    return "mbr_" + hmac.new(key.encode(), member_id.encode(), hashlib.sha256).hexdigest()[:24]
 
 
 class Member(BaseModel):

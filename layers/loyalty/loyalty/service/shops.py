@@ -7,6 +7,7 @@ from datetime import datetime
 
 from loyalty.domain.engagement import day_starts, local_day, next_month_start
 from loyalty.domain.errors import NotFound
+from loyalty.domain.members import pseudonym
 from loyalty.domain.program import Program
 from loyalty.service.access import SHOP_ID, new_key
 from loyalty.service.cache import TTLCache
@@ -30,7 +31,8 @@ class Shops:
         owner, api_key = new_key(shop_id, "owner", "owner", now, None)
         webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
         program = Program(currency=currency) if currency else Program()
-        shop_store.create_shop(self.db, ShopRecord(shop_id, name, webhook_secret), program, owner, now)
+        record = ShopRecord(shop_id, name, webhook_secret, secrets.token_urlsafe(32))
+        shop_store.create_shop(self.db, record, program, owner, now)
         return {"shop_id": shop_id, "api_key": api_key, "key_id": owner.key_id, "webhook_secret": webhook_secret}
 
     def shop(self, shop_id: str) -> ShopRecord | None:
@@ -39,6 +41,13 @@ class Shops:
         if not SHOP_ID.fullmatch(shop_id):
             return None
         return self._shops.get(shop_id, lambda: shop_store.get_shop(self.db, shop_id), remember_missing=True)
+
+    def pseudonym(self, shop_id: str, member_id: str) -> str:
+        """How the audit trail names a member of the shop."""
+        record = self.shop(shop_id)
+        if record is None:
+            raise NotFound(f"shop {shop_id} not found", field="shop_id")
+        return pseudonym(record.pseudonym_key, member_id)
 
     def program(self, shop_id: str) -> Program:
         program = self._programs.get(shop_id, lambda: shop_store.get_program(self.db, shop_id))

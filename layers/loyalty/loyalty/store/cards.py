@@ -21,8 +21,9 @@ from loyalty.store.keys import (
     shop_pk,
 )
 
-# Cards written per transaction, with the batch's progress marker (a transaction holds at most 100 actions).
-CHUNK = 99
+# Cards written per transaction, with the batch's progress marker and its audit entry (a transaction holds at
+# most 100 actions).
+CHUNK = 98
 
 
 def get_batch(db: Dynamo, shop_id: str, batch_id: str) -> Item | None:

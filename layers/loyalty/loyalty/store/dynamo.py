@@ -6,6 +6,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
 
 Item = dict[str, Any]
 M = TypeVar("M", bound=BaseModel)
+
+# The audit scope of the API request being answered (store/audit.py's AuditScope), or None (the consumers and
+# runs, whose events are their own record). While one is set, every write carries its audit entry.
+AUDIT: ContextVar[Any] = ContextVar("audit", default=None)
 
 
 class ConditionFailed(Conflict):
@@ -143,6 +148,7 @@ class Transaction:
 
     table: str
     actions: list[dict[str, Any]] = field(default_factory=list)
+    audited: bool = False  # its audit entry is among the actions (a transaction sent again keeps its one entry)
 
     def put(
         self, item: Item, condition: str | None = None, values: Item | None = None, names: dict[str, str] | None = None
@@ -243,6 +249,10 @@ class Dynamo:
         return found
 
     def put(self, item: Item, condition: str | None = None, values: Item | None = None) -> None:
+        if AUDIT.get() is not None:
+            tx = self.transaction()
+            tx.put(item, condition=condition, values=values)
+            return self._commit_single(tx)
         params: dict[str, Any] = {"TableName": self.table_name, "Item": serialise(item)}
         if condition:
             params["ConditionExpression"] = condition
@@ -261,6 +271,10 @@ class Dynamo:
         condition: str | None = None,
         names: dict[str, str] | None = None,
     ) -> None:
+        if AUDIT.get() is not None:
+            tx = self.transaction()
+            tx.update({"PK": pk, "SK": sk}, expression, values=values, condition=condition, names=names)
+            return self._commit_single(tx)
         params: dict[str, Any] = {
             "TableName": self.table_name,
             "Key": serialise({"PK": pk, "SK": sk}),
@@ -292,6 +306,29 @@ class Dynamo:
             "Limit": limit,
             "ConsistentRead": consistent,
         }
+        return self._page(self.client.query, params, start)
+
+    def query_between(
+        self,
+        pk: str,
+        low: str,
+        high: str,
+        *,
+        limit: int,
+        start: Item | None = None,
+        filter: str | None = None,
+        values: Item | None = None,
+    ) -> tuple[list[Item], Item | None]:
+        """A page of the partition's items with sort keys from `low` to `high`, oldest first, kept by `filter`
+        (DynamoDB reads, and bills, the items the filter drops too)."""
+        params: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "PK = :pk AND SK BETWEEN :low AND :high",
+            "ExpressionAttributeValues": serialise({":pk": pk, ":low": low, ":high": high, **(values or {})}),
+            "Limit": limit,
+        }
+        if filter:
+            params["FilterExpression"] = filter
         return self._page(self.client.query, params, start)
 
     def cursor_page(
@@ -363,9 +400,23 @@ class Dynamo:
     def transaction(self) -> Transaction:
         return Transaction(self.table_name)
 
+    def _commit_single(self, tx: Transaction) -> None:
+        """One write sent as a transaction (with its audit entry): its condition failing is ConditionFailed, as
+        the single write's would be."""
+        try:
+            self.commit(tx)
+        except TransactionCancelled as exc:
+            if exc.failed(0):
+                raise ConditionFailed("condition failed", exc.items[0]) from exc
+            raise
+
     def commit(self, tx: Transaction) -> None:
         if not tx.actions:
             return
+        scope = AUDIT.get()
+        if scope is not None and not tx.audited:
+            scope.add_entry(tx)
+            tx.audited = True
         try:
             self.client.transact_write_items(TransactItems=tx.actions)  # type: ignore[arg-type]
         except aws.TRANSPORT_ERRORS as exc:

@@ -16,6 +16,7 @@ class ShopRecord:
     shop_id: str
     name: str
     webhook_secret: str
+    pseudonym_key: str  # keys the members' pseudonyms in the audit trail (domain/members.pseudonym)
 
 
 def create_shop(db: Dynamo, shop: ShopRecord, program: Program, owner: ApiKey, now: datetime) -> None:
@@ -29,6 +30,7 @@ def create_shop(db: Dynamo, shop: ShopRecord, program: Program, owner: ApiKey, n
             "shop_id": shop.shop_id,
             "name": shop.name,
             "webhook_secret": shop.webhook_secret,
+            "pseudonym_key": shop.pseudonym_key,
             "created_at": iso(now),
         },
         condition="attribute_not_exists(PK)",
@@ -45,7 +47,7 @@ def get_shop(db: Dynamo, shop_id: str) -> ShopRecord | None:
     item = db.get(shop_pk(shop_id), SHOP_SK, consistent=False)
     if item is None:
         return None
-    return ShopRecord(item["shop_id"], item["name"], item["webhook_secret"])
+    return ShopRecord(item["shop_id"], item["name"], item["webhook_secret"], item["pseudonym_key"])
 
 
 def get_program(db: Dynamo, shop_id: str) -> Program | None:
