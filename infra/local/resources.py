@@ -85,6 +85,16 @@ class Stack:
         return found
 
 
+def generated(properties: dict[str, Any]) -> str:
+    """A secret's value as GenerateSecretString makes it: random and never the same twice; with a
+    SecretStringTemplate, that JSON with the random string under GenerateStringKey."""
+    spec = properties.get("GenerateSecretString", {})
+    value = uuid.uuid4().hex + uuid.uuid4().hex
+    if "SecretStringTemplate" not in spec:
+        return value
+    return json.dumps({**json.loads(spec["SecretStringTemplate"]), spec["GenerateStringKey"]: value})
+
+
 def create_stack(prefix: str = "") -> Stack:
     """Create (or find) every table and queue of the template. Safe to call again."""
     template = load_template()
@@ -128,8 +138,8 @@ def create_stack(prefix: str = "") -> Stack:
         try:
             arn = secrets.describe_secret(SecretId=name)["ARN"]
         except secrets.exceptions.ResourceNotFoundException:
-            # As GenerateSecretString would: random, and never the same twice.
-            arn = secrets.create_secret(Name=name, SecretString=uuid.uuid4().hex + uuid.uuid4().hex)["ARN"]
+            properties = template["Resources"][logical_id].get("Properties", {})
+            arn = secrets.create_secret(Name=name, SecretString=generated(properties))["ARN"]
         stack.secrets[logical_id] = arn
     return stack
 

@@ -151,4 +151,5 @@ def requests(w: World) -> dict[tuple[str, str], Callable[[], tuple[str, Any, dic
         ("POST", S + "/keys/{key_id}/rotations"): lambda: (f"/keys/{w.spare_key()}/rotations", {}, {}),
         ("DELETE", S + "/keys/{key_id}"): lambda: (f"/keys/{w.spare_key()}", None, {}),
         ("GET", S + "/audit"): body("/audit"),
+        ("POST", S + "/members/{member_id}/tokens"): body(m + "/tokens", {}),
     }  # fmt: skip

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from loyalty.service.runs import Runs
     from loyalty.service.shops import Shops
     from loyalty.service.tiers import Tiers
+    from loyalty.service.tokens import MemberTokens
     from loyalty.service.wallet import Wallet
     from loyalty.store.events import Events
 
@@ -67,6 +68,12 @@ class Services:
         from loyalty.service.access import Access
 
         return Access(self.db, clock=self.clock, cache_seconds=self.cache_seconds)
+
+    @cached_property
+    def tokens(self) -> "MemberTokens":
+        from loyalty.service.tokens import MemberTokens, SigningKeys
+
+        return MemberTokens(SigningKeys(), clock=self.clock)
 
     @cached_property
     def audit(self) -> "Audit":

@@ -3,17 +3,16 @@
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from loyalty import runtime
-from loyalty.api.common import MemberId, ShopId, identifier, json_response, new_router
+from loyalty.api.common import IdempotencyKey, MemberId, ShopId, identifier, json_response, new_router
 from loyalty.domain.cards import BatchRequest
 from loyalty.domain.orders import Identifier
 
 router = new_router()
 BatchId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^#\s]+$")]
-IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=128)]
 
 
 class Redemption(BaseModel):

@@ -5,7 +5,7 @@ from functools import cache
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
-from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.openapi.params import Header, Path
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from pydantic import TypeAdapter, ValidationError
 
@@ -14,6 +14,7 @@ from loyalty.domain.orders import Identifier
 
 ShopId = Annotated[str, Path(pattern=r"^shp_[0-9a-f]{16}$", description="the shop's id")]
 MemberId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^#\s]+$")]
+IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=128)]
 
 
 def json_response(status: int, body: Any) -> Response[str]:

@@ -3,11 +3,11 @@
 from typing import Annotated, Literal
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from pydantic import BaseModel, ConfigDict
 
 from loyalty import runtime
-from loyalty.api.common import MemberId, ShopId, identifier, json_response, new_router
+from loyalty.api.common import IdempotencyKey, MemberId, ShopId, identifier, json_response, new_router
 from loyalty.domain.coupons import TemplateRequest
 from loyalty.domain.orders import Identifier
 from loyalty.service.coupons import GrantRequest, QuoteRequest
@@ -15,7 +15,6 @@ from loyalty.service.coupons import GrantRequest, QuoteRequest
 router = new_router()
 TemplateId = Annotated[str, Path(pattern=r"^tpl_[0-9a-f]{16}$")]
 GrantId = Annotated[str, Path(pattern=r"^grt_[0-9a-f]{16}$")]
-IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=128)]
 
 
 class Claim(BaseModel):

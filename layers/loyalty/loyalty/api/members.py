@@ -1,9 +1,11 @@
 """/v1/shops/{shop_id}/members: enrolment, look-up by contact, a member and their points."""
 
+from datetime import timedelta
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from pydantic import BaseModel, ConfigDict, Field
 
 from loyalty import runtime
 from loyalty.api.common import MemberId, ShopId, json_response, new_router
@@ -65,3 +67,19 @@ def find(
 @router.get("/v1/shops/<shop_id>/members/<member_id>", summary="A member and their points", tags=["members"])
 def get_member(shop_id: ShopId, member_id: MemberId) -> Response[str]:
     return json_response(200, member_view(shop_id, runtime.services().members.member(shop_id, member_id)))
+
+
+class TokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ttl_seconds: Annotated[int, Field(ge=60, le=86_400, strict=True)] = 900
+
+
+@router.post(
+    "/v1/shops/<shop_id>/members/<member_id>/tokens",
+    summary="A short-lived token for the member's own /v1/me routes (after the shop's own login)",
+    tags=["members"],
+)
+def issue_token(shop_id: ShopId, member_id: MemberId, body: Annotated[TokenRequest, Body()]) -> Response[str]:
+    services = runtime.services()
+    services.members.member(shop_id, member_id)  # a member of this shop (404 otherwise)
+    return json_response(201, services.tokens.issue(shop_id, member_id, timedelta(seconds=body.ttl_seconds)))

@@ -28,6 +28,7 @@ from loyalty.api import (
     keys,
     lottery,
     mall,
+    me,
     members,
     points,
     shops,
@@ -39,6 +40,7 @@ from loyalty.store import audit as audit_store
 from loyalty.store.audit import AuditScope
 
 SHOP_PATH = re.compile(r"^/v1/shops/(?P<shop_id>[^/]+)(/|$)")
+ME_PATH = re.compile(r"^/v1/me(/|$)")
 
 
 def audit_scope(app: APIGatewayRestResolver, caller: Caller) -> AuditScope:
@@ -70,8 +72,9 @@ def build() -> APIGatewayRestResolver:
     )
 
     def check_caller() -> None:
-        """The credentials the requested route needs: the operator's for /v1/shops, else a key of the shop in the
-        path, whose role may call the route (api/access.py). Raises Denied (a PermissionError)."""
+        """The credentials the requested route needs: the operator's for /v1/shops, a key of the shop in the path
+        whose role may call the route (api/access.py) for the shop's routes, a member token for /v1/me. Raises
+        Denied (a PermissionError)."""
         access.set_caller(None)
         path = app.current_event.path
         shop = SHOP_PATH.match(path)
@@ -82,6 +85,8 @@ def build() -> APIGatewayRestResolver:
         elif path.rstrip("/") == "/v1/shops":
             require_operator(app)
             access.set_caller(Caller(kind="operator"))
+        elif ME_PATH.match(path):
+            access.set_caller(runtime.services().tokens.verify(bearer(app)))
 
     def authenticate(resolver: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[str]:
         check_caller()
@@ -99,6 +104,7 @@ def build() -> APIGatewayRestResolver:
         shops,
         keys,
         audit,
+        me,
         members,
         points,
         wallet,
