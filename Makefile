@@ -9,7 +9,7 @@ SAM_VENV := .venv-sam
 SAM_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12 2>/dev/null))
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test lint typecheck unit build validate deploy bench bench-cost bench-cold bench-overhead bench-expiry bench-local iam-report openapi clean
+.PHONY: run test lint typecheck unit build validate deploy bench bench-cost bench-cold bench-overhead bench-expiry bench-import bench-local iam-report openapi clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,9 @@ bench-cost: $(BIN)/.installed ## dollars per million order events on AWS, from t
 iam-report: $(BIN)/.installed ## per function: the actions template.yaml grants and those the tests saw it make (~8 min)
 	LOYALTY_IAM_REPORT=.iam-report.json $(BIN)/pytest -q tests/integration tests/unit
 	$(BIN)/python -m infra.local.strict .iam-report.json
+
+bench-import: $(BIN)/.installed ## `loyalty import` of a messy 10,000-row CSV: rows/s locally, DynamoDB per member, 1M rows on AWS (~5 min)
+	$(BIN)/python -m bench.import_csv
 
 bench-local: $(BIN)/.installed ## the local stack at 5,000 and 100,000 members: enrol/s, orders/s end to end, KB per order over a 10,000-order soak (~25 min)
 	$(BIN)/python -m bench.local_stack

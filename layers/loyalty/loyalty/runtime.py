@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from loyalty.service.cards import Cards
     from loyalty.service.coupons import Coupons
     from loyalty.service.engagement import Engagement
+    from loyalty.service.imports import Imports
     from loyalty.service.lottery import Lotteries
     from loyalty.service.mall import Mall
     from loyalty.service.members import Members
@@ -92,6 +93,12 @@ class Services:
         from loyalty.service.members import Members
 
         return Members(self.db, self.shops, clock=self.clock, shards=self.shards)
+
+    @cached_property
+    def imports(self) -> "Imports":
+        from loyalty.service.imports import Imports
+
+        return Imports(self.db, self.members, clock=self.clock, shards=self.shards)
 
     @cached_property
     def points(self) -> "Points":

@@ -11,7 +11,7 @@ from loyalty import runtime
 from loyalty.api.common import MemberId, ShopId, json_response, new_router
 from loyalty.domain.errors import InvalidInput
 from loyalty.domain.ledger import iso
-from loyalty.domain.members import Member, Profile, normalise_email, normalise_phone, referral_code
+from loyalty.domain.members import Member, Profile, e164, normalise_email, referral_code
 
 router = new_router()
 
@@ -55,9 +55,8 @@ def find(
     if (email is None) == (phone is None):
         raise InvalidInput("give exactly one of email or phone", field="email")
     try:
-        kind, value = (
-            ("email", normalise_email(email)) if email is not None else ("phone", normalise_phone(phone or ""))
-        )
+        region = runtime.services().shops.program(shop_id).phone_region
+        kind, value = ("email", normalise_email(email)) if email is not None else ("phone", e164(phone or "", region))
     except ValueError as exc:
         raise InvalidInput(str(exc), field="email" if email is not None else "phone") from exc
     found = runtime.services().members.find(shop_id, kind, value)
@@ -83,3 +82,18 @@ def issue_token(shop_id: ShopId, member_id: MemberId, body: Annotated[TokenReque
     services = runtime.services()
     services.members.member(shop_id, member_id)  # a member of this shop (404 otherwise)
     return json_response(201, services.tokens.issue(shop_id, member_id, timedelta(seconds=body.ttl_seconds)))
+
+
+class MemberBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # Rows are checked one by one (a bad row is answered with its reason, the others go on): see ImportRow.
+    members: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=100)]
+
+
+@router.post(
+    "/v1/shops/<shop_id>/members:batch",
+    summary="Import up to 100 members, each with its opening points and tier (idempotent per row)",
+    tags=["members"],
+)
+def import_members(shop_id: ShopId, body: Annotated[MemberBatch, Body()]) -> Response[str]:
+    return json_response(200, {"results": runtime.services().imports.import_rows(shop_id, body.members)})

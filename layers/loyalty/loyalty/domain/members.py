@@ -27,11 +27,27 @@ def normalise_email(value: str) -> str:
 
 
 def normalise_phone(value: str) -> str:
-    """'+86 138-0013-8000' -> '+8613800138000'. Raises ValueError for anything that is not a phone number."""
+    """A first look, without a region: '+86 138-0013-8000' -> '+8613800138000'. Raises ValueError for anything
+    that cannot be a phone number. `e164` makes it the one form contacts are kept in."""
     phone = _PHONE_NOISE.sub("", value.strip())
     if not _PHONE.match(phone):
         raise ValueError("must be a phone number of 5 to 20 digits, optionally starting with +")
     return phone
+
+
+def e164(value: str, region: str) -> str:
+    """The number in E.164 ('+8613800138000'), read as dialled in `region` (ISO 3166 code, the program's) unless
+    it starts with +, so '138 0013 8000', '+86 138 0013 8000' and '0138-0013-8000' are one member's phone. Raises
+    ValueError for a number that is not valid where it says it is (Google's libphonenumber metadata)."""
+    import phonenumbers
+
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError("must be a phone number") from exc
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError(f"not a valid phone number (read in region {region} unless it starts with +)")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 class Profile(BaseModel):
@@ -56,6 +72,10 @@ class Profile(BaseModel):
     @classmethod
     def _email(cls, value: str | None) -> str | None:
         return normalise_email(value) if value is not None else None
+
+    def in_region(self, region: str) -> "Profile":
+        """The profile with its phone in E.164, as contacts are kept (ValueError for a phone not valid there)."""
+        return self if self.phone is None else self.model_copy(update={"phone": e164(self.phone, region)})
 
     def contacts(self) -> dict[str, str]:
         """The unique contact details, by kind."""

@@ -105,6 +105,9 @@ class Program(BaseModel):
         "that later earnings repay",
     )
     timezone: str = Field(default="UTC", description="IANA time zone of the program, for calendar rules")
+    phone_region: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = Field(
+        default="CN", description="ISO 3166 region phone numbers without a + are read in (kept in E.164)"
+    )
     expiry: dict[Source, ExpiryRule] = Field(
         default_factory=dict,
         description="expiry policy per points source (end_of_next_year, days, never); a source not listed never "

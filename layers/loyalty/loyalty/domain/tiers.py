@@ -41,7 +41,7 @@ class TierChange(BaseModel):
     # None values are not stored, so each optional field has its default.
     from_tier: str | None = None
     to_tier: str | None = None
-    reason: Literal["upgrade", "retained", "one_down", "recompute"]
+    reason: Literal["upgrade", "retained", "one_down", "recompute", "import"]
     at: datetime
     metric: int  # the qualifying total the decision saw
     review_at: datetime | None = None  # when the new tier is next reviewed (None: the base tier is never reviewed)

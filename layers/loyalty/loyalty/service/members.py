@@ -10,8 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from loyalty.domain.engagement import day_starts, local_day, next_birthday
 from loyalty.domain.errors import Conflict, InvalidInput, NotFound, Retryable
-from loyalty.domain.members import Member, Profile
+from loyalty.domain.members import Member, Profile, e164
 from loyalty.domain.orders import Customer
+from loyalty.domain.program import Program
 from loyalty.service.shops import Shops
 from loyalty.store import members as member_store
 from loyalty.store.dynamo import Dynamo
@@ -42,15 +43,24 @@ class Members:
         """A member with a birthday is filed for the birthday run from the start (its next birthday in the
         program's time zone), whatever the program rewards today: a birthday rule added later finds them."""
         now = self.clock()
-        birthday = None
-        if profile.birthday is not None:
-            timezone = self.shops.program(shop_id).timezone
-            day = next_birthday(profile.birthday, local_day(now, timezone))
-            birthday = (day, day_starts(day, timezone))
+        program = self.shops.program(shop_id)
+        try:
+            profile = profile.in_region(program.phone_region)
+        except ValueError as exc:
+            raise InvalidInput(str(exc), field="phone") from exc
+        birthday = self.next_birthday(program, profile, now)
         referrer = self._referrer(shop_id, profile) if profile.referred_by else None
         return member_store.enrol(
             self.db, shop_id, profile, now, birthday=birthday, referrer=referrer, shards=self.shards
         )
+
+    @staticmethod
+    def next_birthday(program: Program, profile: Profile, now: datetime) -> tuple[date, datetime] | None:
+        """The member's next birthday in the program's time zone and the instant it begins (the birthday run's)."""
+        if profile.birthday is None:
+            return None
+        day = next_birthday(profile.birthday, local_day(now, program.timezone))
+        return day, day_starts(day, program.timezone)
 
     def _referrer(self, shop_id: str, profile: Profile) -> str:
         """The member a `referred_by` code names; never the new member themselves (the same phone or e-mail)."""
@@ -104,6 +114,13 @@ class Members:
         found = member_store.get_member(self.db, shop_id, member_id) if member_id else None
         return [found] if found else []
 
+    def _phone(self, shop_id: str, phone: str | None) -> str | None:
+        """A platform's phone as contacts are kept; None if it is not valid in the program's region."""
+        try:
+            return e164(phone, self.shops.program(shop_id).phone_region) if phone else None
+        except ValueError:
+            return None
+
     def for_customer(self, shop_id: str, customer: Customer) -> str:
         """The member a platform's buyer is, by the shop's match rules in order; enrolled if none matches and the
         shop allows it. Raises Retryable when none matches (the shop may enrol them yet)."""
@@ -112,7 +129,7 @@ class Members:
             is_member = kind == "customer_id" and customer.customer_id and own_id
             if is_member and own_id and member_store.get_member(self.db, shop_id, own_id, consistent=False):
                 return own_id
-            value = customer.email if kind == "email" else customer.phone if kind == "phone" else None
+            value = {"email": customer.email, "phone": self._phone(shop_id, customer.phone)}.get(kind)
             if value:
                 found = member_store.find_member_id(self.db, shop_id, kind, value)
                 if found:
@@ -122,7 +139,8 @@ class Members:
         if own_id is None:
             raise InvalidInput("the order names no customer, e-mail or phone", field="data.customer")
         # Contact details another member holds are left off: they identify that member, not this buyer.
-        for contacts in ({"email": customer.email, "phone": customer.phone}, {"email": customer.email}, {}):
+        phone = self._phone(shop_id, customer.phone)
+        for contacts in ({"email": customer.email, "phone": phone}, {"email": customer.email}, {}):
             try:
                 self.enrol(shop_id, Profile(member_id=own_id, **{k: v for k, v in contacts.items() if v}))
             except Conflict as exc:

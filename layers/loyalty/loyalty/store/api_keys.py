@@ -68,8 +68,9 @@ def revoke(db: Dynamo, shop_id: str, key_id: str, *, now: datetime, keep_owner: 
         values={":now": iso(now)},
         condition="attribute_exists(PK) AND attribute_not_exists(revoked_at)",
     )
+    owner = -1
     if keep_owner != key_id:
-        tx.check(
+        owner = tx.check(
             {"PK": shop_pk(shop_id), "SK": API_KEY_PREFIX + keep_owner},
             "attribute_not_exists(revoked_at) AND #role = :owner",
             values={":owner": "owner"},
@@ -80,7 +81,7 @@ def revoke(db: Dynamo, shop_id: str, key_id: str, *, now: datetime, keep_owner: 
     except TransactionCancelled as exc:
         if exc.failed(0):
             raise NotFound(f"no active key {key_id}", field="key_id") from exc
-        if len(exc.reasons) > 1 and exc.failed(1):
+        if owner >= 0 and exc.failed(owner):
             raise Conflict("a shop keeps at least one active owner key", field="key_id") from exc
         raise
 

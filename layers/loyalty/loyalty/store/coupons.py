@@ -97,14 +97,14 @@ def commit_claim(
     tx = db.transaction()
     idempotency.add_record(tx, shop_id, "claim", key, request=request, response=response, now=now)
     claim = add_claim(tx, shop_id, template, shard, coupon, now=now, due_shards=due_shards, remind_days=remind_days)
-    tx.check({"PK": member_pk(shop_id, coupon.member_id), "SK": PROFILE_SK}, "attribute_exists(PK)")
+    member = tx.check({"PK": member_pk(shop_id, coupon.member_id), "SK": PROFILE_SK}, "attribute_exists(PK)")
     try:
         db.commit(tx)
     except TransactionCancelled as exc:
         # Several conditions may fail at once; answer with the most fundamental.
         if exc.failed(0):
             return "replay"
-        if exc.failed(len(tx.actions) - 1):
+        if exc.failed(member):
             return "no_member"
         outcome = claim.outcome(exc)
         if outcome is None:

@@ -1,6 +1,6 @@
 """Members, their contact look-ups, lots and ledger."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -40,11 +40,16 @@ def enrol(
     birthday: tuple[date, datetime] | None = None,
     referrer: str | None = None,
     shards: int = 8,
+    opening: tuple[int, Callable[[Transaction], None]] | None = None,
+    tier: TierChange | None = None,
 ) -> tuple[bool, Member]:
     """Create the member and claim its phone and e-mail for it, atomically; with `birthday` (its next local date and
     the instant that day begins), file it for the birthday run in the same transaction. The member's referral code
     is claimed for them; with `referrer` (the member their `referred_by` code names), the referral waits for their
     first order. Returns (created, member).
+
+    An import brings an `opening` balance (the points, and what adds their lots and ledger entries to the
+    transaction) and a `tier` (held from now until its review).
 
     Enrolling again with identical details is a replay (created False); different details are a conflict.
     """
@@ -65,6 +70,13 @@ def enrol(
     }
     if referrer is not None:
         item["referrer"] = referrer
+    if opening is not None:
+        item["available"] = opening[0]
+    if tier is not None:
+        item |= {"tier": tier.to_tier, "tier_since": iso(tier.at), "rev": 1}
+        if tier.review_at is not None:
+            item["tier_review_at"] = iso(tier.review_at)
+            item["DuePK"], item["DueSK"] = due_keys(REVIEW_JOB, tier.review_at, pk, shards, PROFILE_SK, now=now)
     tx.put(item, condition="attribute_not_exists(PK)")
     # The referral code is claimed like a contact: unique in the shop, found by its digest.
     contacts = profile.contacts() | {REFERRAL_CODE: referral_code(shop_id, profile.member_id)}
@@ -82,6 +94,10 @@ def enrol(
         )
     if birthday is not None:
         add_next_birthday(tx, shop_id, profile.member_id, *birthday, now=now, shards=shards)
+    if opening is not None:
+        opening[1](tx)
+    if tier is not None:
+        add_tier_decision(tx, shop_id, profile.member_id, tier, shards, now=now)
     if referrer is not None:
         item_referral = {"PK": pk, "SK": REFERRAL_SK, "type": "referral", "referrer": referrer, "status": "waiting"}
         tx.put(item_referral, condition="attribute_not_exists(SK)")
@@ -332,7 +348,7 @@ def add_tier_decision(
     published right after the commit, and by the review run for any the first attempt missed)."""
     pk, sk = member_pk(shop_id, member_id), tier_decision_sk(change)
     item: Item = {"PK": pk, "SK": sk, "type": "tier_decision", **change.model_dump(mode="json")}
-    if change.moved:
+    if change.moved and change.reason != "import":  # an imported tier is the shop's own, not news to publish
         item["DuePK"], item["DueSK"] = due_keys(PUBLISH_JOB, change.at, pk, shards, sk, now=now)
     tx.put(item)
 

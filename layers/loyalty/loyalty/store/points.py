@@ -61,6 +61,14 @@ def add_move(
         tier=tier,
         first_order=first_order,
     )
+    add_move_parts(tx, shop_id, member_id, move, now=now, shards=shards, remind_days=remind_days)
+
+
+def add_move_parts(
+    tx: Transaction, shop_id: str, member_id: str, move: Move, *, now: datetime, shards: int, remind_days: int = 0
+) -> None:
+    """A move's lots and ledger entries, without the member's balance: for a member written in the same
+    transaction with the balance already in it (an import's opening balance)."""
     for lot in move.lots:
         add_lot(tx, shop_id, member_id, lot, now=now, shards=shards, remind_days=remind_days)
     add_draws(tx, shop_id, member_id, move.draws)
