@@ -4,6 +4,8 @@ import base64
 import hashlib
 import hmac
 import json
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -333,3 +335,39 @@ def test_points_expire_through_the_fanned_out_run(base: str) -> None:
     status, report = call(base, "POST", "/_local/schedules/expire-points", {"time": when})
     assert status == 200 and report["due"] >= 32  # day-shards dispatched (32 shards by default)
     assert eventually(lambda: available() == 0, timeout=60), available()
+
+
+def loyalty(*args: str) -> subprocess.CompletedProcess[str]:
+    """The `loyalty` command, run as its own process."""
+    return subprocess.run([sys.executable, "-m", "loyalty.cli", *args], capture_output=True, text=True, check=False)  # noqa: S603
+
+
+def test_the_loyalty_command_sends_an_order_and_imports_members(base: str, tmp_path: Path) -> None:
+    """The quick start's commands, as a newcomer types them: `loyalty send-order` signs for them, `loyalty import`
+    sends batches in parallel over HTTP; then a member token reads the member's own account."""
+    status, shop = call(base, "POST", "/v1/shops", {"name": "CLI Tea"}, key=OPERATOR_KEY)
+    sid, key = shop["shop_id"], shop["api_key"]
+    assert call(base, "POST", f"/v1/shops/{sid}/members", {"member_id": "m1"}, key=key)[0] == 201
+    assert loyalty("--help").returncode == 0
+    sent = loyalty(
+        "send-order", "--url", base, "--shop", sid, "--secret", shop["webhook_secret"], "--member", "m1",
+        "--amount", "99.00",
+    )  # fmt: skip
+    assert sent.returncode == 0, sent.stderr
+    assert json.loads(sent.stdout)["status"] == 202
+    assert eventually(lambda: call(base, "GET", f"/v1/shops/{sid}/members/m1", key=key)[1]["points"]["available"] == 99)
+
+    rows = ["member_id,手机号,积分"] + [f"c{n},139{n:08d},{n}" for n in range(300)] + ["c1,13900000999,5", "bad,12,1"]
+    path = tmp_path / "members.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    imported = loyalty("import", str(path), "--url", base, "--shop", sid, "--key", key, "--workers", "4")
+    assert imported.returncode == 0, imported.stderr
+    report = json.loads(imported.stdout)
+    assert (report["created"], report["rejected"]) == (300, 2), report
+    assert "rows/s" in imported.stderr  # the progress bar
+    assert call(base, "GET", f"/v1/shops/{sid}/members/c7", key=key)[1]["points"]["available"] == 7
+
+    status, token = call(base, "POST", f"/v1/shops/{sid}/members/c7/tokens", {}, key=key)
+    assert status == 201
+    status, me = call(base, "GET", "/v1/me", key=token["token"])
+    assert status == 200 and me["member_id"] == "c7" and me["phone"] == "+8613900000007"
