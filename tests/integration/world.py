@@ -107,6 +107,7 @@ def requests(w: World) -> dict[tuple[str, str], Callable[[], tuple[str, Any, dic
         ("GET", S + "/program"): body("/program"),
         ("PUT", S + "/program"): body("/program", {"check_in": {"points": 5}, "behaviours": {"review": {"points": 20}}}),
         ("POST", S + "/members"): lambda: ("/members", {"member_id": "new" + n()}, {}),
+        ("POST", S + "/members:batch"): lambda: ("/members:batch", {"members": [{"member_id": "imp" + n(), "points": 5}]}, {}),
         ("GET", S + "/members"): body("/members?email=nobody@example.com"),
         ("GET", S + "/members/{member_id}"): body(m),
         ("GET", S + "/members/{member_id}/ledger"): body(m + "/ledger"),
