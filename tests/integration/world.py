@@ -153,4 +153,5 @@ def requests(w: World) -> dict[tuple[str, str], Callable[[], tuple[str, Any, dic
         ("DELETE", S + "/keys/{key_id}"): lambda: (f"/keys/{w.spare_key()}", None, {}),
         ("GET", S + "/audit"): body("/audit"),
         ("POST", S + "/members/{member_id}/tokens"): body(m + "/tokens", {}),
+        ("GET", S + "/members/{member_id}/export"): body(m + "/export"),
     }  # fmt: skip

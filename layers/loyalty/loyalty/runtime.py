@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from loyalty.service.orders import Orders
     from loyalty.service.platforms import Platforms
     from loyalty.service.points import Points
+    from loyalty.service.privacy import Privacy
     from loyalty.service.runs import Runs
     from loyalty.service.shops import Shops
     from loyalty.service.tiers import Tiers
@@ -99,6 +100,12 @@ class Services:
         from loyalty.service.imports import Imports
 
         return Imports(self.db, self.members, clock=self.clock, shards=self.shards)
+
+    @cached_property
+    def privacy(self) -> "Privacy":
+        from loyalty.service.privacy import Privacy
+
+        return Privacy(self.db, self.members, clock=self.clock)
 
     @cached_property
     def points(self) -> "Points":

@@ -70,6 +70,7 @@ ALLOWED: dict[tuple[str, str], set[Role]] = {
     ("GET", S + "/integrations/{platform}"): set(),
     ("POST", S + "/cards/batches"): set(),
     ("POST", M + "/tokens"): set(),  # the shop's backend, after its own login of the member
+    ("GET", M + "/export"): set(),  # all of a member's personal data (the member's own: GET /v1/me/export)
 }
 
 

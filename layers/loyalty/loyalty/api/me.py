@@ -30,6 +30,11 @@ def my_account() -> Response[str]:
     return members.get_member(*me())
 
 
+@router.get("/v1/me/export", summary="Everything the shop's loyalty program holds on me, as JSON", tags=["me"])
+def my_data() -> Response[str]:
+    return members.export(*me())
+
+
 @router.get("/v1/me/ledger", summary="Why my points are what they are, newest first", tags=["me"])
 def my_ledger(limit: Limit = 25, next: Cursor = None) -> Response[str]:
     return points.ledger(*me(), limit=limit, next=next)

@@ -97,3 +97,12 @@ class MemberBatch(BaseModel):
 )
 def import_members(shop_id: ShopId, body: Annotated[MemberBatch, Body()]) -> Response[str]:
     return json_response(200, {"results": runtime.services().imports.import_rows(shop_id, body.members)})
+
+
+@router.get(
+    "/v1/shops/<shop_id>/members/<member_id>/export",
+    summary="Everything we hold on the member, as JSON (right of access)",
+    tags=["members"],
+)
+def export(shop_id: ShopId, member_id: MemberId) -> Response[str]:
+    return json_response(200, runtime.services().privacy.export(shop_id, member_id))

@@ -348,6 +348,21 @@ class Dynamo:
             if start is None:
                 return
 
+    def query_partition(self, pk: str) -> Iterator[Item]:
+        """Every item of one partition, in sort key order."""
+        start: Item | None = None
+        while True:
+            params: dict[str, Any] = {
+                "TableName": self.table_name,
+                "KeyConditionExpression": "PK = :pk",
+                "ExpressionAttributeValues": serialise({":pk": pk}),
+                "Limit": 200,
+            }
+            items, start = self._page(self.client.query, params, start)
+            yield from items
+            if start is None:
+                return
+
     def query_due(
         self, due_pk: str, until: str, *, start: Item | None = None, limit: int = 100
     ) -> tuple[list[Item], Item | None]:
