@@ -47,6 +47,16 @@ def test_every_write_route_leaves_an_entry_and_no_read_does(world: World, servic
             assert "m1" not in json.dumps(entry, default=str)  # members by pseudonym only
 
 
+def test_an_entry_holds_no_body(world: World, service: Services) -> None:
+    before = len(entries(service, world.id))
+    body = {"member_id": "ann", "phone": "13800138000", "email": "ann@example.com"}
+    assert world.call(world.owner, "POST", "/members", body)[0] == 201
+    (entry,) = entries(service, world.id)[before:]
+    assert entry["target"] == {} and entry.get("member_ref") is None
+    text = json.dumps(entry, default=str)
+    assert "13800138000" not in text and "ann@" not in text and '"ann"' not in text
+
+
 def test_a_refused_write_or_a_replay_leaves_no_entry(world: World, service: Services) -> None:
     key = {"Idempotency-Key": "r1"}
     before = len(entries(service, world.id))

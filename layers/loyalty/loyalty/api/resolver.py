@@ -41,6 +41,7 @@ from loyalty.store.audit import AuditScope
 
 SHOP_PATH = re.compile(r"^/v1/shops/(?P<shop_id>[^/]+)(/|$)")
 ME_PATH = re.compile(r"^/v1/me(/|$)")
+ROUTE_PARAMETER = re.compile(r"{(\w+)}")
 
 
 def audit_scope(app: APIGatewayRestResolver, caller: Caller) -> AuditScope:
@@ -49,7 +50,9 @@ def audit_scope(app: APIGatewayRestResolver, caller: Caller) -> AuditScope:
     actor: dict[str, Any] = {"kind": caller.kind}
     if caller.kind == "key":
         actor |= {"key_id": caller.key_id, "name": caller.name, "role": caller.role}
-    target = {name: str(value) for name, value in app.request.path_parameters.items() if name != "shop_id"}
+    # The path's own ids only (Powertools' route arguments also hold the parsed body, which may be personal).
+    named = set(ROUTE_PARAMETER.findall(app.request.route)) - {"shop_id"}
+    target = {name: str(value) for name, value in app.request.path_parameters.items() if name in named}
     member_id = caller.member_id or target.pop("member_id", None)
     member_ref = services.shops.pseudonym(caller.shop_id, member_id) if member_id and caller.shop_id else None
     if caller.kind == "member":
