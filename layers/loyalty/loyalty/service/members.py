@@ -43,12 +43,14 @@ class Members:
         """A member with a birthday is filed for the birthday run from the start (its next birthday in the
         program's time zone), whatever the program rewards today: a birthday rule added later finds them."""
         now = self.clock()
-        program = self.shops.program(shop_id)
-        try:
-            profile = profile.in_region(program.phone_region)
-        except ValueError as exc:
-            raise InvalidInput(str(exc), field="phone") from exc
-        birthday = self.next_birthday(program, profile, now)
+        birthday = None
+        if profile.phone is not None or profile.birthday is not None:  # the program says how to read them
+            program = self.shops.program(shop_id)
+            try:
+                profile = profile.in_region(program.phone_region)
+            except ValueError as exc:
+                raise InvalidInput(str(exc), field="phone") from exc
+            birthday = self.next_birthday(program, profile, now)
         referrer = self._referrer(shop_id, profile) if profile.referred_by else None
         return member_store.enrol(
             self.db, shop_id, profile, now, birthday=birthday, referrer=referrer, shards=self.shards
