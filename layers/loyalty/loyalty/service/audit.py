@@ -54,7 +54,6 @@ def view(item: Item) -> dict[str, Any]:
         "route": item["route"],
         "target": item.get("target") or {},
         "changes": item.get("changes") or {},
-        "note": item.get("note"),
         "request_id": item["request_id"],
     }
     return {name: value for name, value in shown.items() if value is not None}

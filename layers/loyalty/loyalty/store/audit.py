@@ -17,7 +17,7 @@ import random
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -30,8 +30,7 @@ from loyalty.store.keys import AUDIT_SHARDS, audit_pk
 
 @dataclass
 class AuditScope:
-    """What is known of the request being answered: who and what. `note` is added by a route that has more to
-    say than the items it writes (e.g. an adjustment's points and reason)."""
+    """What is known of the request being answered: who and what."""
 
     actor: dict[str, Any]
     method: str
@@ -40,7 +39,6 @@ class AuditScope:
     request_id: str
     at: datetime
     member_ref: str | None = None
-    note: dict[str, Any] = field(default_factory=dict)
     written: int = 0
 
     def add_entry(self, tx: Transaction) -> None:
@@ -70,7 +68,6 @@ class AuditScope:
                 "route": self.route,
                 "target": self.target,
                 "changes": dict(changes),
-                "note": self.note or None,
                 "request_id": self.request_id,
             },
             condition="attribute_not_exists(PK)",
@@ -92,11 +89,6 @@ def recording(scope: AuditScope) -> Iterator[AuditScope]:
         dynamo.AUDIT.reset(token)
 
 
-def current() -> AuditScope | None:
-    scope = dynamo.AUDIT.get()
-    return scope if isinstance(scope, AuditScope) else None
-
-
 # ---------------------------------------------------------------- reading the trail
 
 
@@ -107,6 +99,17 @@ class AuditFilter:
     actor_id: str | None = None
     member_ref: str | None = None
 
+    def expression(self) -> tuple[str | None, Item]:
+        """The FilterExpression and its values that keep only the entries of this actor and member."""
+        conditions, values = [], {}
+        if self.actor_id:
+            conditions.append("actor_id = :actor")
+            values[":actor"] = self.actor_id
+        if self.member_ref:
+            conditions.append("member_ref = :member")
+            values[":member"] = self.member_ref
+        return " AND ".join(conditions) or None, values
+
 
 def page(
     db: Dynamo, shop_id: str, which: AuditFilter, *, limit: int, cursor: str | None
@@ -116,13 +119,14 @@ def page(
     first `limit` of the merge are the next entries whatever the others hold."""
     day, after = _cursor(cursor) if cursor else (which.since.date(), {})
     low, high = iso(which.since), iso(which.until) + "~"
+    kept = which.expression()
     found: list[Item] = []
     while day <= which.until.date() and len(found) < limit:
         need = limit - len(found)
         candidates: list[tuple[str, int, Item]] = []
         drained = True
         for shard in range(AUDIT_SHARDS):
-            items, more = _read(db, audit_pk(shop_id, day, shard), low, high, after.get(shard), need, which)
+            items, more = _read(db, audit_pk(shop_id, day, shard), low, high, after.get(shard), need, kept)
             drained = drained and not more
             candidates += [(item["SK"], shard, item) for item in items]
         candidates.sort(key=lambda candidate: candidate[0])
@@ -137,22 +141,14 @@ def page(
 
 
 def _read(
-    db: Dynamo, pk: str, low: str, high: str, after: str | None, need: int, which: AuditFilter
+    db: Dynamo, pk: str, low: str, high: str, after: str | None, need: int, kept: tuple[str | None, Item]
 ) -> tuple[list[Item], bool]:
-    """Up to `need` matching entries of one partition after `after`, and whether any may be left."""
-    conditions, values = [], {}
-    if which.actor_id:
-        conditions.append("actor_id = :actor")
-        values[":actor"] = which.actor_id
-    if which.member_ref:
-        conditions.append("member_ref = :member")
-        values[":member"] = which.member_ref
+    """Up to `need` entries of one partition after `after` that the filter `kept` keeps, and whether any may be
+    left."""
     items: list[Item] = []
     start = {"PK": pk, "SK": after} if after else None
     while len(items) < need:
-        got, start = db.query_between(
-            pk, low, high, limit=need, start=start, filter=" AND ".join(conditions) or None, values=values
-        )
+        got, start = db.query_between(pk, low, high, limit=need, start=start, filter=kept[0], values=kept[1])
         items += got
         if start is None:
             return items, False
