@@ -26,7 +26,7 @@ class Privacy:
         self.members.member(shop_id, member_id)  # 404 for no such member
         held: dict[str, list[Item]] = defaultdict(list)
         orders: set[str] = set()
-        for item in self.db.query_partition(member_pk(shop_id, member_id)):
+        for item in self.db.query_all(member_pk(shop_id, member_id), ""):
             kind = str(item["SK"]).split("#", 1)[0].lower()
             if item["SK"].startswith((LEDGER_PREFIX, LOT_PREFIX)) and item.get("reference"):
                 orders.add(str(item["reference"]))

@@ -298,10 +298,11 @@ class Dynamo:
         start: Item | None = None,
         consistent: bool = True,
     ) -> tuple[list[Item], Item | None]:
+        # An empty prefix is the whole partition (DynamoDB refuses begins_with an empty string).
         params: dict[str, Any] = {
             "TableName": self.table_name,
-            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
-            "ExpressionAttributeValues": serialise({":pk": pk, ":prefix": prefix}),
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)" if prefix else "PK = :pk",
+            "ExpressionAttributeValues": serialise({":pk": pk, **({":prefix": prefix} if prefix else {})}),
             "ScanIndexForward": not newest_first,
             "Limit": limit,
             "ConsistentRead": consistent,
@@ -344,21 +345,6 @@ class Dynamo:
         start: Item | None = None
         while True:
             items, start = self.query_page(pk, prefix, limit=200, start=start)
-            yield from items
-            if start is None:
-                return
-
-    def query_partition(self, pk: str) -> Iterator[Item]:
-        """Every item of one partition, in sort key order."""
-        start: Item | None = None
-        while True:
-            params: dict[str, Any] = {
-                "TableName": self.table_name,
-                "KeyConditionExpression": "PK = :pk",
-                "ExpressionAttributeValues": serialise({":pk": pk}),
-                "Limit": 200,
-            }
-            items, start = self._page(self.client.query, params, start)
             yield from items
             if start is None:
                 return
