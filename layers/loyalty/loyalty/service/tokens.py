@@ -27,7 +27,6 @@ from loyalty.store import aws
 
 ISSUER = "loyalty"
 DEFAULT_TTL = timedelta(minutes=15)
-MAX_TTL = timedelta(hours=24)
 
 
 class SigningKeys:
