@@ -66,11 +66,9 @@ class Imports:
     def _enrol(self, shop_id: str, row: ImportRow) -> bool:
         program = self.members.shops.program(shop_id)
         now = self.clock()
-        try:
-            profile = Profile(member_id=row.member_id, phone=row.phone, email=row.email, birthday=row.birthday)
-            profile = profile.in_region(program.phone_region)
-        except ValueError as exc:
-            raise InvalidInput(str(exc), field="phone") from exc
+        profile, birthday = self.members.as_kept(
+            program, Profile(member_id=row.member_id, phone=row.phone, email=row.email, birthday=row.birthday), now
+        )
         opening = None
         if row.points:
             lapse = row.points_expire_at or expires_at(program.expiry_rule("import"), now, program.timezone)
@@ -96,7 +94,7 @@ class Imports:
             review = now + timedelta(days=program.tier_valid_days) if names.index(row.tier) > 0 else None
             tier = TierChange(to_tier=row.tier, reason="import", at=now, metric=0, review_at=review)
         created, _ = member_store.enrol(
-            self.db, shop_id, profile, now, birthday=self.members.next_birthday(program, profile, now),
+            self.db, shop_id, profile, now, birthday=birthday,
             shards=self.shards, opening=opening, tier=tier,
         )  # fmt: skip
         return created

@@ -45,24 +45,25 @@ class Members:
         now = self.clock()
         birthday = None
         if profile.phone is not None or profile.birthday is not None:  # the program says how to read them
-            program = self.shops.program(shop_id)
-            try:
-                profile = profile.in_region(program.phone_region)
-            except ValueError as exc:
-                raise InvalidInput(str(exc), field="phone") from exc
-            birthday = self.next_birthday(program, profile, now)
+            profile, birthday = self.as_kept(self.shops.program(shop_id), profile, now)
         referrer = self._referrer(shop_id, profile) if profile.referred_by else None
         return member_store.enrol(
             self.db, shop_id, profile, now, birthday=birthday, referrer=referrer, shards=self.shards
         )
 
     @staticmethod
-    def next_birthday(program: Program, profile: Profile, now: datetime) -> tuple[date, datetime] | None:
-        """The member's next birthday in the program's time zone and the instant it begins (the birthday run's)."""
+    def as_kept(program: Program, profile: Profile, now: datetime) -> tuple[Profile, tuple[date, datetime] | None]:
+        """The profile as it is kept (its phone in E.164, read in the program's region; InvalidInput naming `phone`
+        otherwise), and its next birthday in the program's time zone with the instant it begins (the birthday run's),
+        if it has one."""
+        try:
+            profile = profile.in_region(program.phone_region)
+        except ValueError as exc:
+            raise InvalidInput(str(exc), field="phone") from exc
         if profile.birthday is None:
-            return None
+            return profile, None
         day = next_birthday(profile.birthday, local_day(now, program.timezone))
-        return day, day_starts(day, program.timezone)
+        return profile, (day, day_starts(day, program.timezone))
 
     def _referrer(self, shop_id: str, profile: Profile) -> str:
         """The member a `referred_by` code names; never the new member themselves (the same phone or e-mail)."""
@@ -127,11 +128,12 @@ class Members:
         """The member a platform's buyer is, by the shop's match rules in order; enrolled if none matches and the
         shop allows it. Raises Retryable when none matches (the shop may enrol them yet)."""
         own_id = _member_id(customer)
+        phone = self._phone(shop_id, customer.phone)
         for kind in customer.match:
             is_member = kind == "customer_id" and customer.customer_id and own_id
             if is_member and own_id and member_store.get_member(self.db, shop_id, own_id, consistent=False):
                 return own_id
-            value = {"email": customer.email, "phone": self._phone(shop_id, customer.phone)}.get(kind)
+            value = {"email": customer.email, "phone": phone}.get(kind)
             if value:
                 found = member_store.find_member_id(self.db, shop_id, kind, value)
                 if found:
@@ -141,7 +143,6 @@ class Members:
         if own_id is None:
             raise InvalidInput("the order names no customer, e-mail or phone", field="data.customer")
         # Contact details another member holds are left off: they identify that member, not this buyer.
-        phone = self._phone(shop_id, customer.phone)
         for contacts in ({"email": customer.email, "phone": phone}, {"email": customer.email}, {}):
             try:
                 self.enrol(shop_id, Profile(member_id=own_id, **{k: v for k, v in contacts.items() if v}))
