@@ -2,7 +2,10 @@
 
 import json
 
+import pytest
+
 from infra.local.resources import Stack
+from loyalty.api import members as members_api
 from tests.conftest import Api
 from tests.helpers import drain, paid, send
 
@@ -40,3 +43,13 @@ def test_an_export_holds_everything_on_the_member_and_nothing_of_ours_or_of_othe
     assert status == 200 and isinstance(mine, dict)
     assert {**mine, "exported_at": None} == {**export, "exported_at": None}
     assert call("GET", "/members/nobody/export")[0] == 404
+
+
+def test_an_export_too_large_for_a_lambda_response_is_a_413(
+    api: Api, shop: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(members_api, "EXPORT_MAX_BYTES", 200)  # as a member with years of ledger would reach 6 MB
+    sid, key = shop["shop_id"], shop["api_key"]
+    assert api.call("POST", f"/v1/shops/{sid}/members", key=key, body={"member_id": "m1"})[0] == 201
+    status, answer = api.call("GET", f"/v1/shops/{sid}/members/m1/export", key=key)
+    assert status == 413 and answer["error"]["field"] == "member_id"

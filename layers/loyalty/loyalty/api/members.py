@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from loyalty import runtime
 from loyalty.api.common import MemberId, ShopId, json_response, new_router
-from loyalty.domain.errors import InvalidInput
+from loyalty.domain.errors import InvalidInput, TooLarge
 from loyalty.domain.ledger import iso
 from loyalty.domain.members import Member, Profile, e164, normalise_email, referral_code
 
@@ -68,6 +68,10 @@ def get_member(shop_id: ShopId, member_id: MemberId) -> Response[str]:
     return json_response(200, member_view(shop_id, runtime.services().members.member(shop_id, member_id)))
 
 
+# Lambda answers API Gateway with at most 6 MB; keep room for the headers and the proxy's own fields.
+EXPORT_MAX_BYTES = 5_500_000
+
+
 class TokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     ttl_seconds: Annotated[int, Field(ge=60, le=86_400, strict=True)] = 900
@@ -105,4 +109,7 @@ def import_members(shop_id: ShopId, body: Annotated[MemberBatch, Body()]) -> Res
     tags=["members"],
 )
 def export(shop_id: ShopId, member_id: MemberId) -> Response[str]:
-    return json_response(200, runtime.services().privacy.export(shop_id, member_id))
+    answer = json_response(200, runtime.services().privacy.export(shop_id, member_id))
+    if len(answer.body or "") > EXPORT_MAX_BYTES:  # Lambda would fail the whole response: a 413, not a 502
+        raise TooLarge("this member's data is too large for one response", field="member_id")
+    return answer
