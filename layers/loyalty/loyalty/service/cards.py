@@ -120,7 +120,7 @@ class Cards:
         self.members.member(shop_id, member_id)
         normalised = normalise(code)
         request = fingerprint({"member_id": member_id, "code": digest(normalised), "action": "redeem"})
-        answered = self._answered(shop_id, key, request)
+        answered = self._answered(shop_id, member_id, key, request)
         if answered is not None:
             return answered
         now = self.clock()
@@ -158,11 +158,11 @@ class Cards:
             wallet_store.add_move(
                 tx, shop_id, member_id, move, now=now, shards=self.shards, remind_days=program.expiry_reminder_days
             )
-            idempotency_store.add_record(tx, shop_id, "card", key, request=request, response=response, now=now)
+            idempotency_store.add_record(tx, shop_id, member_id, "card", key, request=request, response=response, now=now)
             try:
                 self.db.commit(tx)
             except TransactionCancelled:
-                answered = self._answered(shop_id, key, request)  # the same request, at once, may have won
+                answered = self._answered(shop_id, member_id, key, request)  # the same request, at once, may have won
                 if answered is not None:
                     return answered
                 continue  # the card or the wallet changed: read both again
@@ -181,7 +181,7 @@ class Cards:
             raise NotFound(exc.message, field="to_member_id") from exc
         normalised = normalise(code)
         request = fingerprint({"member_id": member_id, "code": digest(normalised), "to": to_member_id})
-        answered = self._answered(shop_id, key, request)
+        answered = self._answered(shop_id, member_id, key, request)
         if answered is not None:
             return answered
         now = self.clock()
@@ -197,20 +197,20 @@ class Cards:
             }
             tx = self.db.transaction()
             card_store.add_transfer(tx, shop_id, normalised, card, member_id, to_member_id, now)
-            idempotency_store.add_record(tx, shop_id, "card", key, request=request, response=response, now=now)
+            idempotency_store.add_record(tx, shop_id, member_id, "card", key, request=request, response=response, now=now)
             try:
                 self.db.commit(tx)
             except TransactionCancelled:
-                answered = self._answered(shop_id, key, request)
+                answered = self._answered(shop_id, member_id, key, request)
                 if answered is not None:
                     return answered
                 continue
             return response
         raise Retryable("too much contention on this card; try again")
 
-    def _answered(self, shop_id: str, key: str, request: str) -> dict[str, Any] | None:
+    def _answered(self, shop_id: str, member_id: str, key: str, request: str) -> dict[str, Any] | None:
         """The first answer to this key (409 if it was used for another request), or None if it has none yet."""
-        stored = idempotency_store.get_record(self.db, shop_id, "card", key)
+        stored = idempotency_store.get_record(self.db, shop_id, member_id, "card", key)
         return replay(stored, request) if stored is not None else None
 
     def _usable(self, shop_id: str, normalised: str, member_id: str, now: datetime, *, transfer: bool) -> Card:

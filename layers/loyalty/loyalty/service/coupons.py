@@ -196,7 +196,7 @@ class Coupons:
             if outcome == "ok":
                 return response
             if outcome == "replay":
-                record = coupon_store.claim_record(self.db, shop_id, key)
+                record = coupon_store.claim_record(self.db, shop_id, member_id, key)
                 if record is None:
                     continue
                 return replay(record, request)
@@ -214,7 +214,7 @@ class Coupons:
             if attempts > stock_shards + 3:  # code collisions are ~never; do not loop on them
                 break
         # Sold out, unless this is a replay of a claim that succeeded before it sold out.
-        record = coupon_store.claim_record(self.db, shop_id, key)
+        record = coupon_store.claim_record(self.db, shop_id, member_id, key)
         if record is not None and record["request_sha256"] == request:
             return replay(record, request)
         raise Conflict("this coupon is out of stock", field="template_id", code="out_of_stock")

@@ -215,7 +215,7 @@ class Lotteries:
                 continue
             answer = self._answer(lottery, draw_id, member_id, value, outcome, coupon.coupon if coupon else None, now)
             tx = self.db.transaction()
-            idempotency_store.add_record(tx, shop_id, "draw", key, request=request, response=answer, now=now)
+            idempotency_store.add_record(tx, shop_id, member_id, "draw", key, request=request, response=answer, now=now)
             limited = outcome.prize if prize.stock is not None else None
             actions = lottery_store.add_draw(tx, shop_id, lottery, answer, day=day, at=now, limited_prize=limited)
             point_store.add_move(

@@ -50,7 +50,7 @@ class Points:
         """Spend available points, oldest-expiring lots first. The same key answers as its first success did."""
         request = fingerprint({"member_id": member_id, "points": points, "reason": reason})
         for _ in range(MAX_ATTEMPTS):
-            stored = idempotency_store.get_record(self.db, shop_id, "redemption", key)
+            stored = idempotency_store.get_record(self.db, shop_id, member_id, "redemption", key)
             if stored is not None:
                 return replay(stored, request)
             now = self.clock()
@@ -67,7 +67,7 @@ class Points:
                 "at": iso(now),
             }
             tx = self.db.transaction()
-            idempotency_store.add_record(tx, shop_id, "redemption", key, request=request, response=response, now=now)
+            idempotency_store.add_record(tx, shop_id, member_id, "redemption", key, request=request, response=response, now=now)
             point_store.add_move(tx, shop_id, member_id, move, guard=member.balance, now=now, shards=self.shards)
             try:
                 self.db.commit(tx)
@@ -84,7 +84,7 @@ class Points:
         request = fingerprint({"member_id": member_id, "points": points, "reason": reason})
         signed = {"note": reason, "key_id": by.key_id, "key_name": by.name}
         for _ in range(MAX_ATTEMPTS):
-            stored = idempotency_store.get_record(self.db, shop_id, "adjustment", key)
+            stored = idempotency_store.get_record(self.db, shop_id, member_id, "adjustment", key)
             if stored is not None:
                 return replay(stored, request)
             now = self.clock()
@@ -112,7 +112,7 @@ class Points:
                 "at": iso(now),
             }
             tx = self.db.transaction()
-            idempotency_store.add_record(tx, shop_id, "adjustment", key, request=request, response=response, now=now)
+            idempotency_store.add_record(tx, shop_id, member_id, "adjustment", key, request=request, response=response, now=now)
             point_store.add_move(
                 tx, shop_id, member_id, move, guard=member.balance, now=now, shards=self.shards,
                 remind_days=program.expiry_reminder_days,

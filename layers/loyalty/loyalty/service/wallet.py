@@ -111,7 +111,7 @@ class Wallet:
             raise InvalidInput(str(exc), field="amount") from exc
         self.members.member(shop_id, member_id)
         request = fingerprint({"member_id": member_id, "amount": amount, "reference": reference})
-        stored = idempotency_store.get_record(self.db, shop_id, "top-up", key)
+        stored = idempotency_store.get_record(self.db, shop_id, member_id, "top-up", key)
         if stored is not None:
             replay(stored, request)
             found = order_store.get_order(self.db, shop_id, reference)
@@ -134,7 +134,7 @@ class Wallet:
 
         def record(tx: Transaction) -> None:
             idempotency_store.add_record(
-                tx, shop_id, "top-up", key, request=request, response={"reference": reference}, now=now
+                tx, shop_id, member_id, "top-up", key, request=request, response={"reference": reference}, now=now
             )
 
         _, state = self.orders.settle_event(shop_id, event, also=record)

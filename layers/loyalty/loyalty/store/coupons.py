@@ -95,7 +95,7 @@ def commit_claim(
     """One claim in one transaction: the idempotency record, then the claim itself (add_claim). Nothing is read
     first; the conditions decide, so no concurrency can oversell or over-issue."""
     tx = db.transaction()
-    idempotency.add_record(tx, shop_id, "claim", key, request=request, response=response, now=now)
+    idempotency.add_record(tx, shop_id, coupon.member_id, "claim", key, request=request, response=response, now=now)
     claim = add_claim(tx, shop_id, template, shard, coupon, now=now, due_shards=due_shards, remind_days=remind_days)
     member = tx.check({"PK": member_pk(shop_id, coupon.member_id), "SK": PROFILE_SK}, "attribute_exists(PK)")
     try:
@@ -162,8 +162,8 @@ def add_claim(
     return Claim(stock=stock, limit=limit, code=code)
 
 
-def claim_record(db: Dynamo, shop_id: str, key: str) -> Item | None:
-    return idempotency.get_record(db, shop_id, "claim", key)
+def claim_record(db: Dynamo, shop_id: str, member_id: str, key: str) -> Item | None:
+    return idempotency.get_record(db, shop_id, member_id, "claim", key)
 
 
 def coupon_item(shop_id: str, coupon: Coupon, *, now: datetime, shards: int, remind_days: int) -> Item:

@@ -9,7 +9,7 @@
 | lot             | SHOP#<shop>#MEMBER#<member>          | LOT#<expires>#<earned>#<source>#<ref> |
 | contact (unique)| SHOP#<shop>#EMAIL#<sha256> / PHONE#  | CONTACT                         |
 | order           | SHOP#<shop>#ORDER#<order>            | ORDER                           |
-| idempotency     | SHOP#<shop>#IDEMPOTENCY#<scope>#<sha256 of key> | IDEMPOTENCY          |
+| idempotency     | SHOP#<shop>#MEMBER#<member>          | IDEMPOTENCY#<scope>#<sha256 of key> |
 | expiry reminder | SHOP#<shop>#MEMBER#<member>          | REMIND#<expires>                |
 | tier decision   | SHOP#<shop>#MEMBER#<member>          | TIER#<at>#<reason>              |
 | check-in        | SHOP#<shop>#MEMBER#<member>          | CHECKIN#<local date>            |
@@ -79,7 +79,7 @@ PROGRAM_SK = "PROGRAM"
 PROFILE_SK = "PROFILE"
 ORDER_SK = "ORDER"
 CONTACT_SK = "CONTACT"
-IDEMPOTENCY_SK = "IDEMPOTENCY"
+IDEMPOTENCY_PREFIX = "IDEMPOTENCY#"
 LEDGER_PREFIX = "LEDGER#"
 LOT_PREFIX = "LOT#"
 REMIND_PREFIX = "REMIND#"
@@ -190,8 +190,10 @@ def contact_pk(shop_id: str, kind: str, normalised: str) -> str:
     return f"SHOP#{shop_id}#{kind.upper()}#{digest(normalised)}"
 
 
-def idempotency_pk(shop_id: str, scope: str, key: str) -> str:
-    return f"SHOP#{shop_id}#IDEMPOTENCY#{scope}#{digest(key)}"
+def idempotency_key(shop_id: str, member_id: str, scope: str, key: str) -> tuple[str, str]:
+    """Where a member's request made idempotent by a caller's key keeps its first answer: in the member's own
+    partition, so their keys are theirs alone and an erasure finds (and removes) every answer that named them."""
+    return member_pk(shop_id, member_id), f"{IDEMPOTENCY_PREFIX}{scope}#{digest(key)}"
 
 
 def template_pk(shop_id: str, template_id: str) -> str:

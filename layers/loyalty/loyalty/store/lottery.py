@@ -14,7 +14,6 @@ from loyalty.store.dynamo import Item as Record
 from loyalty.store.keys import (
     DRAW_PREFIX,
     DRAWS_PREFIX,
-    IDEMPOTENCY_SK,
     LOTTERY_DIGEST_JOB,
     LOTTERY_PREFIX,
     LOTTERY_SHARDS,
@@ -22,7 +21,7 @@ from loyalty.store.keys import (
     REPORT_SK,
     STOCK_SK,
     due_keys,
-    idempotency_pk,
+    idempotency_key,
     lottery_pk,
     member_pk,
     shop_pk,
@@ -120,7 +119,7 @@ def draw_state(
     earlier = profile = today = in_all = None
     if member_id is not None and day is not None and key is not None:
         pk = member_pk(shop_id, member_id)
-        earlier = (idempotency_pk(shop_id, "draw", key), IDEMPOTENCY_SK)
+        earlier = idempotency_key(shop_id, member_id, "draw", key)
         profile = (pk, PROFILE_SK)
         today = (pk, f"{DRAWS_PREFIX}{lottery.lottery_id}#{day.isoformat()}")
         in_all = (pk, f"{DRAWS_PREFIX}{lottery.lottery_id}")

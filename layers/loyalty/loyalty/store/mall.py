@@ -16,7 +16,6 @@ from loyalty.store.dynamo import Item as Record
 from loyalty.store.keys import (
     EXCHANGE_PREFIX,
     EXCHANGE_SK,
-    IDEMPOTENCY_SK,
     MALL_COUNT_PREFIX,
     MALL_ITEM_PREFIX,
     PROFILE_SK,
@@ -24,7 +23,7 @@ from loyalty.store.keys import (
     STOCK_SK,
     due_keys,
     exchange_pk,
-    idempotency_pk,
+    idempotency_key,
     mall_stock_pk,
     member_of,
     member_pk,
@@ -87,7 +86,7 @@ class ExchangeState:
 
 def exchange_state(db: Dynamo, shop_id: str, member_id: str, item_id: str, shards: int, key: str) -> ExchangeState:
     """An exchange's reads in one BatchGetItem (strongly consistent, as its conditions will be)."""
-    earlier = (idempotency_pk(shop_id, "exchange", key), IDEMPOTENCY_SK)
+    earlier = idempotency_key(shop_id, member_id, "exchange", key)
     profile = (member_pk(shop_id, member_id), PROFILE_SK)
     shard_keys = _stock_keys(shop_id, item_id, shards)
     found = db.get_many([earlier, profile, *shard_keys], consistent=True)
