@@ -66,7 +66,7 @@ remind_expiring = scheduled(
     lambda s, time, stop: s.runs.remind_expiring(time, s.points, s.wallet, should_stop=stop), "ExpiryRemindersPublished"
 )
 review_tiers = scheduled(
-    lambda s, time, stop: s.runs.review_tiers(time, s.tiers, s.mall, should_stop=stop), "TiersReviewed"
+    lambda s, time, stop: s.runs.review_tiers(time, s.tiers, s.mall, s.privacy, should_stop=stop), "TiersReviewed"
 )
 grant_birthdays = scheduled(
     lambda s, time, stop: s.runs.grant_birthdays(time, s.engagement, should_stop=stop), "BirthdaysGranted"

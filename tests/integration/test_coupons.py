@@ -251,6 +251,8 @@ def test_coupons_never_come_back_under_a_keep_policy(tea: Shop, stack: Stack, se
 def test_expiry_run_reminds_then_expires(tea: Shop, stack: Stack, service: Services) -> None:
     url = capture_events(stack)
     tea.program(coupon_reminder_days=2)
+    assert tea.call("PATCH", "/members/m1", {"marketing_consent": True})[0] == 200  # a reminder is marketing
+    tea.claim(tea.template(), "not-asked", member="m2")  # m2 did not agree to it: never reminded, still expired
     code = tea.claim(tea.template(), "a")[1]["code"]  # expires in 7 days
     used = tea.claim(tea.template(), "b")[1]["code"]
     send(stack, tea.id, order("o1", "250.00", [used]))
@@ -267,8 +269,9 @@ def test_expiry_run_reminds_then_expires(tea: Shop, stack: Stack, service: Servi
     assert [(e["detail-type"], e["detail"]["code"]) for e in sent] == [("coupon.expiring", code)]
     assert run(5.6)["published"] == 0  # once
     assert tea.coupons(status="expired") == []
-    assert run(8)["applied"] == 1
+    assert run(8)["applied"] == 2
     assert [c["code"] for c in tea.coupons(status="expired")] == [code]
+    assert len(tea.coupons("m2", status="expired")) == 1
     assert [c["code"] for c in tea.coupons(status="used")] == [used]
     assert run(9)["applied"] == 0
 

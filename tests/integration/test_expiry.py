@@ -29,8 +29,9 @@ def shop_id(api: Api, shop: dict[str, str]) -> str:
     sid = shop["shop_id"]
     program = {"timezone": ZONE, "expiry": {"purchase": {"policy": "end_of_next_year"}}, "expiry_reminder_days": 30}
     assert api.call("PUT", f"/v1/shops/{sid}/program", key=shop["api_key"], body=program)[0] == 200
-    for member in ("m1", "m2"):
-        api.call("POST", f"/v1/shops/{sid}/members", key=shop["api_key"], body={"member_id": member})
+    for member in ("m1", "m2"):  # they agree to marketing: reminders are marketing
+        body = {"member_id": member, "marketing_consent": True}
+        api.call("POST", f"/v1/shops/{sid}/members", key=shop["api_key"], body=body)
     return sid
 
 
@@ -124,7 +125,9 @@ def test_a_late_event_counts_at_its_own_time(stack: Stack, service: Services, sh
     assert check_invariants(service, shop_id, "m1")["available"] == 0
 
 
-def test_reminders_go_once_per_member_and_expiry_date(stack: Stack, service: Services, shop_id: str) -> None:
+def test_reminders_go_once_per_member_and_expiry_date(
+    api: Api, stack: Stack, shop: dict[str, str], shop_id: str
+) -> None:
     # Earned in year y, the points lapse at the end of y + 1 and are reminded of 30 days before. The orders must
     # be in the past and the reminders in the future (due work is filed no earlier than today): the latest such y.
     today = datetime.now(UTC)
@@ -133,9 +136,12 @@ def test_reminders_go_once_per_member_and_expiry_date(stack: Stack, service: Ser
     earn(stack, shop_id, "a", f"{y}-03-01T10:00:00+08:00", "100.00", member="m1")
     earn(stack, shop_id, "b", f"{y}-09-01T10:00:00+08:00", "50.00", member="m1")  # same expiry: one reminder
     earn(stack, shop_id, "c", f"{y}-09-01T10:00:00+08:00", "30.00", member="m2")
+    # m3 never agreed to marketing: not reminded (and the reminder is not kept for later).
+    api.call("POST", f"/v1/shops/{shop_id}/members", key=shop["api_key"], body={"member_id": "m3"})
+    earn(stack, shop_id, "e", f"{y}-09-01T10:00:00+08:00", "30.00", member="m3")
     assert run("RemindExpiringFunction", at(f"{y + 1}-11-30T00:00:00+08:00"))["applied"] == 0  # 31 days ahead
     report = run("RemindExpiringFunction", at(f"{y + 1}-12-01T23:59:59+08:00"))  # 30 days ahead
-    assert (report["due"], report["applied"]) == (2, 2)
+    assert (report["due"], report["applied"]) == (3, 2)
     sent = captured(url)
     assert sorted((e["detail"]["member_id"], e["detail"]["points"]) for e in sent) == [("m1", 150), ("m2", 30)]
     assert {e["detail-type"] for e in sent} == {"points.expiring"}

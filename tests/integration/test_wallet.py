@@ -329,6 +329,8 @@ def test_members_are_reminded_once_of_bonus_about_to_expire(
     wallet_rules = {**WALLET, "bonus_expiry": {"policy": "days", "days": 40}}
     body = {"wallet": wallet_rules, "expiry_reminder_days": 30}
     assert api.call("PUT", f"/v1/shops/{sid}/program", key=shop["api_key"], body=body)[0] == 200
+    consent = {"marketing_consent": True}  # a reminder is marketing: only to a member who agreed to it
+    assert api.call("PATCH", f"/v1/shops/{sid}/members/m1", key=shop["api_key"], body=consent)[0] == 200
     url = capture_events(stack)
     now = datetime.now(UTC)
     send(stack, sid, top_up_event("t1", "100.00", now.isoformat()))  # 10 bonus, expiring in 40 days

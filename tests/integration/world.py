@@ -43,6 +43,10 @@ class World:
         )
         return str(made["exchange_id"])
 
+    def enrolled(self, member_id: str) -> str:
+        """A new member, to erase."""
+        return str(self.as_owner("POST", "/members", {"member_id": member_id})["member_id"])
+
     def spare_key(self) -> str:
         """A new analyst key's id, to rotate or revoke."""
         return str(self.as_owner("POST", "/keys", {"name": "spare", "role": "analyst"})["key_id"])
@@ -110,6 +114,8 @@ def requests(w: World) -> dict[tuple[str, str], Callable[[], tuple[str, Any, dic
         ("POST", S + "/members:batch"): lambda: ("/members:batch", {"members": [{"member_id": "imp" + n(), "points": 5}]}, {}),
         ("GET", S + "/members"): body("/members?email=nobody@example.com"),
         ("GET", S + "/members/{member_id}"): body(m),
+        ("PATCH", S + "/members/{member_id}"): body(m, {"marketing_consent": True}),
+        ("DELETE", S + "/members/{member_id}"): lambda: (f"/members/{w.enrolled('gone' + n())}", None, {}),
         ("GET", S + "/members/{member_id}/ledger"): body(m + "/ledger"),
         ("POST", S + "/members/{member_id}/adjustments"): lambda: (m + "/adjustments", {"points": 1, "reason": "goodwill"}, key()),
         ("POST", S + "/members/{member_id}/redemptions"): lambda: (m + "/redemptions", {"points": 1, "reason": "tea"}, key()),

@@ -26,6 +26,8 @@ ALLOWED: dict[tuple[str, str], set[Role]] = {
     ("POST", S + "/members:batch"): set(),  # an import: the owner's
     ("GET", S + "/members"): MEMBER_READERS,
     ("GET", M): MEMBER_READERS,
+    ("PATCH", M): {"support"},
+    ("DELETE", M): set(),  # an erasure: the owner's
     ("GET", M + "/ledger"): {"support", "analyst"},
     ("POST", M + "/adjustments"): {"support"},
     ("POST", M + "/redemptions"): {"cashier"},

@@ -5,14 +5,18 @@ request, so a token reaches its own member only, and never a shop route (those t
 backend gets a token from POST /v1/shops/{shop}/members/{id}/tokens (members.py).
 """
 
+from datetime import date
 from typing import Annotated, Literal
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from pydantic import BaseModel, ConfigDict
 
+from loyalty import runtime
 from loyalty.api import access, cards, coupons, engagement, lottery, mall, members, points, wallet
-from loyalty.api.common import IdempotencyKey, new_router
+from loyalty.api.common import IdempotencyKey, json_response, new_router
 from loyalty.api.lottery import LotteryId
+from loyalty.domain.members import ProfileChange
 
 router = new_router()
 Limit = Annotated[int, Query(ge=1, le=100)]
@@ -28,6 +32,27 @@ def me() -> tuple[str, str]:
 @router.get("/v1/me", summary="My membership: profile, tier and points (member token)", tags=["me"])
 def my_account() -> Response[str]:
     return members.get_member(*me())
+
+
+class MyChange(BaseModel):
+    """What a member changes themselves: their marketing consent, and their birthday if they have not given one."""
+
+    model_config = ConfigDict(extra="forbid")
+    marketing_consent: bool | None = None
+    birthday: date | None = None
+
+
+@router.patch("/v1/me", summary="Give or withdraw my marketing consent; give my birthday", tags=["me"])
+def change_my_account(body: Annotated[MyChange, Body()]) -> Response[str]:
+    shop_id, member_id = me()
+    change = ProfileChange.model_validate(body.model_dump(exclude_unset=True))
+    member = runtime.services().members.change_profile(shop_id, member_id, change, by_member=True)
+    return json_response(200, members.member_view(shop_id, member))
+
+
+@router.delete("/v1/me", summary="Erase my membership and my data (irreversible)", tags=["me"])
+def erase_me() -> Response[str]:
+    return members.erase_member(*me())
 
 
 @router.get("/v1/me/export", summary="Everything the shop's loyalty program holds on me, as JSON", tags=["me"])

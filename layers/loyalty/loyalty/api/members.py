@@ -11,7 +11,7 @@ from loyalty import runtime
 from loyalty.api.common import MemberId, ShopId, json_response, new_router
 from loyalty.domain.errors import InvalidInput, TooLarge
 from loyalty.domain.ledger import iso
-from loyalty.domain.members import Member, Profile, e164, normalise_email, referral_code
+from loyalty.domain.members import Member, Profile, ProfileChange, e164, normalise_email, referral_code
 
 router = new_router()
 
@@ -24,8 +24,10 @@ def member_view(shop_id: str, member: Member, *, new: bool = False) -> dict[str,
     expiring = [] if new else services.points.expiring(shop_id, member_id)  # a new member has no lots
     balance = member.balance
     review_at = member.tier.review_at
+    erased = {"erased_at": iso(member.erased_at)} if member.erased_at else {}
     return {
         **member.profile.model_dump(mode="json", exclude_none=True),
+        **erased,
         "enrolled_at": iso(member.enrolled_at),
         "tier": member.tier.tier or (base[0].name if base else None),
         "tier_review_at": iso(review_at) if review_at else None,
@@ -66,6 +68,25 @@ def find(
 @router.get("/v1/shops/<shop_id>/members/<member_id>", summary="A member and their points", tags=["members"])
 def get_member(shop_id: ShopId, member_id: MemberId) -> Response[str]:
     return json_response(200, member_view(shop_id, runtime.services().members.member(shop_id, member_id)))
+
+
+@router.patch(
+    "/v1/shops/<shop_id>/members/<member_id>",
+    summary="Change a member's contacts, birthday or marketing consent (only the fields given; null removes one)",
+    tags=["members"],
+)
+def change_member(shop_id: ShopId, member_id: MemberId, body: Annotated[ProfileChange, Body()]) -> Response[str]:
+    member = runtime.services().members.change_profile(shop_id, member_id, body)
+    return json_response(200, member_view(shop_id, member))
+
+
+@router.delete(
+    "/v1/shops/<shop_id>/members/<member_id>",
+    summary="Erase a member (right to erasure; irreversible): answers the pseudonym their ledger now carries",
+    tags=["members"],
+)
+def erase_member(shop_id: ShopId, member_id: MemberId) -> Response[str]:
+    return json_response(200, runtime.services().privacy.erase(shop_id, member_id))
 
 
 # Lambda answers API Gateway with at most 6 MB; keep room for the headers and the proxy's own fields.

@@ -7,7 +7,7 @@ import re
 from datetime import date, datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from loyalty.domain.ledger import Balance
 from loyalty.domain.orders import Identifier
@@ -50,28 +50,28 @@ def e164(value: str, region: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+# A phone as first read (normalise_phone; contacts are kept in E.164, see e164) and an e-mail address as kept.
+Phone = Annotated[str, Field(max_length=32), AfterValidator(normalise_phone)]
+Email = Annotated[str, Field(max_length=254), AfterValidator(normalise_email)]
+
+
 class Profile(BaseModel):
     """What a shop tells us about a member at enrolment."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     member_id: Identifier
-    phone: Annotated[str, Field(max_length=32)] | None = None
-    email: Annotated[str, Field(max_length=254)] | None = None
+    phone: Phone | None = None
+    email: Email | None = None
     birthday: date | None = None
     referred_by: Annotated[str, Field(pattern=r"^[A-Z2-7]{8}$")] | None = Field(
         default=None, description="the referral code of the member who invited them"
     )
-
-    @field_validator("phone")
-    @classmethod
-    def _phone(cls, value: str | None) -> str | None:
-        return normalise_phone(value) if value is not None else None
-
-    @field_validator("email")
-    @classmethod
-    def _email(cls, value: str | None) -> str | None:
-        return normalise_email(value) if value is not None else None
+    marketing_consent: bool = Field(
+        default=False,
+        description="they agreed to marketing (reminders, offers): opt-in, as PIPL and GDPR ask; "
+        "transactional events are published whatever it says",
+    )
 
     def in_region(self, region: str) -> "Profile":
         """The profile with its phone in E.164, as contacts are kept (ValueError for a phone not valid there)."""
@@ -80,6 +80,24 @@ class Profile(BaseModel):
     def contacts(self) -> dict[str, str]:
         """The unique contact details, by kind."""
         return {kind: value for kind, value in (("email", self.email), ("phone", self.phone)) if value}
+
+
+class ProfileChange(BaseModel):
+    """What a shop (or, for their consent, the member) changes of a profile: only the fields given; a contact or
+    birthday given as null is removed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    phone: Phone | None = None
+    email: Email | None = None
+    birthday: date | None = None
+    marketing_consent: bool | None = None
+
+    def applied_to(self, profile: Profile) -> Profile:
+        changes = {name: getattr(self, name) for name in self.model_fields_set}
+        if changes.get("marketing_consent") is None:
+            changes.pop("marketing_consent", None)  # consent is given or withdrawn, never unknown
+        return profile.model_copy(update=changes)
 
 
 def referral_code(shop_id: str, member_id: str) -> str:
@@ -101,3 +119,4 @@ class Member(BaseModel):
     tier: MemberTier = MemberTier()
     referrer: str | None = None  # the member who referred them (from `referred_by`), whose reward waits
     first_order: str | None = None  # the first order they paid (set once; it decides the referral reward)
+    erased_at: datetime | None = None  # erased: `profile.member_id` is their pseudonym, and nothing personal is left

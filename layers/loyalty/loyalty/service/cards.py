@@ -158,7 +158,9 @@ class Cards:
             wallet_store.add_move(
                 tx, shop_id, member_id, move, now=now, shards=self.shards, remind_days=program.expiry_reminder_days
             )
-            idempotency_store.add_record(tx, shop_id, member_id, "card", key, request=request, response=response, now=now)
+            idempotency_store.add_record(
+                tx, shop_id, member_id, "card", key, request=request, response=response, now=now
+            )
             try:
                 self.db.commit(tx)
             except TransactionCancelled:
@@ -197,7 +199,9 @@ class Cards:
             }
             tx = self.db.transaction()
             card_store.add_transfer(tx, shop_id, normalised, card, member_id, to_member_id, now)
-            idempotency_store.add_record(tx, shop_id, member_id, "card", key, request=request, response=response, now=now)
+            idempotency_store.add_record(
+                tx, shop_id, member_id, "card", key, request=request, response=response, now=now
+            )
             try:
                 self.db.commit(tx)
             except TransactionCancelled:

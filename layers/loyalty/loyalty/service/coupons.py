@@ -420,12 +420,15 @@ class Coupons:
     # ------------------------------------------------------------------ reminders and expiry (scheduled runs)
 
     def remind(self, item: Item, time: datetime) -> bool:
-        """Publish coupon.expiring for one unused coupon (as the due index lists it), once."""
+        """Publish coupon.expiring for one unused coupon (as the due index lists it), once, if its member agreed
+        to marketing."""
         pk, sk = item["PK"], item["SK"]
         expires_at = datetime.fromisoformat(str(item["expires_at"]).replace("Z", "+00:00"))
         if not coupon_store.refile_for_expiry(self.db, pk, sk, expires_at, now=time, shards=self.shards):
             return False
         shop_id, member_id = member_of(pk)
+        if not member_store.consents_to_marketing(self.db, shop_id, member_id):
+            return False  # marketing, to a member who did not agree to it: filed for its expiry, not sent
         try:
             self.events.publish(
                 "coupon.expiring",

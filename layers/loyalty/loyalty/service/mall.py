@@ -185,7 +185,9 @@ class Mall:
             )
             answer = self._exchange_view(exchange, program.currency)
             tx = self.db.transaction()
-            idempotency_store.add_record(tx, shop_id, member_id, "exchange", key, request=request, response=answer, now=now)
+            idempotency_store.add_record(
+                tx, shop_id, member_id, "exchange", key, request=request, response=answer, now=now
+            )
             actions = mall_store.add_exchange(
                 tx, shop_id, exchange, takes=takes, limit=item.per_member_limit, draws=move.draws, shards=self.shards
             )

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from loyalty.domain.engagement import day_starts, local_day, next_birthday
 from loyalty.domain.errors import Conflict, InvalidInput, NotFound, Retryable
-from loyalty.domain.members import Member, Profile, e164
+from loyalty.domain.members import Member, Profile, ProfileChange, e164
 from loyalty.domain.orders import Customer
 from loyalty.domain.program import Program
 from loyalty.service.shops import Shops
@@ -64,6 +64,33 @@ class Members:
             return profile, None
         day = next_birthday(profile.birthday, local_day(now, program.timezone))
         return profile, (day, day_starts(day, program.timezone))
+
+    def change_profile(self, shop_id: str, member_id: str, change: ProfileChange, *, by_member: bool = False) -> Member:
+        """Change contacts, birthday or marketing consent. A member may give or withdraw their consent and set a
+        birthday they have not given yet (a birthday once given is changed by the shop's staff: it earns rewards).
+        A birthday already celebrated this year is not celebrated again under a new date before next year."""
+        for _ in range(3):
+            member = self.member(shop_id, member_id)
+            if by_member and "birthday" in change.model_fields_set and member.profile.birthday is not None:
+                raise Conflict("a birthday once given is changed by the shop", field="birthday")
+            program = self.shops.program(shop_id)
+            after, _ = self.as_kept(program, change.applied_to(member.profile), self.clock())
+            birthday = None
+            if after.birthday is not None:
+                _, filed = member_store.birthday_state(self.db, shop_id, member_id)
+                today = local_day(self.clock(), program.timezone)
+                # A birthday filed for next year means this year's was celebrated: start from that year.
+                start = max(today, date(filed.year, 1, 1)) if filed is not None else today
+                day = next_birthday(after.birthday, start)
+                birthday = (day, day_starts(day, program.timezone))
+            try:
+                member_store.change_profile(
+                    self.db, shop_id, member.profile, after, birthday=birthday, now=self.clock(), shards=self.shards
+                )
+            except Retryable:
+                continue  # changed meanwhile: read it again
+            return member.model_copy(update={"profile": after})
+        raise Retryable(f"member {member_id} kept changing; try again")
 
     def _referrer(self, shop_id: str, profile: Profile) -> str:
         """The member a `referred_by` code names; never the new member themselves (the same phone or e-mail)."""

@@ -67,7 +67,9 @@ class Points:
                 "at": iso(now),
             }
             tx = self.db.transaction()
-            idempotency_store.add_record(tx, shop_id, member_id, "redemption", key, request=request, response=response, now=now)
+            idempotency_store.add_record(
+                tx, shop_id, member_id, "redemption", key, request=request, response=response, now=now
+            )
             point_store.add_move(tx, shop_id, member_id, move, guard=member.balance, now=now, shards=self.shards)
             try:
                 self.db.commit(tx)
@@ -112,7 +114,9 @@ class Points:
                 "at": iso(now),
             }
             tx = self.db.transaction()
-            idempotency_store.add_record(tx, shop_id, member_id, "adjustment", key, request=request, response=response, now=now)
+            idempotency_store.add_record(
+                tx, shop_id, member_id, "adjustment", key, request=request, response=response, now=now
+            )
             point_store.add_move(
                 tx, shop_id, member_id, move, guard=member.balance, now=now, shards=self.shards,
                 remind_days=program.expiry_reminder_days,

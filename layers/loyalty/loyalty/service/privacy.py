@@ -1,26 +1,70 @@
-"""What we hold on a member, for the member (PIPL's and GDPR's right of access): every item of their partition
-(profile, ledger, lots, coupons, wallet, exchanges, draws, check-ins, tier decisions, reminders, counters) and the
-orders their points came from, as JSON, without our keys and index attributes."""
+"""A member's rights over their data (PIPL, GDPR).
 
+Access: every item of their partition (profile, ledger, lots, coupons, wallet, exchanges, draws, check-ins, tier
+decisions, reminders, counters) and the orders their points came from, as JSON, without our keys and index
+attributes.
+
+Erasure: the member id is replaced by a pseudonym (a keyed digest only the shop's key makes, which nothing maps
+back) everywhere it is personal, and contacts, birthday and consent are removed; the ledger, lots, orders and
+counters stay, so every balance and every report adds up as before. See store/erasure.py for how.
+"""
+
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from loyalty.domain.errors import NotFound
 from loyalty.domain.ledger import iso
 from loyalty.service.members import Members
+from loyalty.service.shops import Shops
+from loyalty.store import erasure as erasure_store
 from loyalty.store.dynamo import Dynamo, Item
-from loyalty.store.keys import LEDGER_PREFIX, LOT_PREFIX, ORDER_SK, PROFILE_SK, member_pk, order_pk
+from loyalty.store.keys import LEDGER_PREFIX, LOT_PREFIX, ORDER_SK, PROFILE_SK, member_of, member_pk, order_pk
 
 # Attributes that are ours, not the member's: keys and index placements.
 INTERNAL = {"PK", "SK", "DuePK", "DueSK", "MembersPK", "MembersSK", "type", "rev"}
+# An erasure moves what it can within this many seconds of its request (API Gateway waits 29), and says whether it
+# finished; its replay, or the nightly outbox run, moves the rest.
+ERASE_BUDGET_S = 20.0
 
 
 class Privacy:
-    def __init__(self, db: Dynamo, members: Members, *, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, db: Dynamo, members: Members, shops: Shops, *, clock: Callable[[], datetime], shards: int
+    ) -> None:
         self.db = db
         self.members = members
+        self.shops = shops
         self.clock = clock
+        self.shards = shards
+
+    def erase(self, shop_id: str, member_id: str) -> dict[str, Any]:
+        """Erase the member (irreversibly). The answer names the pseudonym their ledger and orders now carry,
+        and whether everything has moved (`complete`); asking again carries on and answers the same."""
+        pseudonym = self.shops.pseudonym(shop_id, member_id)
+        now = self.clock()
+        began = erasure_store.begin(self.db, shop_id, member_id, pseudonym, now=now, shards=self.shards)
+        if began is None and erasure_store.marker(self.db, shop_id, member_id) is None:
+            if erasure_store.pseudonymous_profile(self.db, shop_id, pseudonym) is None:
+                raise NotFound(f"member {member_id} not found", field="member_id")
+            return {"member_id": pseudonym, "erased": True, "complete": True}  # erased before
+        deadline = time.monotonic() + ERASE_BUDGET_S
+        complete = self._move(shop_id, member_id, pseudonym, lambda: time.monotonic() > deadline)
+        return {"member_id": pseudonym, "erased": True, "complete": complete}
+
+    def resume_erasure(self, item: Item, should_stop: Callable[[], bool]) -> bool:
+        """Finish an erasure its request left (its marker, as the outbox run finds it). True when finished."""
+        shop_id, member_id = member_of(item["PK"])
+        marker = erasure_store.marker(self.db, shop_id, member_id)  # the index holds its keys, not its pseudonym
+        return marker is None or self._move(shop_id, member_id, str(marker["pseudonym"]), should_stop)
+
+    def _move(self, shop_id: str, member_id: str, pseudonym: str, should_stop: Callable[[], bool]) -> bool:
+        while not should_stop():
+            if erasure_store.move_page(self.db, shop_id, member_id, pseudonym, now=self.clock(), shards=self.shards):
+                return True
+        return False
 
     def export(self, shop_id: str, member_id: str) -> dict[str, Any]:
         self.members.member(shop_id, member_id)  # 404 for no such member

@@ -1,4 +1,6 @@
-"""A reminder that something expires (points, wallet bonus), published once per member and expiry instant.
+"""A reminder that something expires (points, wallet bonus), published once per member and expiry instant, to a
+member who agreed to marketing (reminders are marketing; what happened to their points, e.g. tier.changed, is
+published for everyone).
 
 The due index lists each reminder; taking it off the index (`mark_reminded`) is what makes it sent once, so a
 reminder whose event EventBridge refuses is put back on the index for the next run.
@@ -29,6 +31,8 @@ def publish_once(
     shop_id, member_id = member_of(pk)
     if not member_store.mark_reminded(db, pk, sk, time):
         return False
+    if not member_store.consents_to_marketing(db, shop_id, member_id):
+        return False  # a reminder is marketing: off the index, and not sent
     expires = expiry_of_reminder(sk)
     what = expiring(shop_id, member_id, expires)
     if what is None:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from loyalty.domain.ledger import iso
 from loyalty.store.dynamo import Dynamo, Item
+from loyalty.store.erasure import ERASURE_SK
 from loyalty.store.keys import (
     ACTIVATE_JOB,
     BIRTHDAY_JOB,
@@ -42,6 +43,7 @@ if TYPE_CHECKING:  # the capabilities a run hands its items to; each handler's i
     from loyalty.service.mall import Mall
     from loyalty.service.orders import Orders
     from loyalty.service.points import Points
+    from loyalty.service.privacy import Privacy
     from loyalty.service.tiers import Tiers
     from loyalty.service.wallet import Wallet
 
@@ -77,10 +79,13 @@ class RunReport:
         return {k: v.model_dump() if isinstance(v, BaseModel) else v for k, v in self.__dict__.items()}
 
 
-def outbox_entry(item: Item, tiers: "Tiers", mall: "Mall") -> bool:
-    """Publish one outbox entry through the capability it belongs to: an exchange's step, or a tier decision."""
+def outbox_entry(item: Item, tiers: "Tiers", mall: "Mall", privacy: "Privacy", should_stop: Callable[[], bool]) -> bool:
+    """Hand one outbox entry to the capability it belongs to: an exchange's step or a tier decision to publish,
+    or an erasure its request did not finish."""
     if str(item["SK"]).startswith(EXCHANGE_PREFIX):
         return mall.publish_pending(item["PK"], item["SK"])
+    if item["SK"] == ERASURE_SK:
+        return privacy.resume_erasure(item, should_stop)
     return tiers.publish_decision(item["PK"], item["SK"])
 
 
@@ -153,12 +158,13 @@ class Runs:
         time: datetime,
         tiers: "Tiers",
         mall: "Mall",
+        privacy: "Privacy",
         *,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> RunReport:
         """Review members whose tier validity has ended: keep, one down, or recompute (the program's policy).
-        Then publish what the outbox still holds: tier.changed and mall.exchange.changed events an earlier attempt
-        could not publish."""
+        Then work through what the outbox still holds: tier.changed and mall.exchange.changed events an earlier
+        attempt could not publish, and erasures their request could not finish."""
         report = self._run(
             "review-tiers",
             REVIEW_JOB,
@@ -173,7 +179,7 @@ class Runs:
                 PUBLISH_JOB,
                 time,
                 should_stop,
-                lambda item: outbox_entry(item, tiers, mall),
+                lambda item: outbox_entry(item, tiers, mall, privacy, should_stop),
                 inclusive=True,
             )
             report.published, report.complete = outbox.applied, outbox.complete

@@ -3,7 +3,7 @@ listing (each split over LOTTERY_SHARDS partitions), each member's draw counters
 
 import zlib
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from loyalty.domain.ledger import iso
@@ -39,6 +39,15 @@ def _report_pk(shop_id: str, lottery_id: str, shard: int) -> str:
 
 def _audit_pk(shop_id: str, lottery_id: str, day: date, shard: int) -> str:
     return f"{lottery_pk(shop_id, lottery_id)}#DAY#{day.isoformat()}#{shard}"
+
+
+def audit_line_keys(shop_id: str, draw: Record) -> list[tuple[str, str]]:
+    """Where a member's draw (its item) may have its line in the lottery's audit listing: under the local day it
+    was drawn on, which is within a day of its UTC date whatever the program's time zone."""
+    at = datetime.fromisoformat(str(draw["at"]).replace("Z", "+00:00")).date()
+    shard = zlib.crc32(str(draw["draw_id"]).encode()) % LOTTERY_SHARDS
+    days = (at - timedelta(days=1), at, at + timedelta(days=1))
+    return [(_audit_pk(shop_id, str(draw["lottery_id"]), day, shard), str(draw["draw_id"])) for day in days]
 
 
 CHAIN_SK = "CHAIN"

@@ -141,6 +141,83 @@ def add_next_birthday(
     )
 
 
+def change_profile(
+    db: Dynamo,
+    shop_id: str,
+    before: Profile,
+    after: Profile,
+    *,
+    birthday: tuple[date, datetime] | None,
+    now: datetime,
+    shards: int,
+) -> None:
+    """Write a changed profile in one transaction: only while it is still as it was read, its contacts moved
+    (the old look-up deleted, the new one claimed: Conflict naming the field if another member holds it), and its
+    filed birthday replaced by `birthday` (its next local date and when that begins) or removed."""
+    pk = member_pk(shop_id, before.member_id)
+    tx = db.transaction()
+    fields = ("phone", "email", "birthday", "marketing_consent")
+    values: dict[str, Any] = {":now": iso(now), ":member": before.member_id}
+    names: dict[str, str] = {}
+    sets, removes, condition = ["updated_at = :now"], [], ["attribute_exists(PK)"]
+    for index, name in enumerate(fields):
+        names[f"#f{index}"] = name
+        old, new = getattr(before, name), getattr(after, name)
+        new = new.isoformat() if isinstance(new, date) else new
+        old = old.isoformat() if isinstance(old, date) else old
+        if new is None:
+            removes.append(f"#f{index}")
+        else:
+            sets.append(f"#f{index} = :new{index}")
+            values[f":new{index}"] = new
+        if old is None or old is False:  # not stored (or consent never given: members from before it was asked)
+            condition.append(f"(attribute_not_exists(#f{index}) OR #f{index} = :old{index})")
+            values[f":old{index}"] = old if old is not None else ""
+        else:
+            condition.append(f"#f{index} = :old{index}")
+            values[f":old{index}"] = old
+    expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+    tx.update({"PK": pk, "SK": PROFILE_SK}, expression, values=values, condition=" AND ".join(condition), names=names)
+    claims: dict[int, str] = {}
+    old_contacts, new_contacts = before.contacts(), after.contacts()
+    for kind in ("email", "phone"):
+        if old_contacts.get(kind) == new_contacts.get(kind):
+            continue
+        if kind in old_contacts:
+            tx.delete(
+                {"PK": contact_pk(shop_id, kind, old_contacts[kind]), "SK": CONTACT_SK},
+                condition="attribute_not_exists(PK) OR member_id = :member",
+                values={":member": before.member_id},
+            )
+        if kind in new_contacts:
+            item = {"PK": contact_pk(shop_id, kind, new_contacts[kind]), "SK": CONTACT_SK, "type": "contact"}
+            claims[
+                tx.put(
+                    item | {"kind": kind, "member_id": before.member_id},
+                    condition="attribute_not_exists(PK) OR member_id = :member",
+                    values={":member": before.member_id},
+                )
+            ] = kind
+    if before.birthday != after.birthday:
+        if birthday is None:
+            tx.delete({"PK": pk, "SK": BIRTHDAY_SK})
+        else:
+            due_pk_, due_sk_ = due_keys(BIRTHDAY_JOB, birthday[1], pk, shards, BIRTHDAY_SK, now=now)
+            tx.put(
+                {"PK": pk, "SK": BIRTHDAY_SK, "type": "birthday", "day": birthday[0].isoformat()}
+                | {"DuePK": due_pk_, "DueSK": due_sk_}
+            )
+    try:
+        db.commit(tx)
+    except TransactionCancelled as exc:
+        for index, kind in claims.items():
+            if exc.failed(index):
+                raise Conflict(f"this {kind} belongs to another member", field=kind) from exc
+        if exc.failed(0):
+            raise Retryable("the member changed meanwhile; try again") from exc
+        raise
+
+
 def unlisted_members(
     db: Dynamo, *, segment: int, segments: int, start: Item | None = None
 ) -> tuple[list[Item], Item | None]:
@@ -235,6 +312,13 @@ def birthday_state(db: Dynamo, shop_id: str, member_id: str) -> tuple[Member | N
 def get_member(db: Dynamo, shop_id: str, member_id: str, *, consistent: bool = True) -> Member | None:
     item = db.get(member_pk(shop_id, member_id), PROFILE_SK, consistent=consistent)
     return member_from_item(item) if item else None
+
+
+def consents_to_marketing(db: Dynamo, shop_id: str, member_id: str) -> bool:
+    """Whether the member agreed to marketing (reminders, offers); a member enrolled before consent was asked, or
+    no longer there, did not."""
+    item = db.get(member_pk(shop_id, member_id), PROFILE_SK, consistent=False)
+    return bool(item and item.get("marketing_consent"))
 
 
 def find_member_id(db: Dynamo, shop_id: str, kind: str, normalised: str) -> str | None:
@@ -384,6 +468,7 @@ def member_from_item(item: Item) -> Member:
         ),
         referrer=item.get("referrer"),
         first_order=item.get("first_order"),
+        erased_at=item.get("erased_at"),
     )
 
 
