@@ -14,6 +14,7 @@ from loyalty.api import members as members_api
 from loyalty.runtime import Services
 from loyalty.service import privacy
 from loyalty.store import erasure as erasure_store
+from loyalty.store.keys import member_pk
 from tests.conftest import Api
 from tests.helpers import check_invariants, drain, paid, refunded, send
 
@@ -94,8 +95,13 @@ class Erasable:
     def __init__(self, api: Api, shop: dict[str, str], stack: Stack) -> None:
         self.api, self.sid, self.key, self.stack = api, shop["shop_id"], shop["api_key"], stack
         program = {"check_in": {"points": 5}, "birthday": {"points": 50}, "wallet": {"top_up_plans": []}}
+        program["referral"] = {"referrer_points": 10, "referee_points": 5}
         self.ok("PUT", "/program", program)
-        self.ok("POST", "/members", {"member_id": WHO, "phone": PHONE, "email": EMAIL, "birthday": BIRTHDAY})
+        # m0 referred them, and they referred m4: each side's items name the other.
+        code = self.ok("POST", "/members", {"member_id": "m0"})["referral_code"]
+        profile = {"member_id": WHO, "phone": PHONE, "email": EMAIL, "birthday": BIRTHDAY, "referred_by": code}
+        code = self.ok("POST", "/members", profile)["referral_code"]
+        self.ok("POST", "/members", {"member_id": "m4", "referred_by": code})
         self.ok("POST", "/members", {"member_id": "m2", "phone": "13800138000"})
         send(stack, self.sid, paid("A1", member_id=WHO, total="300.00"))
         send(stack, self.sid, paid("A2", member_id=WHO, total="50.00"))
@@ -107,6 +113,11 @@ class Erasable:
         template = {"name": "5 off", "kind": "amount_off", "amount": "5.00", "stock": 10, "valid_days_after_claim": 30}
         self.template = self.ok("POST", "/coupon-templates", template)["template_id"]
         self.ok("POST", f"/members/{WHO}/coupons", {"template_id": self.template}, **{"Idempotency-Key": "c1"})
+        grant = {"member_ids": [WHO, "m2"]}
+        self.grant = self.ok("POST", f"/coupon-templates/{self.template}/grants", grant, **{"Idempotency-Key": "g1"})[
+            "grant_id"
+        ]  # it refuses them (one per member), so its report names them
+        assert drain(stack, function_id="CouponGrantsFunction") == [{"batchItemFailures": []}]
         item = {"kind": "goods", "name": "Towel", "points": 10, "stock": 5, "ships": True}
         self.item = self.ok("POST", "/mall/items", item)["item_id"]
         self.ok("POST", f"/members/{WHO}/exchanges", {"item_id": self.item}, **{"Idempotency-Key": "x1"})
@@ -123,7 +134,7 @@ class Erasable:
 
     def ok(self, method: str, path: str, body: object = None, **headers: str) -> Any:
         status, answer = self.call(method, path, body, **headers)
-        assert status in (200, 201), (method, path, status, answer)
+        assert status in (200, 201, 202), (method, path, status, answer)
         return answer
 
     def lottery_audit(self) -> list[Any]:
@@ -184,6 +195,10 @@ def test_after_an_erasure_nothing_personal_is_left_and_every_balance_and_report_
     # The erasure is audited, by pseudonym.
     (entry,) = [e for e in shop.ok("GET", f"/audit?member={WHO}")["items"] if e["method"] == "DELETE"]
     assert WHO not in json.dumps(entry)
+    # The grant's report, whom they referred, and who referred them, name the pseudonym.
+    assert pseudonym in json.dumps(shop.ok("GET", f"/coupon-grants/{shop.grant}"))
+    assert service.members.member(shop.sid, "m4").referrer == pseudonym
+    assert service.db.get(member_pk(shop.sid, "m0"), f"REFEREE#{pseudonym}") is not None
     # And the phone may be a new member's.
     assert shop.call("POST", "/members", {"member_id": "m3", "phone": PHONE})[0] == 201
 

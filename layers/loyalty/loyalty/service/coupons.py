@@ -323,17 +323,19 @@ class Coupons:
         """Claim for each member of the batch with a key of its own, so a redelivered batch grants nothing twice,
         then record the batch's outcome once."""
         self.template(batch.shop_id, batch.template_id)  # a batch for a template that is gone is parked whole
-        granted: list[str] = []
+        granted = 0
         refused: dict[str, str] = {}
         for member_id in batch.member_ids:
             try:
                 key = f"{batch.claims or batch.grant_id}.{member_id}"
                 self.claim(batch.shop_id, member_id, batch.template_id, key=key)
-                granted.append(member_id)
+                granted += 1
             except (Conflict, NotFound) as exc:
                 refused[member_id] = exc.code if exc.code != "conflict" else exc.message
+                if isinstance(exc, Conflict):  # a member refused (not a stranger): their erasure must find it
+                    coupon_store.note_refusal(self.db, batch.shop_id, member_id, batch.grant_id, batch.chunk)
         coupon_store.record_chunk(self.db, batch.shop_id, batch.grant_id, batch.chunk, granted, refused, self.clock())
-        return {"granted": len(granted), "refused": len(refused)}
+        return {"granted": granted, "refused": len(refused)}
 
     def grant_report(self, shop_id: str, grant_id: str) -> dict[str, Any]:
         found = coupon_store.get_grant(self.db, shop_id, grant_id)

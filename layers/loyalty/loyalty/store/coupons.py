@@ -15,6 +15,7 @@ from loyalty.store.keys import (
     COUPON_EXPIRE_JOB,
     COUPON_PREFIX,
     COUPON_REMIND_JOB,
+    GRANT_REFUSED_PREFIX,
     GRANT_SK,
     PROFILE_SK,
     STOCK_SK,
@@ -307,10 +308,35 @@ def create_grant(db: Dynamo, shop_id: str, grant: Item) -> Item | None:
     return None
 
 
+def note_refusal(db: Dynamo, shop_id: str, member_id: str, grant_id: str, chunk: int) -> None:
+    """Note in the member's partition that a grant's batch lists them as refused (the batch's record names them),
+    if they are a member."""
+    tx = db.transaction()
+    tx.check({"PK": member_pk(shop_id, member_id), "SK": PROFILE_SK}, "attribute_exists(PK)")
+    tx.put({"PK": member_pk(shop_id, member_id), "SK": refusal_sk(grant_id, chunk), "type": "grant_refusal"})
+    try:
+        db.commit(tx)
+    except TransactionCancelled as exc:
+        if not exc.failed(0):
+            raise
+
+
+def refusal_sk(grant_id: str, chunk: int) -> str:
+    return f"{GRANT_REFUSED_PREFIX}{grant_id}#{chunk:06d}"
+
+
+def refusal_chunk_key(shop_id: str, sk: str) -> tuple[str, str]:
+    """The batch record a member's refusal note points at."""
+    grant_id, chunk = sk.removeprefix(GRANT_REFUSED_PREFIX).split("#")
+    return grant_pk(shop_id, grant_id), f"{CHUNK_PREFIX}{chunk}"
+
+
 def record_chunk(
-    db: Dynamo, shop_id: str, grant_id: str, chunk: int, granted: list[str], refused: dict[str, str], now: datetime
+    db: Dynamo, shop_id: str, grant_id: str, chunk: int, granted: int, refused: dict[str, str], now: datetime
 ) -> None:
-    """A batch's outcome and the grant's totals, once: a redelivered batch finds its record and adds nothing."""
+    """A batch's outcome and the grant's totals, once: a redelivered batch finds its record and adds nothing. The
+    members granted to are counted, not listed (each holds the coupon; a list would name them after an erasure);
+    those refused are listed with why, for the shop's report."""
     pk = grant_pk(shop_id, grant_id)
     tx = db.transaction()
     tx.put(
@@ -320,7 +346,7 @@ def record_chunk(
     tx.update(
         {"PK": pk, "SK": GRANT_SK},
         "ADD granted :g, refused :r, chunks_done :one SET updated_at = :now",
-        values={":g": len(granted), ":r": len(refused), ":one": 1, ":now": iso(now)},
+        values={":g": granted, ":r": len(refused), ":one": 1, ":now": iso(now)},
         condition="attribute_exists(PK)",
     )
     try:

@@ -17,6 +17,7 @@ from typing import Any
 from loyalty.domain.errors import Conflict, Retryable
 from loyalty.domain.ledger import iso
 from loyalty.domain.members import referral_code
+from loyalty.store import coupons as coupon_store
 from loyalty.store import lottery as lottery_store
 from loyalty.store import members as member_store
 from loyalty.store.dynamo import Dynamo, Item, TransactionCancelled
@@ -31,12 +32,15 @@ from loyalty.store.keys import (
     DRAW_PREFIX,
     EXCHANGE_PREFIX,
     EXCHANGE_SK,
+    GRANT_REFUSED_PREFIX,
     IDEMPOTENCY_PREFIX,
     LEDGER_PREFIX,
     LOT_PREFIX,
     ORDER_SK,
     PROFILE_SK,
     PUBLISH_JOB,
+    REFEREE_PREFIX,
+    REFERRAL_SK,
     REMIND_JOB,
     REMIND_PREFIX,
     WALLET_LEDGER_PREFIX,
@@ -57,7 +61,14 @@ ERASURE_SK = "ERASURE"  # in the old partition while it is being emptied: where 
 PERSONAL = ("phone", "email", "birthday", "referred_by", "marketing_consent")  # what a profile says of the person
 # Not carried over: reminders (an erased member is sent nothing), answers kept for replays (no one can replay
 # as them now, and each names them), and the counters of card attempts (expire by TTL anyway).
-DROPPED = (REMIND_PREFIX, WALLET_REMIND_PREFIX, IDEMPOTENCY_PREFIX, CARD_TRIES_PREFIX, BIRTHDAY_SK)
+DROPPED = (
+    REMIND_PREFIX,
+    WALLET_REMIND_PREFIX,
+    IDEMPOTENCY_PREFIX,
+    CARD_TRIES_PREFIX,
+    BIRTHDAY_SK,
+    GRANT_REFUSED_PREFIX,
+)
 PAGE = 45  # items moved per transaction: a Put and a Delete each, and room for what they point at
 MAX_ACTIONS = 100  # DynamoDB's limit on one transaction
 
@@ -152,37 +163,61 @@ def move_page(db: Dynamo, shop_id: str, member_id: str, pseudonym: str, *, now: 
 
 def _repoint(db: Dynamo, shop_id: str, member_id: str, pseudonym: str, items: Iterable[Item]) -> None:
     """Items outside the partition that name the member get the pseudonym instead: the orders its ledger and lots
-    refer to, its coupons' codes, its exchanges' look-ups, the lotteries' audit lines of its draws. Each only while
-    it still names this member (a reference may be another member's order), so a repeat changes nothing."""
-    candidates: set[tuple[str, str]] = set()
+    refer to, its coupons' codes, its exchanges' look-ups, the lotteries' audit lines of its draws, and the
+    members it referred (their `referrer`); the referrer's pointer to it is re-keyed. Each only while it still
+    names this member (a reference may be another member's order), so a repeat changes nothing."""
+    named_by: dict[tuple[str, str], str] = {}  # an item that may name the member -> the attribute that would
     for item in items:
         sk = str(item["SK"])
         if sk.startswith((LEDGER_PREFIX, LOT_PREFIX, WALLET_LEDGER_PREFIX, WALLET_LOT_PREFIX)) and item.get(
             "reference"
         ):
-            candidates.add((order_pk(shop_id, str(item["reference"])), ORDER_SK))
+            named_by[(order_pk(shop_id, str(item["reference"])), ORDER_SK)] = "member_id"
         elif sk.startswith(COUPON_PREFIX):
-            candidates.add((code_pk(shop_id, code_of(sk)), CODE_SK))
+            named_by[(code_pk(shop_id, code_of(sk)), CODE_SK)] = "member_id"
         elif sk.startswith(EXCHANGE_PREFIX) and item.get("exchange_id"):
-            candidates.add((exchange_pk(shop_id, str(item["exchange_id"])), EXCHANGE_SK))
+            named_by[(exchange_pk(shop_id, str(item["exchange_id"])), EXCHANGE_SK)] = "member_id"
         elif sk.startswith(DRAW_PREFIX):
-            candidates.update(lottery_store.audit_line_keys(shop_id, item))
-    if not candidates:
+            named_by |= dict.fromkeys(lottery_store.audit_line_keys(shop_id, item), "member_id")
+        elif sk.startswith(REFEREE_PREFIX):
+            referee = member_pk(shop_id, sk.removeprefix(REFEREE_PREFIX))
+            named_by |= {(referee, PROFILE_SK): "referrer", (referee, REFERRAL_SK): "referrer"}
+        elif sk == REFERRAL_SK:
+            named_by[(member_pk(shop_id, str(item["referrer"])), f"{REFEREE_PREFIX}{member_id}")] = "SK"
+        elif sk.startswith(GRANT_REFUSED_PREFIX):
+            named_by[coupon_store.refusal_chunk_key(shop_id, sk)] = "refused"
+    if not named_by:
         return
-    named = [
-        key
-        for key, found in db.get_many(sorted(candidates), consistent=True).items()
-        if found.get("member_id") == member_id
+    found = db.get_many(sorted(named_by), consistent=True)
+    naming = [
+        (key, attribute)
+        for key, item in found.items()
+        if (attribute := named_by[key]) == "SK"
+        or item.get(attribute) == member_id
+        or (attribute == "refused" and member_id in item.get("refused", {}))
     ]
-    for start in range(0, len(named), MAX_ACTIONS):
+    for start in range(0, len(naming), MAX_ACTIONS // 2):
         tx = db.transaction()
         tx.audited = True
-        for pk, sk in named[start : start + MAX_ACTIONS]:
+        for (pk, sk), attribute in naming[start : start + MAX_ACTIONS // 2]:
+            if attribute == "SK":  # the referrer's pointer: its key names the member
+                tx.delete({"PK": pk, "SK": sk}, condition="attribute_exists(SK)")
+                tx.put(found[(pk, sk)] | {"SK": f"{REFEREE_PREFIX}{pseudonym}"})
+                continue
+            if attribute == "refused":  # a grant's batch lists the member, with why, by id
+                tx.update(
+                    {"PK": pk, "SK": sk},
+                    "SET refused.#pseudonym = refused.#member REMOVE refused.#member",
+                    condition="attribute_exists(refused.#member)",
+                    names={"#pseudonym": pseudonym, "#member": member_id},
+                )
+                continue
             tx.update(
                 {"PK": pk, "SK": sk},
-                "SET member_id = :pseudonym",
+                "SET #named = :pseudonym",
                 values={":pseudonym": pseudonym, ":member": member_id},
-                condition="member_id = :member",
+                condition="#named = :member",
+                names={"#named": attribute},
             )
         try:
             db.commit(tx)

@@ -19,6 +19,7 @@
 | referral        | SHOP#<shop>#MEMBER#<referee>         | REFERRAL                        |
 | monthly benefits| SHOP#<shop>                          | MONTHLY                         |
 | referral code   | SHOP#<shop>#REFCODE#<sha256>         | CONTACT                         |
+| referee (pointer)| SHOP#<shop>#MEMBER#<referrer>       | REFEREE#<referee>               |
 | referrals/month | SHOP#<shop>#MEMBER#<referrer>        | REFERRALS#<local month>         |
 | run state       | SCHEDULE#<job>                       | STATE                           |
 | coupon template | SHOP#<shop>#COUPONTPL#<template>     | TEMPLATE                        |
@@ -27,6 +28,7 @@
 | claims counter  | SHOP#<shop>#MEMBER#<member>          | CLAIMS#<template>               |
 | coupon code     | SHOP#<shop>#CODE#<code>              | CODE                            |
 | bulk grant      | SHOP#<shop>#GRANT#<grant>            | GRANT, and CHUNK#<n> per batch  |
+| grant refusal   | SHOP#<shop>#MEMBER#<member>          | GRANTREFUSED#<grant>#<n> (points at the batch) |
 | integration     | SHOP#<shop>                          | INTEGRATION#<platform>          |
 | mall item       | SHOP#<shop>                          | MALLITEM#<item>                 |
 | mall item stock | SHOP#<shop>#MALLITEM#<item>#STOCK#<n>| STOCK                           |
@@ -88,6 +90,7 @@ CHECK_IN_PREFIX = "CHECKIN#"  # one per member and local day: the day's check-in
 ACTIVITY_PREFIX = "ACTIVITY#"  # one per member, behaviour and reference (behaviour alone when it earns once)
 REFERRAL_SK = "REFERRAL"  # on the referee: who referred them and the state of both rewards
 REFERRALS_PREFIX = "REFERRALS#"  # on the referrer: rewards earned per local month (its cap's counter)
+REFEREE_PREFIX = "REFEREE#"  # on the referrer: a member they referred (so an erasure finds who names them)
 BIRTHDAY_SK = "BIRTHDAY"  # a member's next birthday, on the due index for the birthday run
 MONTHLY_SK = "MONTHLY"  # on the shop: the next 1st of the month, on the due index for the tiers' monthly coupons
 EARNED_PREFIX = "EARNED#"  # per member and local day or month: behaviour points earned, against the caps
@@ -116,6 +119,7 @@ GRANT_SK = "GRANT"
 COUPON_PREFIX = "COUPON#"
 CLAIMS_PREFIX = "CLAIMS#"
 CHUNK_PREFIX = "CHUNK#"
+GRANT_REFUSED_PREFIX = "GRANTREFUSED#"  # on a member: a grant's batch that lists them as refused (for an erasure)
 INTEGRATION_PREFIX = "INTEGRATION#"
 MALL_ITEM_PREFIX = "MALLITEM#"  # a mall item, in its shop's partition (a shop lists tens to hundreds)
 MALL_COUNT_PREFIX = "MALLCOUNT#"  # units of an item a member has exchanged (its per-member limit's counter)

@@ -17,6 +17,7 @@ from loyalty.store.keys import (
     MEMBER_SHARDS,
     PROFILE_SK,
     PUBLISH_JOB,
+    REFEREE_PREFIX,
     REFERRAL_SK,
     REVIEW_JOB,
     TIER_PREFIX,
@@ -101,6 +102,8 @@ def enrol(
     if referrer is not None:
         item_referral = {"PK": pk, "SK": REFERRAL_SK, "type": "referral", "referrer": referrer, "status": "waiting"}
         tx.put(item_referral, condition="attribute_not_exists(SK)")
+        # The referrer's side: an erasure of either finds the other's items that name them.
+        tx.put({"PK": member_pk(shop_id, referrer), "SK": f"{REFEREE_PREFIX}{profile.member_id}", "type": "referee"})
     try:
         db.commit(tx)
     except TransactionCancelled as exc:
