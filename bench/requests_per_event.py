@@ -31,12 +31,13 @@ from loyalty.domain.errors import Conflict
 from loyalty.domain.integrations import IntegrationSettings
 from loyalty.domain.lottery import LotteryRequest
 from loyalty.domain.mall import ItemRequest
-from loyalty.domain.members import Profile
+from loyalty.domain.members import Profile, ProfileChange
 from loyalty.domain.orders import EVENT_TYPES
 from loyalty.domain.program import Program
 from loyalty.runtime import Services
 from loyalty.service.coupons import QuoteRequest
 from loyalty.store.dynamo import Dynamo
+from loyalty.store.keys import member_pk
 from loyalty.store.queue import Queues
 
 N = 200
@@ -157,7 +158,27 @@ def requests_per_event() -> list[tuple[str, Counter[str]]]:
     rows.extend(coupon_events(service, shop))
     rows.extend(mall_events(service, shop))
     rows.extend(wallet_events(service, shop))
+    rows.extend(privacy_events(service, shop))
     rows.extend(platform_events())
+    return rows
+
+
+def privacy_events(service: Services, shop: str) -> list[tuple[str, Counter[str]]]:
+    """A member who paid 10 orders (each a ledger entry, a lot and an order item naming them) changes their
+    consent, then is erased: a whole erasure, its pages and re-pointed orders included."""
+    service.members.enrol(shop, Profile(member_id="e1", phone="+8613800138000", email="e1@example.com"))
+    for n in range(10):
+        service.orders.apply(shop, paid(f"e{n}", member_id="e1"))
+    consent = ProfileChange(marketing_consent=True)
+    rows = [("profile change (consent)", measure(service, lambda: service.members.change_profile(shop, "e1", consent)))]
+    held = sum(1 for _ in service.db.query_all(member_pk(shop, "e1"), ""))
+    rows.append(
+        (
+            f"erasure of a member holding {held} items, 10 orders",
+            measure(service, lambda: service.privacy.erase(shop, "e1")),
+        )
+    )
+    rows.append(("erasure replayed", measure(service, lambda: service.privacy.erase(shop, "e1"))))
     return rows
 
 
