@@ -139,8 +139,10 @@ def dead_letters(stack: Stack, queue: str = "OrdersDeadLetterQueue") -> list[Any
     )
 
 
-def check_invariants(service: Services, shop_id: str, member_id: str) -> dict[str, int]:
-    """available == sum(ledger points) == sum(lots) - debt; pending == sum(ledger pending) == sum(order pending)."""
+def check_invariants(service: Services, shop_id: str, member_id: str, *, orders: bool = True) -> dict[str, int]:
+    """available == sum(ledger points) == sum(lots) - debt; pending == sum(ledger pending) == sum(order pending).
+    The last scans the table (any order naming the member counts): `orders=False` skips it where a test's table
+    is large and its members have no orders (an import)."""
     member = service.members.member(shop_id, member_id)
     entries = point_store.ledger_all(service.db, shop_id, member_id)
     lots = point_store.lots(service.db, shop_id, member_id)
@@ -152,7 +154,8 @@ def check_invariants(service: Services, shop_id: str, member_id: str) -> dict[st
     assert all(lot.remaining > 0 for lot in lots), "an empty lot was left behind"
     if balance.debt:
         assert not lots, "debt while lots still hold points"
-    assert balance.pending == _orders_pending(service.db, shop_id, member_id)
+    if orders:
+        assert balance.pending == _orders_pending(service.db, shop_id, member_id)
     return {"available": balance.available, "pending": balance.pending, "debt": balance.debt}
 
 

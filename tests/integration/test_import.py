@@ -1,8 +1,8 @@
 """Importing a shop's existing members: POST /members:batch row by row (opening points, tiers, duplicates against
 existing members), and `loyalty import` over a messy CSV that crashes halfway and is resumed.
 
-The CSV here has ROWS rows: moto takes some 30 ms a member's transaction, so 10,000 would add minutes to every run
-of the suite; `make bench-import` imports 10,000 of the same rows and checks the count."""
+The CSV has 10,000 rows (some 20 ms a row on moto, in process); `make bench-import` measures the same import
+against the local stack over HTTP, with four workers."""
 
 import csv
 import random
@@ -18,7 +18,8 @@ from loyalty.store import points as point_store
 from tests.conftest import Api
 from tests.helpers import check_invariants
 
-ROWS = 1_500
+ROWS = 10_000
+CRASH_AT = ROWS // 100 // 2  # batches of 100 rows: the importer dies halfway through the file
 TIERS = [{"name": "普通", "threshold": "0"}, {"name": "金卡", "threshold": "1000.00"}]
 
 
@@ -116,7 +117,7 @@ def test_a_messy_csv_is_imported_resumed_after_a_crash_and_nothing_twice(
         results = old.send(rows)
         counts["batches"] += 1
         created = sum(result["status"] == "created" for result in results)
-        if counts["batches"] == 6:  # applied by the API, but the answer never reaches the importer
+        if counts["batches"] == CRASH_AT:  # applied by the API, but the answer never reaches the importer
             counts["lost"] = created
             raise RuntimeError("the laptop's lid was closed")
         counts["created"] += created
@@ -142,7 +143,7 @@ def test_a_messy_csv_is_imported_resumed_after_a_crash_and_nothing_twice(
         found += 1
         entries = point_store.ledger_all(service.db, old.id, member_id)
         assert len([e for e in entries if e.reason == "points.imported"]) <= 1
-        check_invariants(service, old.id, member_id)
+        check_invariants(service, old.id, member_id, orders=False)  # imported members have no orders
     assert found > 45
     rerun = import_file(path, old.send, region="CN", workers=1, progress=None)
     assert rerun["skipped"] == ROWS and rerun["created"] == 0  # a third run has nothing left to do
