@@ -199,7 +199,12 @@ def test_after_an_erasure_nothing_personal_is_left_and_every_balance_and_report_
     assert pseudonym in json.dumps(shop.ok("GET", f"/coupon-grants/{shop.grant}"))
     assert service.members.member(shop.sid, "m4").referrer == pseudonym
     assert service.db.get(member_pk(shop.sid, "m0"), f"REFEREE#{pseudonym}") is not None
-    # And the phone may be a new member's.
+    # The id may enrol again, and be erased in turn, under a pseudonym of its own; the phone may be a new member's.
+    assert shop.call("POST", "/members", {"member_id": WHO})[0] == 201
+    status, again = shop.call("DELETE", f"/members/{WHO}")
+    assert status == 200 and again["complete"] and again["member_id"] not in (WHO, pseudonym)
+    assert shop.call("DELETE", f"/members/{WHO}") == (200, again)
+    assert _leaks(stack) == []
     assert shop.call("POST", "/members", {"member_id": "m3", "phone": PHONE})[0] == 201
 
 

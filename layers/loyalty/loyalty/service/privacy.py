@@ -43,13 +43,22 @@ class Privacy:
     def erase(self, shop_id: str, member_id: str) -> dict[str, Any]:
         """Erase the member (irreversibly). The answer names the pseudonym their ledger and orders now carry,
         and whether everything has moved (`complete`); asking again carries on and answers the same."""
-        pseudonym = self.shops.pseudonym(shop_id, member_id)
-        now = self.clock()
-        began = erasure_store.begin(self.db, shop_id, member_id, pseudonym, now=now, shards=self.shards)
-        if began is None and erasure_store.marker(self.db, shop_id, member_id) is None:
-            if erasure_store.pseudonymous_profile(self.db, shop_id, pseudonym) is None:
-                raise NotFound(f"member {member_id} not found", field="member_id")
-            return {"member_id": pseudonym, "erased": True, "complete": True}  # erased before
+        ref = self.shops.pseudonym(shop_id, member_id)
+
+        def pseudonym_of(enrolled_at: str) -> str:  # one per enrolment of the id, never mapped back
+            return self.shops.pseudonym(shop_id, f"{member_id}|{enrolled_at}")
+
+        pseudonym = erasure_store.begin(
+            self.db, shop_id, member_id, ref, pseudonym_of, now=self.clock(), shards=self.shards
+        )
+        if pseudonym is None:  # erased before (cut short: its marker says where the rest goes), or never
+            marker = erasure_store.marker(self.db, shop_id, member_id)
+            if marker is None:
+                erased = erasure_store.erased_as(self.db, shop_id, ref)
+                if erased is None:
+                    raise NotFound(f"member {member_id} not found", field="member_id")
+                return {"member_id": erased, "erased": True, "complete": True}
+            pseudonym = str(marker["pseudonym"])
         deadline = time.monotonic() + ERASE_BUDGET_S
         complete = self._move(shop_id, member_id, pseudonym, lambda: time.monotonic() > deadline)
         return {"member_id": pseudonym, "erased": True, "complete": complete}

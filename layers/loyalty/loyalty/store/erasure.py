@@ -10,7 +10,7 @@ coupon codes, exchanges, lottery audit lines) are re-pointed first. The marker g
 finds the marker (the request, its replay, or the outbox run, which lists it) carries on where it stopped.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -51,6 +51,7 @@ from loyalty.store.keys import (
     code_pk,
     contact_pk,
     due_keys,
+    erased_pk,
     exchange_pk,
     member_pk,
     members_keys,
@@ -58,6 +59,7 @@ from loyalty.store.keys import (
 )
 
 ERASURE_SK = "ERASURE"  # in the old partition while it is being emptied: where its items go
+ERASED_SK = "ERASED"  # under the member's keyed digest: the pseudonym their erasure gave them
 PERSONAL = ("phone", "email", "birthday", "referred_by", "marketing_consent")  # what a profile says of the person
 # Not carried over: reminders (an erased member is sent nothing), answers kept for replays (no one can replay
 # as them now, and each names them), and the counters of card attempts (expire by TTL anyway).
@@ -74,13 +76,21 @@ MAX_ACTIONS = 100  # DynamoDB's limit on one transaction
 
 
 def begin(
-    db: Dynamo, shop_id: str, member_id: str, pseudonym: str, *, now: datetime, shards: int
-) -> dict[str, Any] | None:
+    db: Dynamo,
+    shop_id: str,
+    member_id: str,
+    ref: str,
+    pseudonym_of: Callable[[str], str],
+    *,
+    now: datetime,
+    shards: int,
+) -> str | None:
     """Take the member's profile and contacts out, in one transaction (the erasure's audited one). Returns the
-    pseudonymous profile written, or None if the member was erased before (their marker or pseudonymous profile
-    says how far it got). Conflict (`wallet`) while the wallet still holds money the member paid in: it is theirs,
-    to be refunded first. NotFound if no such member."""
-    old_pk, new_pk = member_pk(shop_id, member_id), member_pk(shop_id, pseudonym)
+    pseudonym, `pseudonym_of(enrolled_at)`: one per enrolment, so an id enrolled again after its erasure can be
+    erased again. It is also kept under `ref` (the member's keyed digest, as the audit trail names them), so a
+    repeated request finds it. None: no such member (erased before, or never). Conflict (`wallet`) while the
+    wallet still holds money the member paid in: it is theirs, to be refunded first."""
+    old_pk = member_pk(shop_id, member_id)
     for _ in range(3):
         found = db.get_many([(old_pk, PROFILE_SK), (old_pk, WALLET_SK)], consistent=True)
         profile, wallet = found.get((old_pk, PROFILE_SK)), found.get((old_pk, WALLET_SK))
@@ -92,6 +102,8 @@ def begin(
                 field="wallet",
                 code="wallet_not_empty",
             )
+        pseudonym = pseudonym_of(str(profile["enrolled_at"]))
+        new_pk = member_pk(shop_id, pseudonym)
         tx = db.transaction()
         # The copy is made from what was read: any write to the member since then refuses this transaction.
         tx.delete(
@@ -128,18 +140,27 @@ def begin(
         )
         if wallet is not None:  # unchanged since it was read empty
             tx.check({"PK": old_pk, "SK": WALLET_SK}, "principal = :zero", values={":zero": 0})
+        tx.put(
+            {"PK": erased_pk(shop_id, ref), "SK": ERASED_SK, "type": "erased", "pseudonym": pseudonym, "at": iso(now)}
+        )
         try:
             db.commit(tx)
         except TransactionCancelled as exc:
             if exc.failed(1):
                 raise Conflict("the member's pseudonym is taken", field="member_id") from exc
             continue  # the member changed (or another erasure began) meanwhile: read again
-        return kept
+        return pseudonym
     raise Retryable(f"member {member_id} kept changing; try the erasure again")
 
 
 def marker(db: Dynamo, shop_id: str, member_id: str) -> Item | None:
     return db.get(member_pk(shop_id, member_id), ERASURE_SK)
+
+
+def erased_as(db: Dynamo, shop_id: str, ref: str) -> str | None:
+    """The pseudonym of the member (by `ref`) as their latest erasure left it, if they were erased."""
+    item = db.get(erased_pk(shop_id, ref), ERASED_SK)
+    return str(item["pseudonym"]) if item else None
 
 
 def move_page(db: Dynamo, shop_id: str, member_id: str, pseudonym: str, *, now: datetime, shards: int) -> bool:
@@ -155,7 +176,7 @@ def move_page(db: Dynamo, shop_id: str, member_id: str, pseudonym: str, *, now: 
         if not item["SK"].startswith(DROPPED):
             tx.put(_moved(item, member_id, pseudonym, new_pk, now=now, shards=shards))
     done = len(items) < PAGE  # the page held all that was left
-    if done:
+    if done and len(rest) < len(items):  # the marker was on the page: it goes with the last items
         tx.delete({"PK": old_pk, "SK": ERASURE_SK})
     db.commit(tx)
     return done
@@ -253,10 +274,3 @@ def _replaced(value: Any, member_id: str, pseudonym: str) -> Any:
     if isinstance(value, list):
         return [_replaced(inner, member_id, pseudonym) for inner in value]
     return value
-
-
-def pseudonymous_profile(db: Dynamo, shop_id: str, pseudonym: str) -> Item | None:
-    item = db.get(member_pk(shop_id, pseudonym), PROFILE_SK)
-    if item is None or "erased_at" not in item:
-        return None
-    return item

@@ -28,6 +28,7 @@
 | claims counter  | SHOP#<shop>#MEMBER#<member>          | CLAIMS#<template>               |
 | coupon code     | SHOP#<shop>#CODE#<code>              | CODE                            |
 | bulk grant      | SHOP#<shop>#GRANT#<grant>            | GRANT, and CHUNK#<n> per batch  |
+| erased member   | SHOP#<shop>#ERASED#<keyed digest of the id> | ERASED (the pseudonym it was given) |
 | grant refusal   | SHOP#<shop>#MEMBER#<member>          | GRANTREFUSED#<grant>#<n> (points at the batch) |
 | integration     | SHOP#<shop>                          | INTEGRATION#<platform>          |
 | mall item       | SHOP#<shop>                          | MALLITEM#<item>                 |
@@ -168,6 +169,11 @@ def audit_pk(shop_id: str, day: date, shard: int) -> str:
 
 def member_pk(shop_id: str, member_id: str) -> str:
     return f"SHOP#{shop_id}#MEMBER#{member_id}"
+
+
+def erased_pk(shop_id: str, ref: str) -> str:
+    """Where an erased member's pseudonym is found by their keyed digest (`ref`, as the audit trail names them)."""
+    return f"SHOP#{shop_id}#ERASED#{ref}"
 
 
 def order_pk(shop_id: str, order_id: str) -> str:
