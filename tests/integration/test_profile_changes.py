@@ -89,6 +89,9 @@ def test_a_member_gives_and_withdraws_consent_and_gives_a_birthday_once(tea: Sho
 
     assert me({"marketing_consent": True}) == (200, tea.call("GET", "/members/m2")[1])
     assert tea.call("GET", "/members/m2")[1]["marketing_consent"] is True
+    enrolment = {"member_id": "m2", "phone": "13900139000"}
+    assert tea.call("POST", "/members", enrolment)[0] == 200  # the shop enrolling on each login: still a replay
+    assert tea.call("GET", "/members/m2")[1]["marketing_consent"] is True  # which changes nothing
     assert me({"marketing_consent": False})[1]["marketing_consent"] is False
     assert me({"birthday": "1995-07-08"})[1]["birthday"] == "1995-07-08"
     status, answer = me({"birthday": "1995-07-09"})  # it earns rewards: changed by the shop, not the member

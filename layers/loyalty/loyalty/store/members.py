@@ -109,7 +109,11 @@ def enrol(
     except TransactionCancelled as exc:
         if exc.failed(0):
             existing = exc.items[0] or db.get(pk, PROFILE_SK)
-            if existing and _profile(existing) == profile:
+            # Consent is the member's to change since: a shop enrolling on every login still gets its replay.
+            if (
+                existing
+                and _profile(existing).model_copy(update={"marketing_consent": profile.marketing_consent}) == profile
+            ):
                 return False, member_from_item(existing)
             raise Conflict(f"member {profile.member_id} exists with other details", field="member_id") from exc
         for index, kind in enumerate(contacts, start=1):
