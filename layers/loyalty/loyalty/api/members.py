@@ -24,6 +24,8 @@ def member_view(shop_id: str, member: Member, *, new: bool = False) -> dict[str,
     expiring = [] if new else services.points.expiring(shop_id, member_id)  # a new member has no lots
     balance = member.balance
     review_at = member.tier.review_at
+    # An erased member (by pseudonym) refers no one: their code was deleted with their contacts.
+    code = {} if member.erased_at else {"referral_code": referral_code(shop_id, member_id)}
     erased = {"erased_at": iso(member.erased_at)} if member.erased_at else {}
     return {
         **member.profile.model_dump(mode="json", exclude_none=True),
@@ -31,7 +33,7 @@ def member_view(shop_id: str, member: Member, *, new: bool = False) -> dict[str,
         "enrolled_at": iso(member.enrolled_at),
         "tier": member.tier.tier or (base[0].name if base else None),
         "tier_review_at": iso(review_at) if review_at else None,
-        "referral_code": referral_code(shop_id, member_id),
+        **code,
         "points": {
             "available": balance.available,
             "pending": balance.pending,
