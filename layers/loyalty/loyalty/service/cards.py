@@ -117,17 +117,19 @@ class Cards:
         """Put a card's value into the member's wallet (its principal or bonus, as the batch says), once. The same
         key answers as its first success did."""
         program = _with_wallet(self.shops.program(shop_id))
-        self.members.member(shop_id, member_id)
         normalised = normalise(code)
         request = fingerprint({"member_id": member_id, "code": digest(normalised), "action": "redeem"})
-        answered = self._answered(shop_id, member_id, key, request)
-        if answered is not None:
-            return answered
+        exists, stored, wallet = wallet_store.request_state(self.db, shop_id, member_id, "card", key)
+        if not exists:
+            raise NotFound(f"member {member_id} not found", field="member_id")
+        if stored is not None:
+            return replay(stored, request)
         now = self.clock()
         card_store.count_attempt(self.db, shop_id, member_id, now)
-        for _ in range(MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
             card = self._usable(shop_id, normalised, member_id, now, transfer=False)
-            wallet = wallet_store.get_wallet(self.db, shop_id, member_id)
+            if attempt:  # the first attempt has the wallet read with the member
+                wallet = wallet_store.get_wallet(self.db, shop_id, member_id)
             principal, bonus = (card.value, 0) if card.credit_to == "principal" else (0, card.value)
             rules = program.wallet
             assert rules is not None

@@ -12,10 +12,12 @@ from loyalty.domain.wallet import WalletBalance, WalletEntry, WalletMove
 from loyalty.store import points
 from loyalty.store.dynamo import Dynamo, Item, Transaction, model_of
 from loyalty.store.keys import (
+    PROFILE_SK,
     SAVINGS_PREFIX,
     WALLET_LEDGER_PREFIX,
     WALLET_LOT_PREFIX,
     WALLET_SK,
+    idempotency_key,
     member_pk,
     wallet_ledger_sk,
 )
@@ -24,7 +26,21 @@ SAVINGS_FIGURES = ("coupons", "points", "member_price", "bonus")
 
 
 def get_wallet(db: Dynamo, shop_id: str, member_id: str) -> WalletBalance:
-    item = db.get(member_pk(shop_id, member_id), WALLET_SK)
+    return _balance(db.get(member_pk(shop_id, member_id), WALLET_SK))
+
+
+def request_state(
+    db: Dynamo, shop_id: str, member_id: str, scope: str, key: str
+) -> tuple[bool, Item | None, WalletBalance]:
+    """What a wallet request is decided on, all in the member's partition, in one BatchGetItem (strongly
+    consistent): whether the member exists, the stored answer to its idempotency key, and the wallet."""
+    pk = member_pk(shop_id, member_id)
+    record = idempotency_key(shop_id, member_id, scope, key)
+    found = db.get_many([(pk, PROFILE_SK), record, (pk, WALLET_SK)], consistent=True)
+    return (pk, PROFILE_SK) in found, found.get(record), _balance(found.get((pk, WALLET_SK)))
+
+
+def _balance(item: Item | None) -> WalletBalance:
     if item is None:
         return WalletBalance()
     return WalletBalance(principal=int(item["principal"]), bonus=int(item["bonus"]), version=int(item["version"]))
