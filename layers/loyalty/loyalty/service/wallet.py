@@ -109,9 +109,10 @@ class Wallet:
             parse_amount(amount, program.currency)
         except ValueError as exc:
             raise InvalidInput(str(exc), field="amount") from exc
-        self.members.member(shop_id, member_id)
         request = fingerprint({"member_id": member_id, "amount": amount, "reference": reference})
-        stored = idempotency_store.get_record(self.db, shop_id, member_id, "top-up", key)
+        exists, stored, _ = wallet_store.request_state(self.db, shop_id, member_id, "top-up", key)
+        if not exists:
+            raise NotFound(f"member {member_id} not found", field="member_id")
         if stored is not None:
             replay(stored, request)
             found = order_store.get_order(self.db, shop_id, reference)
