@@ -16,7 +16,7 @@ from loyalty.service import privacy
 from loyalty.store import erasure as erasure_store
 from loyalty.store.keys import member_pk
 from tests.conftest import Api
-from tests.helpers import check_invariants, drain, paid, refunded, send
+from tests.helpers import capture_events, captured, check_invariants, drain, paid, refunded, send
 
 
 def test_an_export_holds_everything_on_the_member_and_nothing_of_ours_or_of_others(
@@ -167,11 +167,18 @@ def test_after_an_erasure_nothing_personal_is_left_and_every_balance_and_report_
     assert len(audit_before) == 1
     assert _leaks(stack)  # the test can see them while they are there
 
+    url = capture_events(stack)
     status, erased = shop.call("DELETE", f"/members/{WHO}")
     assert status == 200 and erased["erased"] is True and erased["complete"] is True
     pseudonym = erased["member_id"]
     assert pseudonym.startswith("mbr_") and pseudonym != WHO
     assert _leaks(stack) == []
+    # The shop's other systems are told, once, to erase them too (the event is not kept in the table).
+    (event,) = captured(url)
+    assert (event["detail-type"], event["detail"]) == (
+        "member.erased",
+        {"shop_id": shop.sid, "member_id": WHO, "pseudonym": pseudonym},
+    )
 
     after = shop.ok("GET", f"/members/{pseudonym}")
     assert after["points"] == {**before["points"], "expiring": after["points"]["expiring"]}
@@ -188,6 +195,7 @@ def test_after_an_erasure_nothing_personal_is_left_and_every_balance_and_report_
     assert shop.call("GET", f"/members/{WHO}")[0] == 404
     assert shop.call("GET", "/members?phone=13912345678")[1] == {"items": []}
     assert shop.call("DELETE", f"/members/{WHO}") == (200, erased)
+    assert captured(url) == []  # a repeated request publishes nothing more
     # A refund of an order paid before the erasure still takes its points back, from the pseudonym's account.
     send(stack, shop.sid, refunded("A1", "R2", "100.00"))
     assert drain(stack) == [{"batchItemFailures": []}]
@@ -214,14 +222,16 @@ def test_an_erasure_cut_short_is_finished_by_its_replay_or_the_nightly_outbox(
 ) -> None:
     shop = erasable
     monkeypatch.setattr(privacy, "ERASE_BUDGET_S", 0.0)  # the request stops before moving anything
+    url = capture_events(stack)
     status, erased = shop.call("DELETE", f"/members/{WHO}")
-    assert status == 200 and erased["complete"] is False
+    assert status == 200 and erased["complete"] is False and captured(url) == []
     assert shop.call("GET", f"/members/{WHO}")[0] == 404  # already no one: nothing more can be written to them
     monkeypatch.setattr(erasure_store, "PAGE", 4)  # several pages, so the run does it in steps
     now = (datetime.now(UTC) + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     report = dict(lambdas.invoke(lambdas.functions()["ReviewTiersFunction"], lambdas.schedule_event(now)))
     assert report["complete"] is True and report["published"] >= 1
     assert _leaks(stack) == []
+    assert [event["detail-type"] for event in captured(url)] == ["member.erased"]  # by the run, when it finished
     monkeypatch.setattr(privacy, "ERASE_BUDGET_S", 20.0)
     assert shop.call("DELETE", f"/members/{WHO}") == (200, {**erased, "complete": True})
 

@@ -105,7 +105,7 @@ class Services:
     def privacy(self) -> "Privacy":
         from loyalty.service.privacy import Privacy
 
-        return Privacy(self.db, self.members, self.shops, clock=self.clock, shards=self.shards)
+        return Privacy(self.db, self.members, self.shops, self.events, clock=self.clock, shards=self.shards)
 
     @cached_property
     def points(self) -> "Points":

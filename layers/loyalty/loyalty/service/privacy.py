@@ -21,6 +21,7 @@ from loyalty.service.members import Members
 from loyalty.service.shops import Shops
 from loyalty.store import erasure as erasure_store
 from loyalty.store.dynamo import Dynamo, Item
+from loyalty.store.events import Events
 from loyalty.store.keys import LEDGER_PREFIX, LOT_PREFIX, ORDER_SK, PROFILE_SK, member_of, member_pk, order_pk
 
 # Attributes that are ours, not the member's: keys and index placements.
@@ -32,11 +33,12 @@ ERASE_BUDGET_S = 20.0
 
 class Privacy:
     def __init__(
-        self, db: Dynamo, members: Members, shops: Shops, *, clock: Callable[[], datetime], shards: int
+        self, db: Dynamo, members: Members, shops: Shops, events: Events, *, clock: Callable[[], datetime], shards: int
     ) -> None:
         self.db = db
         self.members = members
         self.shops = shops
+        self.events = events
         self.clock = clock
         self.shards = shards
 
@@ -70,8 +72,13 @@ class Privacy:
         return marker is None or self._move(shop_id, member_id, str(marker["pseudonym"]), should_stop)
 
     def _move(self, shop_id: str, member_id: str, pseudonym: str, should_stop: Callable[[], bool]) -> bool:
+        """Move what is left, page by page; once all has moved, tell the shop's other systems (their CRM, their
+        messaging) to erase the member too, then remove the marker. True when finished."""
         while not should_stop():
             if erasure_store.move_page(self.db, shop_id, member_id, pseudonym, now=self.clock(), shards=self.shards):
+                detail = {"shop_id": shop_id, "member_id": member_id, "pseudonym": pseudonym}
+                self.events.publish("member.erased", detail)  # consumers dedupe on the pseudonym
+                erasure_store.finish(self.db, shop_id, member_id)
                 return True
         return False
 

@@ -6,8 +6,9 @@ is left in the old partition. From that instant the member id names no member: e
 its profile, so nothing more lands in the old partition. The rest of it is then moved, a page at a time, each
 page one transaction (items re-keyed, their due-index places re-filed, reminders and idempotency records dropped,
 the member id replaced by the pseudonym wherever an item holds it); items elsewhere that name the member (orders,
-coupon codes, exchanges, lottery audit lines) are re-pointed first. The marker goes with the last page. Whoever
-finds the marker (the request, its replay, or the outbox run, which lists it) carries on where it stopped.
+coupon codes, exchanges, lottery audit lines) are re-pointed first. The marker goes last, once `member.erased`
+is published. Whoever finds the marker (the request, its replay, or the outbox run, which lists it) carries on
+where it stopped.
 """
 
 from collections.abc import Callable, Iterable
@@ -157,6 +158,15 @@ def marker(db: Dynamo, shop_id: str, member_id: str) -> Item | None:
     return db.get(member_pk(shop_id, member_id), ERASURE_SK)
 
 
+def finish(db: Dynamo, shop_id: str, member_id: str) -> None:
+    """The last of the old partition: its marker (once member.erased is published, so a failed publish is retried
+    by whoever finds the marker next)."""
+    tx = db.transaction()
+    tx.audited = True
+    tx.delete({"PK": member_pk(shop_id, member_id), "SK": ERASURE_SK})
+    db.commit(tx)
+
+
 def erased_as(db: Dynamo, shop_id: str, ref: str) -> str | None:
     """The pseudonym of the member (by `ref`) as their latest erasure left it, if they were erased."""
     item = db.get(erased_pk(shop_id, ref), ERASED_SK)
@@ -175,9 +185,7 @@ def move_page(db: Dynamo, shop_id: str, member_id: str, pseudonym: str, *, now: 
         tx.delete({"PK": old_pk, "SK": item["SK"]})
         if not item["SK"].startswith(DROPPED):
             tx.put(_moved(item, member_id, pseudonym, new_pk, now=now, shards=shards))
-    done = len(items) < PAGE  # the page held all that was left
-    if done and len(rest) < len(items):  # the marker was on the page: it goes with the last items
-        tx.delete({"PK": old_pk, "SK": ERASURE_SK})
+    done = len(items) < PAGE  # the page held all that was left (the marker stays until finish())
     db.commit(tx)
     return done
 
