@@ -76,7 +76,7 @@ class Members:
             program = self.shops.program(shop_id)
             after, _ = self.as_kept(program, change.applied_to(member.profile), self.clock())
             birthday = None
-            if after.birthday is not None:
+            if after.birthday is not None and after.birthday != member.profile.birthday:  # to be filed anew
                 _, filed = member_store.birthday_state(self.db, shop_id, member_id)
                 today = local_day(self.clock(), program.timezone)
                 # A birthday filed for next year means this year's was celebrated: start from that year.
