@@ -184,6 +184,8 @@ def test_after_an_erasure_nothing_personal_is_left_and_every_balance_and_report_
     assert after["points"] == {**before["points"], "expiring": after["points"]["expiring"]}
     assert "phone" not in after and "email" not in after and "birthday" not in after and after["erased_at"]
     assert "referral_code" not in after  # deleted with the contacts: it refers no one
+    status, refused = shop.call("PATCH", f"/members/{pseudonym}", {"phone": PHONE})
+    assert status == 409 and refused["error"]["code"] == "erased"  # a pseudonym is given no one's details
     assert not after["marketing_consent"]
     moved = shop.ok("GET", f"/members/{pseudonym}/ledger?limit=100")["items"]
     assert [(e["reason"], e["points"]) for e in moved] == [(e["reason"], e["points"]) for e in ledger]

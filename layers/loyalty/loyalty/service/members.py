@@ -71,6 +71,8 @@ class Members:
         A birthday already celebrated this year is not celebrated again under a new date before next year."""
         for _ in range(3):
             member = self.member(shop_id, member_id)
+            if member.erased_at is not None:  # a pseudonym holds no one's details, and never will again
+                raise Conflict("this member was erased", field="member_id", code="erased")
             if by_member and "birthday" in change.model_fields_set and member.profile.birthday is not None:
                 raise Conflict("a birthday once given is changed by the shop", field="birthday")
             program = self.shops.program(shop_id)
