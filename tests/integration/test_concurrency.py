@@ -12,7 +12,7 @@ import pytest
 from infra.local.resources import table_definition
 from loyalty.domain.cards import BatchRequest
 from loyalty.domain.coupons import NotApplicable, TemplateRequest
-from loyalty.domain.errors import Conflict, InsufficientPoints, Retryable
+from loyalty.domain.errors import Conflict, InsufficientPoints, NotFound, Retryable
 from loyalty.domain.lottery import LotteryRequest
 from loyalty.domain.mall import ItemRequest
 from loyalty.domain.members import Profile
@@ -20,6 +20,7 @@ from loyalty.domain.program import Program
 from loyalty.runtime import Services
 from loyalty.store import points as point_store
 from loyalty.store.dynamo import Dynamo
+from loyalty.store.keys import member_pk
 from tests.helpers import check_invariants, check_wallet, event_model, paid
 
 pytestmark = pytest.mark.server
@@ -353,3 +354,40 @@ def test_one_gift_card_redeemed_by_many_at_once_pays_once(service: Services, sta
         outcomes = Counter(pool.map(redeem, members))
     assert outcomes == {"redeemed": 1, "refused": 7}
     assert sum(sum(check_wallet(service, shop_id, member)) for member in members) == 5000
+
+
+def test_an_erasure_racing_orders_and_redemptions_loses_nothing_and_leaves_nothing_behind(service: Services) -> None:
+    """Each order or redemption lands before the erasure's first transaction (and moves with the member) or
+    after it (and finds no member): never in the old partition once it has been emptied."""
+    shop_id = service.shops.create_shop("Race")["shop_id"]
+    service.members.enrol(shop_id, Profile(member_id="m1", phone="+8613800138000"))
+    for n in range(5):
+        service.orders.apply(shop_id, event_model(paid(f"o{n}", paid_at=f"2026-11-{n + 1:02d}T08:00:00Z")))
+
+    def act(n: int) -> str:
+        worker = fresh(service)
+        try:
+            if n == 0:
+                return "erased" if with_retries(lambda: worker.privacy.erase(shop_id, "m1"))["complete"] else "cut"
+            if n % 2:
+                event = event_model(paid(f"r{n}", paid_at="2026-11-20T08:00:00Z"))
+                with_retries(lambda: worker.orders.apply(shop_id, event))
+                return "paid"
+            with_retries(lambda: worker.points.redeem(shop_id, "m1", key=f"k{n}", points=10, reason="race"))
+            return "redeemed"
+        except (Conflict, Retryable, NotFound) as exc:  # after the erasure: no such member
+            return type(exc).__name__
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(act, [1, 2, 3, 0, 4, 5, 6, 7, 8, 9, 10, 11]))
+    assert "erased" in outcomes, outcomes
+    pseudonym = service.privacy.erase(shop_id, "m1")["member_id"]  # the same answer, asked again
+    assert service.db.query_page(member_pk(shop_id, "m1"), "", limit=10)[0] == []  # nothing left behind
+    balance = check_invariants(service, shop_id, pseudonym)
+    landed = point_store.ledger_all(service.db, shop_id, pseudonym)
+    # Every success the callers saw is in the pseudonym's ledger: 5 orders before, then what won the race.
+    paid_ok = outcomes.count("paid")
+    redeemed_ok = outcomes.count("redeemed")
+    assert len([e for e in landed if e.reason == "order.paid"]) == 5 + paid_ok
+    assert len([e for e in landed if e.reason == "redemption"]) == redeemed_ok
+    assert balance["available"] == 100 * (5 + paid_ok) - 10 * redeemed_ok
