@@ -88,11 +88,17 @@ def test_a_member_gives_and_withdraws_consent_and_gives_a_birthday_once(tea: Sho
         return tea.api.call("PATCH", "/v1/me", key=token, body=body)
 
     assert me({"marketing_consent": True}) == (200, tea.call("GET", "/members/m2")[1])
-    assert tea.call("GET", "/members/m2")[1]["marketing_consent"] is True
+    view = tea.call("GET", "/members/m2")[1]
+    assert view["marketing_consent"] is True
+    assert (view["consent"]["given"], view["consent"]["by"]) == (True, "member")  # the proof: when, and by whom
     enrolment = {"member_id": "m2", "phone": "13900139000"}
     assert tea.call("POST", "/members", enrolment)[0] == 200  # the shop enrolling on each login: still a replay
     assert tea.call("GET", "/members/m2")[1]["marketing_consent"] is True  # which changes nothing
     assert me({"marketing_consent": False})[1]["marketing_consent"] is False
+    status, view = tea.call("PATCH", "/members/m2", {"marketing_consent": True})  # on the phone, at the shop's desk
+    assert status == 200 and view["consent"]["by"] == f"key:{tea.key.split('.')[1]}"
+    assert tea.call("PATCH", "/members/m2", {"email": "m2@example.com"})[1]["consent"] == view["consent"]  # unmoved
+    assert me({"marketing_consent": False})[1]["consent"]["by"] == "member"
     assert me({"birthday": "1995-07-08"})[1]["birthday"] == "1995-07-08"
     status, answer = me({"birthday": "1995-07-09"})  # it earns rewards: changed by the shop, not the member
     assert status == 409 and answer["error"]["field"] == "birthday"

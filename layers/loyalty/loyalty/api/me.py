@@ -46,7 +46,7 @@ class MyChange(BaseModel):
 def change_my_account(body: Annotated[MyChange, Body()]) -> Response[str]:
     shop_id, member_id = me()
     change = ProfileChange.model_validate(body.model_dump(exclude_unset=True))
-    member = runtime.services().members.change_profile(shop_id, member_id, change, by_member=True)
+    member = runtime.services().members.change_profile(shop_id, member_id, change, by=access.caller())
     return json_response(200, members.member_view(shop_id, member))
 
 

@@ -8,6 +8,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from loyalty import runtime
+from loyalty.api import access
 from loyalty.api.common import MemberId, ShopId, json_response, new_router
 from loyalty.domain.errors import InvalidInput, TooLarge
 from loyalty.domain.ledger import iso
@@ -26,10 +27,13 @@ def member_view(shop_id: str, member: Member, *, new: bool = False) -> dict[str,
     review_at = member.tier.review_at
     # An erased member (by pseudonym) refers no one: their code was deleted with their contacts.
     code = {} if member.erased_at else {"referral_code": referral_code(shop_id, member_id)}
-    erased = {"erased_at": iso(member.erased_at)} if member.erased_at else {}
+    extra: dict[str, Any] = {"erased_at": iso(member.erased_at)} if member.erased_at else {}
+    consent = member.consent
+    if consent is not None:  # the proof of the member's choice: when, and by whom
+        extra["consent"] = {"given": consent.given, "at": iso(consent.at), "by": consent.by}
     return {
         **member.profile.model_dump(mode="json", exclude_none=True),
-        **erased,
+        **extra,
         "enrolled_at": iso(member.enrolled_at),
         "tier": member.tier.tier or (base[0].name if base else None),
         "tier_review_at": iso(review_at) if review_at else None,
@@ -78,7 +82,7 @@ def get_member(shop_id: ShopId, member_id: MemberId) -> Response[str]:
     tags=["members"],
 )
 def change_member(shop_id: ShopId, member_id: MemberId, body: Annotated[ProfileChange, Body()]) -> Response[str]:
-    member = runtime.services().members.change_profile(shop_id, member_id, body)
+    member = runtime.services().members.change_profile(shop_id, member_id, body, by=access.caller())
     return json_response(200, member_view(shop_id, member))
 
 

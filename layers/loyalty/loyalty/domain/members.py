@@ -112,6 +112,15 @@ def pseudonym(key: str, member_id: str) -> str:
     return "mbr_" + hmac.new(key.encode(), member_id.encode(), hashlib.sha256).hexdigest()[:24]
 
 
+class ConsentRecord(BaseModel):
+    """When marketing consent was last given or withdrawn, and by whom: "enrolment", "member" (their own token),
+    or "key:<key id>" (a staff key)."""
+
+    given: bool
+    at: datetime
+    by: str
+
+
 class Member(BaseModel):
     profile: Profile
     balance: Balance
@@ -120,3 +129,4 @@ class Member(BaseModel):
     referrer: str | None = None  # the member who referred them (from `referred_by`), whose reward waits
     first_order: str | None = None  # the first order they paid (set once; it decides the referral reward)
     erased_at: datetime | None = None  # erased: `profile.member_id` is their pseudonym, and nothing personal is left
+    consent: ConsentRecord | None = None  # the last change of their marketing consent

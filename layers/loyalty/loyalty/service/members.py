@@ -8,6 +8,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, Field
 
+from loyalty.domain.access import Caller
 from loyalty.domain.engagement import day_starts, local_day, next_birthday
 from loyalty.domain.errors import Conflict, InvalidInput, NotFound, Retryable
 from loyalty.domain.members import Member, Profile, ProfileChange, e164
@@ -65,10 +66,13 @@ class Members:
         day = next_birthday(profile.birthday, local_day(now, program.timezone))
         return profile, (day, day_starts(day, program.timezone))
 
-    def change_profile(self, shop_id: str, member_id: str, change: ProfileChange, *, by_member: bool = False) -> Member:
-        """Change contacts, birthday or marketing consent. A member may give or withdraw their consent and set a
-        birthday they have not given yet (a birthday once given is changed by the shop's staff: it earns rewards).
-        A birthday already celebrated this year is not celebrated again under a new date before next year."""
+    def change_profile(self, shop_id: str, member_id: str, change: ProfileChange, *, by: Caller) -> Member:
+        """Change contacts, birthday or marketing consent, for the caller `by` (a member changes only their own,
+        through /v1/me). A member may give or withdraw their consent and set a birthday they have not given yet
+        (a birthday once given is changed by the shop's staff: it earns rewards). A birthday already celebrated
+        this year is not celebrated again under a new date before next year. A change of consent is recorded
+        with when and by whom (the proof of consent PIPL and GDPR ask a shop to keep)."""
+        by_member = by.kind == "member"
         for _ in range(3):
             member = self.member(shop_id, member_id)
             if member.erased_at is not None:  # a pseudonym holds no one's details, and never will again
@@ -87,11 +91,18 @@ class Members:
                 birthday = (day, day_starts(day, program.timezone))
             try:
                 member_store.change_profile(
-                    self.db, shop_id, member.profile, after, birthday=birthday, now=self.clock(), shards=self.shards
+                    self.db,
+                    shop_id,
+                    member.profile,
+                    after,
+                    birthday=birthday,
+                    consent_by="member" if by_member else f"key:{by.key_id or by.kind}",
+                    now=self.clock(),
+                    shards=self.shards,
                 )
             except Retryable:
                 continue  # changed meanwhile: read it again
-            return member.model_copy(update={"profile": after})
+            return member_store.get_member(self.db, shop_id, member_id) or member  # as written (consent's record)
         raise Retryable(f"member {member_id} kept changing; try again")
 
     def _referrer(self, shop_id: str, profile: Profile) -> str:

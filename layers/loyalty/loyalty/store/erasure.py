@@ -61,7 +61,14 @@ from loyalty.store.keys import (
 
 ERASURE_SK = "ERASURE"  # in the old partition while it is being emptied: where its items go
 ERASED_SK = "ERASED"  # under the member's keyed digest: the pseudonym their erasure gave them
-PERSONAL = ("phone", "email", "birthday", "referred_by", "marketing_consent")  # what a profile says of the person
+PERSONAL = (
+    "phone",
+    "email",
+    "birthday",
+    "referred_by",
+    "marketing_consent",
+    "consent",
+)  # what a profile says of the person
 # Not carried over: reminders (an erased member is sent nothing), answers kept for replays (no one can replay
 # as them now, and each names them), and the counters of card attempts (expire by TTL anyway).
 DROPPED = (

@@ -73,6 +73,8 @@ def enrol(
         item["referrer"] = referrer
     if opening is not None:
         item["available"] = opening[0]
+    if profile.marketing_consent:  # given at enrolment: the shop asked for it there
+        item["consent"] = {"given": True, "at": iso(now), "by": "enrolment"}
     if tier is not None:
         item |= {"tier": tier.to_tier, "tier_since": iso(tier.at), "rev": 1}
         if tier.review_at is not None:
@@ -155,12 +157,14 @@ def change_profile(
     after: Profile,
     *,
     birthday: tuple[date, datetime] | None,
+    consent_by: str,
     now: datetime,
     shards: int,
 ) -> None:
     """Write a changed profile in one transaction: only while it is still as it was read, its contacts moved
     (the old look-up deleted, the new one claimed: Conflict naming the field if another member holds it), and its
-    filed birthday replaced by `birthday` (its next local date and when that begins) or removed."""
+    filed birthday replaced by `birthday` (its next local date and when that begins) or removed. A change of
+    consent records when and by whom (`consent_by`)."""
     pk = member_pk(shop_id, before.member_id)
     tx = db.transaction()
     fields = ("phone", "email", "birthday", "marketing_consent")
@@ -183,6 +187,9 @@ def change_profile(
         else:
             condition.append(f"#f{index} = :old{index}")
             values[f":old{index}"] = old
+    if before.marketing_consent != after.marketing_consent:
+        sets.append("consent = :consent")
+        values[":consent"] = {"given": after.marketing_consent, "at": iso(now), "by": consent_by}
     expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
     tx.update({"PK": pk, "SK": PROFILE_SK}, expression, values=values, condition=" AND ".join(condition), names=names)
     claims: dict[int, str] = {}
@@ -476,6 +483,7 @@ def member_from_item(item: Item) -> Member:
         referrer=item.get("referrer"),
         first_order=item.get("first_order"),
         erased_at=item.get("erased_at"),
+        consent=item.get("consent"),
     )
 
 
