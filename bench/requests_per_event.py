@@ -25,6 +25,7 @@ import boto3
 from moto import mock_aws
 
 from infra.local.resources import table_definition
+from loyalty.domain.access import Caller
 from loyalty.domain.cards import BatchRequest as BatchRequestModel
 from loyalty.domain.coupons import TemplateRequest
 from loyalty.domain.errors import Conflict
@@ -169,8 +170,9 @@ def privacy_events(service: Services, shop: str) -> list[tuple[str, Counter[str]
     service.members.enrol(shop, Profile(member_id="e1", phone="+8613800138000", email="e1@example.com"))
     for n in range(10):
         service.orders.apply(shop, paid(f"e{n}", member_id="e1"))
-    consent = ProfileChange(marketing_consent=True)
-    rows = [("profile change (consent)", measure(service, lambda: service.members.change_profile(shop, "e1", consent)))]
+    consent, member = ProfileChange(marketing_consent=True), Caller(kind="member", shop_id=shop, member_id="e1")
+    change = measure(service, lambda: service.members.change_profile(shop, "e1", consent, by=member))
+    rows = [("profile change (consent)", change)]
     held = sum(1 for _ in service.db.query_all(member_pk(shop, "e1"), ""))
     rows.append(
         (

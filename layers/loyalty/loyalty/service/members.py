@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from loyalty.domain.access import Caller
 from loyalty.domain.engagement import day_starts, local_day, next_birthday
 from loyalty.domain.errors import Conflict, InvalidInput, NotFound, Retryable
-from loyalty.domain.members import Member, Profile, ProfileChange, e164
+from loyalty.domain.members import ConsentRecord, Member, Profile, ProfileChange, e164
 from loyalty.domain.orders import Customer
 from loyalty.domain.program import Program
 from loyalty.service.shops import Shops
@@ -89,6 +89,10 @@ class Members:
                 start = max(today, date(filed.year, 1, 1)) if filed is not None else today
                 day = next_birthday(after.birthday, start)
                 birthday = (day, day_starts(day, program.timezone))
+            now, consent = self.clock(), member.consent
+            if after.marketing_consent != member.profile.marketing_consent:
+                by_whom = "member" if by_member else f"key:{by.key_id or by.kind}"
+                consent = ConsentRecord(given=after.marketing_consent, at=now, by=by_whom)
             try:
                 member_store.change_profile(
                     self.db,
@@ -96,13 +100,13 @@ class Members:
                     member.profile,
                     after,
                     birthday=birthday,
-                    consent_by="member" if by_member else f"key:{by.key_id or by.kind}",
-                    now=self.clock(),
+                    consent=consent if consent is not member.consent else None,
+                    now=now,
                     shards=self.shards,
                 )
             except Retryable:
                 continue  # changed meanwhile: read it again
-            return member_store.get_member(self.db, shop_id, member_id) or member  # as written (consent's record)
+            return member.model_copy(update={"profile": after, "consent": consent})  # as written, not read back
         raise Retryable(f"member {member_id} kept changing; try again")
 
     def _referrer(self, shop_id: str, profile: Profile) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 from loyalty.domain.errors import Conflict, Retryable
 from loyalty.domain.ledger import Balance, iso
-from loyalty.domain.members import Member, Profile, referral_code
+from loyalty.domain.members import ConsentRecord, Member, Profile, referral_code
 from loyalty.domain.tiers import MemberTier, TierChange
 from loyalty.store.dynamo import ConditionFailed, Dynamo, Item, Transaction, TransactionCancelled, model_of
 from loyalty.store.keys import (
@@ -157,14 +157,14 @@ def change_profile(
     after: Profile,
     *,
     birthday: tuple[date, datetime] | None,
-    consent_by: str,
+    consent: ConsentRecord | None,
     now: datetime,
     shards: int,
 ) -> None:
     """Write a changed profile in one transaction: only while it is still as it was read, its contacts moved
     (the old look-up deleted, the new one claimed: Conflict naming the field if another member holds it), and its
     filed birthday replaced by `birthday` (its next local date and when that begins) or removed. A change of
-    consent records when and by whom (`consent_by`)."""
+    consent comes with its record (`consent`: when, and by whom)."""
     pk = member_pk(shop_id, before.member_id)
     tx = db.transaction()
     fields = ("phone", "email", "birthday", "marketing_consent")
@@ -187,9 +187,9 @@ def change_profile(
         else:
             condition.append(f"#f{index} = :old{index}")
             values[f":old{index}"] = old
-    if before.marketing_consent != after.marketing_consent:
+    if consent is not None:
         sets.append("consent = :consent")
-        values[":consent"] = {"given": after.marketing_consent, "at": iso(now), "by": consent_by}
+        values[":consent"] = consent.model_dump(mode="json")
     expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
     tx.update({"PK": pk, "SK": PROFILE_SK}, expression, values=values, condition=" AND ".join(condition), names=names)
     claims: dict[int, str] = {}
