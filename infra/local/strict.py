@@ -20,6 +20,7 @@ import contextvars
 import fnmatch
 import json
 import os
+import re
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
@@ -396,7 +397,32 @@ def _request_size(action: Mapping[str, Any]) -> int:
     return size
 
 
+EXPRESSIONS = ("UpdateExpression", "ConditionExpression", "KeyConditionExpression", "FilterExpression",
+               "ProjectionExpression")  # fmt: skip
+_PLACEHOLDER = re.compile(r"[:#][A-Za-z0-9_]+")
+
+
+def _check_placeholders(operation: str, request: Mapping[str, Any]) -> None:
+    """DynamoDB refuses a request whose ExpressionAttributeValues or ExpressionAttributeNames hold a placeholder
+    that none of its expressions uses (moto checks this for some operations, never inside a transaction)."""
+    used = {token for name in EXPRESSIONS for token in _PLACEHOLDER.findall(request.get(name) or "")}
+    for attributes, kind in (("ExpressionAttributeValues", "Value"), ("ExpressionAttributeNames", "Name")):
+        unused = sorted(set(request.get(attributes) or {}) - used)
+        if unused:
+            raise _invalid(
+                operation,
+                "ValidationException",
+                f"{kind} provided in {attributes} unused in expressions: keys: {{{', '.join(unused)}}}",
+            )
+
+
 def _dynamodb_limits(operation: str, params: Mapping[str, Any]) -> None:
+    if operation in ("PutItem", "UpdateItem", "DeleteItem", "Query", "Scan"):
+        _check_placeholders(operation, params)
+    elif operation == "TransactWriteItems":
+        for entry in params["TransactItems"]:
+            for action in entry.values():
+                _check_placeholders(operation, action)
     if operation == "PutItem":
         _check_item(operation, params["Item"])
     elif operation in ("GetItem", "UpdateItem", "DeleteItem"):

@@ -168,7 +168,7 @@ def change_profile(
     pk = member_pk(shop_id, before.member_id)
     tx = db.transaction()
     fields = ("phone", "email", "birthday", "marketing_consent")
-    values: dict[str, Any] = {":now": iso(now), ":member": before.member_id}
+    values: dict[str, Any] = {":now": iso(now)}
     names: dict[str, str] = {}
     sets, removes, condition = ["updated_at = :now"], [], ["attribute_exists(PK)"]
     for index, name in enumerate(fields):
