@@ -26,7 +26,6 @@ from loyalty.store.keys import (
     BIRTHDAY_SK,
     CARD_TRIES_PREFIX,
     CODE_SK,
-    CONTACT_SK,
     COUPON_EXPIRE_JOB,
     COUPON_PREFIX,
     COUPON_REMIND_JOB,
@@ -50,7 +49,6 @@ from loyalty.store.keys import (
     WALLET_SK,
     code_of,
     code_pk,
-    contact_pk,
     due_keys,
     erased_pk,
     exchange_pk,
@@ -134,11 +132,7 @@ def begin(
         contacts = {kind: profile[kind] for kind in ("email", "phone") if profile.get(kind)}
         contacts[member_store.REFERRAL_CODE] = referral_code(shop_id, member_id)
         for kind, value in contacts.items():
-            tx.delete(
-                {"PK": contact_pk(shop_id, kind, value), "SK": CONTACT_SK},
-                condition="attribute_not_exists(PK) OR member_id = :member",
-                values={":member": member_id},
-            )
+            member_store.add_contact_release(tx, shop_id, kind, value, member_id)
         tx.delete({"PK": old_pk, "SK": BIRTHDAY_SK})
         # The marker is also on the outbox's index: the nightly run finishes an erasure its request could not.
         due_pk, due_sk = due_keys(PUBLISH_JOB, now, old_pk, shards, ERASURE_SK, now=now)

@@ -74,7 +74,7 @@ def enrol(
     if opening is not None:
         item["available"] = opening[0]
     if profile.marketing_consent:  # given at enrolment: the shop asked for it there
-        item["consent"] = {"given": True, "at": iso(now), "by": "enrolment"}
+        item["consent"] = ConsentRecord(given=True, at=now, by="enrolment").model_dump(mode="json")
     if tier is not None:
         item |= {"tier": tier.to_tier, "tier_since": iso(tier.at), "rev": 1}
         if tier.review_at is not None:
@@ -84,17 +84,7 @@ def enrol(
     # The referral code is claimed like a contact: unique in the shop, found by its digest.
     contacts = profile.contacts() | {REFERRAL_CODE: referral_code(shop_id, profile.member_id)}
     for kind, value in contacts.items():
-        tx.put(
-            {
-                "PK": contact_pk(shop_id, kind, value),
-                "SK": CONTACT_SK,
-                "type": "contact",
-                "kind": kind,
-                "member_id": profile.member_id,
-            },
-            condition="attribute_not_exists(PK) OR member_id = :member",
-            values={":member": profile.member_id},
-        )
+        add_contact_claim(tx, shop_id, kind, value, profile.member_id)
     if birthday is not None:
         add_next_birthday(tx, shop_id, profile.member_id, *birthday, now=now, shards=shards)
     if opening is not None:
@@ -198,20 +188,9 @@ def change_profile(
         if old_contacts.get(kind) == new_contacts.get(kind):
             continue
         if kind in old_contacts:
-            tx.delete(
-                {"PK": contact_pk(shop_id, kind, old_contacts[kind]), "SK": CONTACT_SK},
-                condition="attribute_not_exists(PK) OR member_id = :member",
-                values={":member": before.member_id},
-            )
+            add_contact_release(tx, shop_id, kind, old_contacts[kind], before.member_id)
         if kind in new_contacts:
-            item = {"PK": contact_pk(shop_id, kind, new_contacts[kind]), "SK": CONTACT_SK, "type": "contact"}
-            claims[
-                tx.put(
-                    item | {"kind": kind, "member_id": before.member_id},
-                    condition="attribute_not_exists(PK) OR member_id = :member",
-                    values={":member": before.member_id},
-                )
-            ] = kind
+            claims[add_contact_claim(tx, shop_id, kind, new_contacts[kind], before.member_id)] = kind
     if before.birthday != after.birthday:
         if birthday is None:
             tx.delete({"PK": pk, "SK": BIRTHDAY_SK})
@@ -230,6 +209,25 @@ def change_profile(
         if exc.failed(0):
             raise Retryable("the member changed meanwhile; try again") from exc
         raise
+
+
+def add_contact_claim(tx: Transaction, shop_id: str, kind: str, value: str, member_id: str) -> int:
+    """Claim a unique contact (an e-mail, a phone, a referral code) for the member: refused if another holds it."""
+    return tx.put(
+        {"PK": contact_pk(shop_id, kind, value), "SK": CONTACT_SK, "type": "contact", "kind": kind}
+        | {"member_id": member_id},
+        condition="attribute_not_exists(PK) OR member_id = :member",
+        values={":member": member_id},
+    )
+
+
+def add_contact_release(tx: Transaction, shop_id: str, kind: str, value: str, member_id: str) -> int:
+    """Free a contact the member held (never one another member holds now)."""
+    return tx.delete(
+        {"PK": contact_pk(shop_id, kind, value), "SK": CONTACT_SK},
+        condition="attribute_not_exists(PK) OR member_id = :member",
+        values={":member": member_id},
+    )
 
 
 def unlisted_members(
@@ -269,17 +267,7 @@ def bring_up_to_date(
             condition="attribute_exists(PK) AND attribute_not_exists(MembersSK)",
         )
         code = (
-            tx.put(
-                {
-                    "PK": contact_pk(shop_id, REFERRAL_CODE, referral_code(shop_id, member_id)),
-                    "SK": CONTACT_SK,
-                    "type": "contact",
-                    "kind": REFERRAL_CODE,
-                    "member_id": member_id,
-                },
-                condition="attribute_not_exists(PK) OR member_id = :member",
-                values={":member": member_id},
-            )
+            add_contact_claim(tx, shop_id, REFERRAL_CODE, referral_code(shop_id, member_id), member_id)
             if with_code
             else None
         )
