@@ -12,7 +12,6 @@ from infra.local import lambdas
 from infra.local.resources import Stack
 from loyalty.api import members as members_api
 from loyalty.runtime import Services
-from loyalty.service import privacy
 from loyalty.store import erasure as erasure_store
 from loyalty.store.keys import member_pk
 from tests.conftest import Api
@@ -223,7 +222,8 @@ def test_an_erasure_cut_short_is_finished_by_its_replay_or_the_nightly_outbox(
     erasable: Erasable, stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shop = erasable
-    monkeypatch.setattr(privacy, "ERASE_BUDGET_S", 0.0)  # the request stops before moving anything
+    margin = members_api.ERASE_MARGIN_MS
+    monkeypatch.setattr(members_api, "ERASE_MARGIN_MS", 10**9)  # the request stops before moving anything
     url = capture_events(stack)
     status, erased = shop.call("DELETE", f"/members/{WHO}")
     assert status == 200 and erased["complete"] is False and captured(url) == []
@@ -234,7 +234,7 @@ def test_an_erasure_cut_short_is_finished_by_its_replay_or_the_nightly_outbox(
     assert report["complete"] is True and report["published"] >= 1
     assert _leaks(stack) == []
     assert [event["detail-type"] for event in captured(url)] == ["member.erased"]  # by the run, when it finished
-    monkeypatch.setattr(privacy, "ERASE_BUDGET_S", 20.0)
+    monkeypatch.setattr(members_api, "ERASE_MARGIN_MS", margin)
     assert shop.call("DELETE", f"/members/{WHO}") == (200, {**erased, "complete": True})
 
 

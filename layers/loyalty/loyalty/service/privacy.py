@@ -9,7 +9,6 @@ back) everywhere it is personal, and contacts, birthday and consent are removed;
 counters stay, so every balance and every report adds up as before. See store/erasure.py for how.
 """
 
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
@@ -26,9 +25,6 @@ from loyalty.store.keys import LEDGER_PREFIX, LOT_PREFIX, ORDER_SK, PROFILE_SK, 
 
 # Attributes that are ours, not the member's: keys and index placements.
 INTERNAL = {"PK", "SK", "DuePK", "DueSK", "MembersPK", "MembersSK", "type", "rev"}
-# An erasure moves what it can within this many seconds of its request (API Gateway waits 29), and says whether it
-# finished; its replay, or the nightly outbox run, moves the rest.
-ERASE_BUDGET_S = 20.0
 
 
 class Privacy:
@@ -42,9 +38,10 @@ class Privacy:
         self.clock = clock
         self.shards = shards
 
-    def erase(self, shop_id: str, member_id: str) -> dict[str, Any]:
+    def erase(self, shop_id: str, member_id: str, should_stop: Callable[[], bool]) -> dict[str, Any]:
         """Erase the member (irreversibly). The answer names the pseudonym their ledger and orders now carry,
-        and whether everything has moved (`complete`); asking again carries on and answers the same."""
+        and whether everything has moved (`complete`: not if `should_stop` said so first); asking again, or the
+        nightly outbox run, carries on and answers the same."""
         ref = self.shops.pseudonym(shop_id, member_id)
 
         def pseudonym_of(enrolled_at: str) -> str:  # one per enrolment of the id, never mapped back
@@ -61,8 +58,7 @@ class Privacy:
                     raise NotFound(f"member {member_id} not found", field="member_id")
                 return {"member_id": erased, "erased": True, "complete": True}
             pseudonym = str(marker["pseudonym"])
-        deadline = time.monotonic() + ERASE_BUDGET_S
-        complete = self._move(shop_id, member_id, pseudonym, lambda: time.monotonic() > deadline)
+        complete = self._move(shop_id, member_id, pseudonym, should_stop)
         return {"member_id": pseudonym, "erased": True, "complete": complete}
 
     def resume_erasure(self, item: Item, should_stop: Callable[[], bool]) -> bool:
