@@ -12,7 +12,8 @@ The patch keeps moto's own code for the transaction and changes what is saved: b
 item the transaction touches is copied (or noted as absent); if moto then refuses the transaction, those items
 are put back as they were (absent ones removed) and moto's error is raised unchanged. moto keeps no index of its
 own (a query of a global secondary index reads the table's items), so restoring the items restores the indexes.
-What it does not restore: records already added to a table's stream (none of our tables has one).
+Records the refused transaction's actions had added to a table's stream are taken off it too (DynamoDB streams
+only what was written).
 
 Proposed upstream as: "transact_write_items: back up touched items instead of whole tables".
 
@@ -81,17 +82,49 @@ def apply() -> None:
 
     def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
         saved = [_save(self, entry) for entry in transact_items[:100]]
+        # each table's stream length before: a refused transaction's records are taken off again
+        streamed: dict[int, tuple[Table, int]] = {
+            id(s[0]): (s[0], len(s[0].stream_shard.items)) for s in saved if s and s[0].stream_shard is not None
+        }
         try:
             original(self, transact_items)
         except Exception:
             for table, hash_value, range_value, item in reversed([s for s in saved if s is not None]):
                 _restore(table, hash_value, range_value, item)
+            for table, length in streamed.values():
+                if table.stream_shard is not None:
+                    del table.stream_shard.items[length:]
             raise
 
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    _patch_stream_record()
     _patch_table_query()
     _patch_sqs()
     _read_once()
+
+
+def _patch_stream_record() -> None:
+    """moto sizes each stream record by dumping it to JSON (its `SizeBytes`, which nothing of ours reads) on every
+    write to a table with a stream; `moto.dynamodb.models.table` uses that dump for nothing else. The size is left
+    at a placeholder of 1."""
+    from moto.dynamodb.models import table as table_models
+
+    setattr(table_models, "dynamo_json_dump", lambda _: "1")  # noqa: B010
+
+
+def trim_stream(table_name: str, through: int) -> None:
+    """Drop a table's stream records up to sequence number `through` once applied (a stream keeps records 24
+    hours; moto kept every record for as long as it ran). In-process moto only; sequence numbers do not change."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    table = dynamodb_backends["123456789012"]["us-east-1"].get_table(table_name)  # moto's default account
+    shard = table.stream_shard
+    if shard is None:
+        return
+    drop = min(max(through + 1 - shard.starting_sequence_number, 0), len(shard.items))
+    if drop:
+        del shard.items[:drop]
+        shard.starting_sequence_number += drop
 
 
 _querying = threading.local()  # the partition a table query in this thread reads, while it runs

@@ -43,9 +43,10 @@ _compiled = functools.cache(re.compile)
 
 
 def _one_at_a_time(target: str) -> bool:
-    """Whether a request (by its X-Amz-Target) runs under the lock: DynamoDB's, which AWS applies atomically. Not
-    SQS's: a long poll must not hold everyone else up."""
-    return target.startswith("DynamoDB_")
+    """Whether a request (by its X-Amz-Target) runs under the lock: DynamoDB's, which AWS applies atomically, and
+    its stream's (a stream never shows a transaction's records before the transaction is done). Not SQS's: a long
+    poll must not hold everyone else up."""
+    return target.startswith(("DynamoDB_", "DynamoDBStreams_"))
 
 
 @functools.lru_cache(maxsize=256)
@@ -144,6 +145,10 @@ class AtomicMotoServer(ThreadedMotoServer):
             if close:
                 close()
         return AWSResponse(request.url, int(status.split(" ", 1)[0]), dict(response_headers), MockRawResponse(payload))  # type: ignore[arg-type]
+
+    def exclusive(self) -> Any:
+        """The lock DynamoDB requests run under, for changing moto's state from outside a request."""
+        return self._lock
 
     def release_copies(self) -> None:
         """Drop the references moto keeps to every model instance it made (items, messages, their copies), for

@@ -16,6 +16,7 @@ def use_in_process_moto(**extra: str) -> None:
         AWS_SESSION_TOKEN="testing",
         POWERTOOLS_TRACE_DISABLED="true",
         POWERTOOLS_METRICS_DISABLED="true",
+        AWS_ACCOUNT_ID_ENDPOINT_MODE="disabled",  # botocore would send stream calls to a host moto does not route
         **extra,
     )
     os.environ.pop("AWS_ENDPOINT_URL", None)

@@ -55,6 +55,8 @@ def table_definition(logical_id: str = "LoyaltyTable", table_name: str | None = 
     }
     if "GlobalSecondaryIndexes" in props:
         params["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    if "StreamSpecification" in props:
+        params["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
     return params
 
 

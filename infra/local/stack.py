@@ -26,6 +26,7 @@ from botocore.exceptions import ClientError
 from infra.local import lambdas, strict
 from infra.local.moto_server import AtomicMotoServer
 from infra.local.resources import Stack, create_stack, max_receive_count
+from infra.local.streams import StreamPoller
 
 log = logging.getLogger("loyalty.local")
 # What an AWS endpoint that restarted (and lost its state) answers: the stack's resources are made again.
@@ -87,8 +88,22 @@ class LocalStack:
             for function in self.functions.values()
             if function.queue
         ]
+        self.pollers = self.stream_pollers()
         for function in self.functions.values():  # load every handler now, as a cold start would
             lambdas.handler(function)
+
+    def stream_pollers(self) -> list[StreamPoller]:
+        """Each stream-triggered function of the template, with a poller of its table's stream."""
+        return [
+            StreamPoller(
+                function,
+                self.stack.tables[function.stream],
+                trim=self.moto is not None,
+                exclusive=self.moto.exclusive if self.moto is not None else None,
+            )
+            for function in self.functions.values()
+            if function.stream
+        ]
 
     # ---------------------------------------------------------------- HTTP
 
@@ -121,6 +136,7 @@ class LocalStack:
         self.stack = create_stack()
         strict.configure(self.stack)
         os.environ.update(self.stack.env())
+        self.pollers = self.stream_pollers()
         return True
 
     def run_schedule_http(self, name: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -201,6 +217,17 @@ class LocalStack:
                     log.exception("queue poll failed; trying again")
                     time.sleep(1)
 
+    def stream_forever(self) -> None:
+        """Deliver the table's stream to its consumers (the aggregator), as the event source mapping does."""
+        while not self.stop.is_set():
+            try:
+                if not sum(poller.poll_once() for poller in self.pollers):
+                    self.stop.wait(0.5)
+            except Exception as exc:
+                if not self.recreate_if_missing(exc):
+                    log.exception("stream poll failed; trying again")
+                    time.sleep(1)
+
     def schedule_forever(self) -> None:
         interval = float(os.environ.get("LOYALTY_SCHEDULE_SECONDS", "300"))
         while not self.stop.wait(interval):
@@ -258,6 +285,7 @@ def main() -> None:
     port = int(os.environ.get("PORT", "3000"))
     server = serve(local, port)
     threading.Thread(target=local.consume_forever, name="orders-consumer", daemon=True).start()
+    threading.Thread(target=local.stream_forever, name="stream-consumer", daemon=True).start()
     threading.Thread(target=local.schedule_forever, name="schedules", daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     print(

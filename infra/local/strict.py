@@ -295,7 +295,7 @@ def _physical_arns(stack: Stack) -> dict[str, str]:
 
 
 def _resolve(value: Any, arns: Mapping[str, str]) -> str:
-    """A policy Resource: a string, !GetAtt X.Arn, !Ref X (a secret: its ARN) or !Sub with ${X.Arn} and
+    """A policy Resource: a string, !GetAtt X.Arn or X.StreamArn, !Ref X (a secret: its ARN) or !Sub with ${X.Arn} and
     ${AWS::Region|AccountId|Partition}."""
     if isinstance(value, str):
         return value
@@ -303,6 +303,8 @@ def _resolve(value: Any, arns: Mapping[str, str]) -> str:
         return arns[value["Ref"]]
     if "GetAtt" in value:
         logical, attribute = value["GetAtt"].split(".", 1)
+        if attribute == "StreamArn":  # a table's stream (its label is only known once created)
+            return arns[logical] + "/stream/*"
         if attribute != "Arn":
             raise ValueError(f"unsupported GetAtt {value}")
         return arns[logical]

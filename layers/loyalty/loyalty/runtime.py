@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from loyalty.service.platforms import Platforms
     from loyalty.service.points import Points
     from loyalty.service.privacy import Privacy
+    from loyalty.service.reports import Reports
     from loyalty.service.runs import Runs
     from loyalty.service.shops import Shops
     from loyalty.service.tiers import Tiers
@@ -106,6 +107,12 @@ class Services:
         from loyalty.service.privacy import Privacy
 
         return Privacy(self.db, self.members, self.shops, self.events, clock=self.clock, shards=self.shards)
+
+    @cached_property
+    def reports(self) -> "Reports":
+        from loyalty.service.reports import Reports
+
+        return Reports(self.db, self.shops, clock=self.clock)
 
     @cached_property
     def points(self) -> "Points":

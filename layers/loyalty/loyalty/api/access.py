@@ -63,6 +63,9 @@ ALLOWED: dict[tuple[str, str], set[Role]] = {
     ("POST", M + "/draws"): {"cashier"},
     ("GET", M + "/draws"): MEMBER_READERS | {"marketing"},
     ("GET", S + "/audit"): {"support"},
+    ("GET", S + "/reports/summary"): {"marketing", "analyst"},
+    ("GET", S + "/reports/daily"): {"marketing", "analyst"},
+    ("GET", S + "/reports/reconciliation"): ANALYST,
     # The owner's alone: credentials, platform secrets, issuing stored value.
     ("POST", S + "/keys"): set(),
     ("GET", S + "/keys"): set(),

@@ -31,6 +31,7 @@ from loyalty.api import (
     me,
     members,
     points,
+    reports,
     shops,
     wallet,
 )
@@ -117,6 +118,7 @@ def build() -> APIGatewayRestResolver:
         mall,
         lottery,
         integrations,
+        reports,
     ):
         app.include_router(resource.router)
 

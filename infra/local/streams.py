@@ -1,0 +1,124 @@
+"""A table's DynamoDB stream delivered to the function that consumes it, as Lambda's event source mapping does:
+each shard read in order from its start, a batch at a time; a batch's reported failure (ReportBatchItemFailures)
+read again from that record; a batch that raises delivered again, halved (BisectBatchOnFunctionError), until one
+record alone fails on every attempt, which is then skipped and reported (AWS sends its description to the
+on-failure destination). Used by the local stack and the tests.
+"""
+
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import boto3
+
+from infra.local import lambdas, moto_patches
+
+log = logging.getLogger("loyalty.local")
+ATTEMPTS = 3  # deliveries of a failing batch before it is halved (the template's MaximumRetryAttempts, shortened)
+
+
+class StreamPoller:
+    def __init__(
+        self,
+        function: lambdas.Function,
+        table_name: str,
+        *,
+        batch_size: int = 100,
+        trim: bool = True,
+        exclusive: Callable[[], Any] | None = None,
+    ) -> None:
+        self.function = function
+        self.table_name = table_name
+        self.batch_size = batch_size
+        self.trim = trim  # drop delivered records from moto's stream (in-process moto only)
+        self.exclusive = exclusive or contextlib.nullcontext
+        self.streams = boto3.client("dynamodbstreams")
+        self.arn = boto3.client("dynamodb").describe_table(TableName=table_name)["Table"]["LatestStreamArn"]
+        self.next: dict[str, str] = {}  # shard id -> the sequence number to read from next
+        self.skipped: list[dict[str, Any]] = []  # records given up on (what AWS sends to the on-failure destination)
+
+    def poll_once(self) -> int:
+        """Deliver one batch of each shard's records; returns how many were delivered."""
+        delivered = 0
+        for shard in self.streams.describe_stream(StreamArn=self.arn)["StreamDescription"]["Shards"]:
+            delivered += self._poll_shard(shard["ShardId"])
+        return delivered
+
+    def drain(self) -> int:
+        """Deliver until the stream has nothing new."""
+        total = 0
+        while True:
+            delivered = self.poll_once()
+            if not delivered:
+                return total
+            total += delivered
+
+    def _poll_shard(self, shard_id: str) -> int:
+        start = self.next.get(shard_id)
+        iterator = self.streams.get_shard_iterator(
+            StreamArn=self.arn,
+            ShardId=shard_id,
+            **(
+                {"ShardIteratorType": "AT_SEQUENCE_NUMBER", "SequenceNumber": start}
+                if start
+                else {"ShardIteratorType": "TRIM_HORIZON"}
+            ),
+        )["ShardIterator"]
+        records = self.streams.get_records(ShardIterator=iterator, Limit=self.batch_size)["Records"]
+        if not records:
+            return 0
+        events = [self._as_lambda_delivers(record) for record in records]
+        done = self._deliver(events)
+        if done < len(events):  # the rest is delivered again from its first record, next poll
+            self.next[shard_id] = events[done]["dynamodb"]["SequenceNumber"]
+            return done
+        last = events[-1]["dynamodb"]["SequenceNumber"]
+        self.next[shard_id] = str(int(last) + 1)
+        if self.trim:
+            with self.exclusive():
+                moto_patches.trim_stream(self.table_name, int(last))
+        return len(events)
+
+    def _deliver(self, events: list[dict[str, Any]]) -> int:
+        """How many of `events`, from the first, the function has taken (records given up on included)."""
+        for _ in range(ATTEMPTS):
+            try:
+                result = lambdas.invoke(self.function, {"Records": events})
+            except Exception:
+                log.exception("%s failed on %d stream records", self.function.logical_id, len(events))
+                continue
+            failures = [f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])]
+            if not failures:
+                return len(events)
+            numbers = [e["dynamodb"]["SequenceNumber"] for e in events]
+            return min(numbers.index(f) for f in failures if f in numbers) if set(failures) & set(numbers) else 0
+        if len(events) == 1:
+            self.skipped.append(events[0])
+            log.error(
+                "%s gave up on stream record %s", self.function.logical_id, events[0]["dynamodb"]["SequenceNumber"]
+            )
+            return 1
+        middle = len(events) // 2
+        first = self._deliver(events[:middle])
+        return first if first < middle else middle + self._deliver(events[middle:])
+
+    def _as_lambda_delivers(self, record: dict[str, Any]) -> dict[str, Any]:
+        stream = dict(record["dynamodb"])
+        created = stream.get("ApproximateCreationDateTime")
+        if isinstance(created, datetime):
+            stream["ApproximateCreationDateTime"] = int(created.timestamp())
+        return {
+            "eventID": record["eventID"],
+            "eventName": record["eventName"],
+            "eventVersion": record.get("eventVersion", "1.1"),
+            "eventSource": "aws:dynamodb",
+            "awsRegion": record.get("awsRegion", "us-east-1"),
+            "dynamodb": stream,
+            "eventSourceARN": self.arn,
+        }
+
+
+def stream_consumers(functions: dict[str, lambdas.Function]) -> list[lambdas.Function]:
+    return [function for function in functions.values() if function.stream]
