@@ -416,6 +416,69 @@ def ours_against_raw() -> tuple[float, float, int]:
     return ours, raw_seconds, len(captured)
 
 
+def stream_changes(table: str) -> list[Any]:
+    """Every record on the table's stream, as the aggregator receives them."""
+    from loyalty.store.reports import change_of
+
+    streams = boto3.client("dynamodbstreams")
+    arn = boto3.client("dynamodb").describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    out = []
+    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(
+            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while True:
+            page = streams.get_records(ShardIterator=iterator, Limit=1000)
+            for record in page["Records"]:
+                stream = dict(record["dynamodb"])
+                stream["ApproximateCreationDateTime"] = int(stream["ApproximateCreationDateTime"].timestamp())
+                out.append(change_of({"dynamodb": stream}))
+            if not page["Records"]:
+                break
+            iterator = page["NextShardIterator"]
+    return out
+
+
+def aggregation_cost(orders: int = 300, batch: int = 100) -> list[str]:
+    """What keeping the figures costs per order event: the stream's records of `orders` paid orders (one member
+    each of 100) given to the aggregator in batches of `batch`, as Lambda gives them."""
+    service = fresh_table("bench-aggregate")
+    shop = service.shops.create_shop("Figures")["shop_id"]
+    members = [f"m{n}" for n in range(100)]
+    for member in members:
+        service.members.enrol(shop, Profile(member_id=member))
+    for n in range(orders):
+        service.orders.apply(shop, paid(f"o{n}", members[n % len(members)]))
+    changes = stream_changes("bench-aggregate")
+    service.db.requests.clear()
+    written = Counter[str]()
+
+    def count(params: dict[str, Any], **_: Any) -> None:
+        written["actions"] += len(params["TransactItems"])
+
+    service.db.client.meta.events.register("provide-client-params.dynamodb.TransactWriteItems", count)
+    for first in range(0, len(changes), batch):
+        service.reports.aggregate(changes[first : first + batch])
+    requests = sum(service.db.requests.values())
+    detail = ", ".join(f"{op} {n}" for op, n in sorted(service.db.requests.items()))
+    service.db.requests.clear()
+    summary = sum(measure(service, lambda: service.reports.summary(shop)).values())
+    daily = sum(
+        measure(
+            service,
+            lambda: service.reports.daily(
+                shop, datetime.now(UTC).date() - timedelta(days=29), datetime.now(UTC).date()
+            ),
+        ).values()
+    )
+    return [
+        f"{orders} paid orders + {len(members)} enrolments: {len(changes)} stream records, in batches of {batch}",
+        f"  requests {requests} ({detail}): {requests / orders:.3f} per order event",
+        f"  items written {written['actions']}: {written['actions'] / orders:.2f} per order event",
+        f"  a report page view: summary {summary} requests, 30 days daily {daily} requests",
+    ]
+
+
 def main() -> None:
     with mock_aws():
         rows = requests_per_event()
@@ -427,6 +490,9 @@ def main() -> None:
         ours, raw, calls = ours_against_raw()
         print(f"\n{N} paid orders: our path made {calls} TransactWriteItems ({calls / N:.2f} per order)")
         print(f"time ours / raw replay of the same calls: {ours / raw:.2f}  ({ours:.2f}s / {raw:.2f}s)")
+        print("\nKeeping the figures (the aggregator on the table's stream)")
+        for line in aggregation_cost():
+            print(line)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,17 @@ def test_orders_sample_applies_for_a_real_shop(stack: Stack, service: Services) 
     assert service.members.member(shop_id, "m1").balance.available == 60
 
 
+def test_stream_sample_counts_once_for_a_real_shop(stack: Stack, service: Services) -> None:
+    shop_id = service.shops.create_shop("Sample")["shop_id"]
+    event = json.loads(json.dumps(sample("stream_aggregates_batch.json")).replace("shp_0123456789abcdef", shop_id))
+    aggregates = lambdas.functions()["AggregatesFunction"]
+    assert lambdas.invoke(aggregates, event) == {"batchItemFailures": []}
+    assert lambdas.invoke(aggregates, event) == {"batchItemFailures": []}  # delivered again: counted once
+    summary = service.reports.summary(shop_id)
+    assert summary["points"]["issued"] == 100 == summary["points"]["outstanding"]
+    assert summary["members"]["total"] == 1
+
+
 def test_coupon_grant_sample_for_an_unknown_shop_is_parked(stack: Stack) -> None:
     result = lambdas.invoke(lambdas.functions()["CouponGrantsFunction"], sample("coupon_grants_sqs_batch.json"))
     assert result == {"batchItemFailures": []}

@@ -158,6 +158,9 @@ def requests(w: World) -> dict[tuple[str, str], Callable[[], tuple[str, Any, dic
         ("POST", S + "/keys/{key_id}/rotations"): lambda: (f"/keys/{w.spare_key()}/rotations", {}, {}),
         ("DELETE", S + "/keys/{key_id}"): lambda: (f"/keys/{w.spare_key()}", None, {}),
         ("GET", S + "/audit"): body("/audit"),
+        ("GET", S + "/reports/summary"): body("/reports/summary"),
+        ("GET", S + "/reports/daily"): body("/reports/daily?from=2026-01-01&until=2026-01-31"),
+        ("GET", S + "/reports/reconciliation"): body("/reports/reconciliation"),
         ("POST", S + "/members/{member_id}/tokens"): body(m + "/tokens", {}),
         ("GET", S + "/members/{member_id}/export"): body(m + "/export"),
     }  # fmt: skip
