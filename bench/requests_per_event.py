@@ -458,7 +458,7 @@ def aggregation_cost(orders: int = 300, batch: int = 100) -> list[str]:
 
     service.db.client.meta.events.register("provide-client-params.dynamodb.TransactWriteItems", count)
     for first in range(0, len(changes), batch):
-        service.reports.aggregate(changes[first : first + batch])
+        service.reports.aggregate("shard-1", changes[first : first + batch])
     requests = sum(service.db.requests.values())
     detail = ", ".join(f"{op} {n}" for op, n in sorted(service.db.requests.items()))
     service.db.requests.clear()
@@ -480,6 +480,9 @@ def aggregation_cost(orders: int = 300, batch: int = 100) -> list[str]:
 
 
 def main() -> None:
+    from infra.local import moto_patches
+
+    moto_patches.apply()  # as the local stack and the tests run moto: a transaction backs up its items only
     with mock_aws():
         rows = requests_per_event()
         print("DynamoDB requests per business event (moto, in process)")

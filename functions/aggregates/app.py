@@ -1,9 +1,10 @@
 """DynamoDB stream -> the shops' figures (service/reports.py), each change applied exactly once.
 
-A batch is one stream shard's records in order. What contention leaves unapplied is reported from its first
-record (ReportBatchItemFailures: the stream is read again from there); an error repeats with the batch halved
-(BisectBatchOnFunctionError) until the records that cause it are sent to the AggregatesDeadLetterQueue
-with their shard and sequence numbers (template.yaml), and the stream moves on.
+A batch is one stream shard's records in order; the event names the shard because the event source mapping has a
+tumbling window (template.yaml), whose state we do not use. What contention leaves unapplied is reported from its
+first record (ReportBatchItemFailures: the stream is read again from there); an error repeats with the batch
+halved (BisectBatchOnFunctionError) until the records that cause it are described to the AggregatesDeadLetterQueue,
+and the stream moves on.
 """
 
 from typing import Any
@@ -27,14 +28,17 @@ metrics = Metrics()
 @metrics.log_metrics
 @event_source(data_class=DynamoDBStreamEvent)
 def handler(event: DynamoDBStreamEvent, context: LambdaContext) -> dict[str, Any]:
+    shard = event.raw_event.get("shardId")
+    if not shard:  # without its tumbling window, the event source mapping does not say which shard a batch is of
+        raise ValueError("the stream event names no shardId: the event source mapping needs TumblingWindowInSeconds")
     records = [record.raw_event for record in event.records]
     changes = [change_of(record) for record in records]
     try:
-        runtime.services().reports.aggregate(changes)
+        runtime.services().reports.aggregate(shard, changes)
     except NotAllApplied as exc:
         first = records[exc.applied]["dynamodb"]["SequenceNumber"]
         logger.warning("figures contended; the stream resumes from a record", extra={"applied": exc.applied})
         metrics.add_metric(name="AggregatedChanges", unit=MetricUnit.Count, value=exc.applied)
-        return {"batchItemFailures": [{"itemIdentifier": first}]}
+        return {"state": {}, "batchItemFailures": [{"itemIdentifier": first}]}
     metrics.add_metric(name="AggregatedChanges", unit=MetricUnit.Count, value=len(changes))
-    return {"batchItemFailures": []}
+    return {"state": {}, "batchItemFailures": []}  # a tumbling window's answer must carry its state

@@ -113,11 +113,14 @@ class AtomicMotoServer(ThreadedMotoServer):
                 request.headers[name] = value.decode()
         scope = CREDENTIAL_SCOPE.search(str(request.headers.get("Authorization", "")))
         path = request.url[len(self._url) :].split("?", 1)[0] or "/"
-        handler = _handler_for(scope["service"], scope["region"], path) if scope else None
+        target = str(request.headers.get("X-Amz-Target", ""))
+        # DynamoDB Streams signs as "dynamodb" but has a host of its own on AWS, which moto routes by
+        service = "streams.dynamodb" if target.startswith("DynamoDBStreams_") else scope["service"] if scope else ""
+        handler = _handler_for(service, scope["region"], path) if scope else None
         if handler is None:  # not a service moto routes by URL: through the server's application
             return self._send_wsgi(request)
         try:
-            if _one_at_a_time(str(request.headers.get("X-Amz-Target", ""))):
+            if _one_at_a_time(target):
                 with self._lock:
                     status, headers, body = handler(request, request.url, request.headers)
             else:

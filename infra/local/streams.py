@@ -8,7 +8,7 @@ on-failure destination). Used by the local stack and the tests.
 import contextlib
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -70,7 +70,7 @@ class StreamPoller:
         if not records:
             return 0
         events = [self._as_lambda_delivers(record) for record in records]
-        done = self._deliver(events)
+        done = self._deliver(shard_id, events)
         if done < len(events):  # the rest is delivered again from its first record, next poll
             self.next[shard_id] = events[done]["dynamodb"]["SequenceNumber"]
             return done
@@ -81,11 +81,11 @@ class StreamPoller:
                 moto_patches.trim_stream(self.table_name, int(last))
         return len(events)
 
-    def _deliver(self, events: list[dict[str, Any]]) -> int:
+    def _deliver(self, shard_id: str, events: list[dict[str, Any]]) -> int:
         """How many of `events`, from the first, the function has taken (records given up on included)."""
         for _ in range(ATTEMPTS):
             try:
-                result = lambdas.invoke(self.function, {"Records": events})
+                result = lambdas.invoke(self.function, self.event(shard_id, events))
             except Exception:
                 log.exception("%s failed on %d stream records", self.function.logical_id, len(events))
                 continue
@@ -101,8 +101,22 @@ class StreamPoller:
             )
             return 1
         middle = len(events) // 2
-        first = self._deliver(events[:middle])
-        return first if first < middle else middle + self._deliver(events[middle:])
+        first = self._deliver(shard_id, events[:middle])
+        return first if first < middle else middle + self._deliver(shard_id, events[middle:])
+
+    def event(self, shard_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+        """A batch as the event source mapping sends it with a tumbling window: the records, their shard, and the
+        window's state (always empty here, as the aggregator keeps none)."""
+        now = datetime.now(UTC).replace(microsecond=0)
+        return {
+            "Records": events,
+            "shardId": shard_id,
+            "eventSourceARN": self.arn,
+            "window": {"start": now.isoformat().replace("+00:00", "Z"), "end": now.isoformat().replace("+00:00", "Z")},
+            "state": {},
+            "isFinalInvokeForWindow": False,
+            "isWindowTerminatedEarly": False,
+        }
 
     def _as_lambda_delivers(self, record: dict[str, Any]) -> dict[str, Any]:
         stream = dict(record["dynamodb"])

@@ -16,7 +16,7 @@ both images name the same days.
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -37,6 +37,7 @@ PASSIVE = frozenset({"points.expired", "points.adjusted", "points.imported", "po
 LEVELS = ("points_outstanding", "points_pending", "members_total", "wallet_principal", "wallet_bonus")
 TIER_PREFIX = "tier:"  # members_by_tier figures: tier:<name> (tier:none for members without a tier)
 ISSUED_PREFIX = "issued:"  # points issued by source: issued:<reason>
+LATE = timedelta(days=2)  # an entry recorded this long after its `at` is history moving, not a member acting
 FIGURE_TYPES = frozenset({"ledger", "member", "order", "coupon", "wallet"})
 
 
@@ -157,11 +158,15 @@ def deltas(change: Change, tz: ZoneInfo) -> Deltas:
 
 
 def active_day(change: Change, tz: ZoneInfo) -> date | None:
-    """The local day a change shows its member acting on (an order paid, a behaviour, points spent), if it does."""
+    """The local day a change shows its member acting on (an order paid, a behaviour, points spent), if it does.
+    An entry written long after its day (an erasure moving a member's history, a late import) shows nothing."""
     item = change.new
     if change.old is not None or item is None or item.get("type") != "ledger" or item["reason"] in PASSIVE:
         return None
-    return _day(item["at"], tz)
+    at = datetime.fromisoformat(str(item["at"]).replace("Z", "+00:00"))
+    if change.at - at > LATE:
+        return None
+    return at.astimezone(tz).date()
 
 
 # ---------------------------------------------------------------- reading the figures back

@@ -1,10 +1,10 @@
 """Reports: the shop's figures, kept from the table's stream exactly once, read per day and to date, and checked
 against the members' own balances.
 
-The aggregator (functions/aggregates) hands `aggregate` a stream batch in order. Each change is applied once: in
-one transaction with the figures it moves, the partition it changed gets the change's sequence number as its mark
-(conditioned on the mark read before), so a batch delivered again, whole or from a record on, skips what was
-applied. A stream delivers one partition's changes in order, so "at or below the mark" is "applied".
+The aggregator (functions/aggregates) hands `aggregate` one stream shard's batch, in order. Each change is applied
+once: in one transaction with the figures it moves, the stream shard's mark moves to the last change's sequence
+number (conditioned on the mark read before), so a batch delivered again, whole or from a record on, skips what
+was applied. Lambda reads a stream shard in order, so "at or below the mark" is "applied".
 """
 
 import random
@@ -23,7 +23,7 @@ from loyalty.store.dynamo import Dynamo, TransactionCancelled
 from loyalty.store.keys import PROFILE_SK, member_pk
 
 MAX_ACTIONS = 100  # DynamoDB's most per transaction
-CHUNK_PARTITIONS = 40  # partitions marked per transaction, leaving room for the figures' items
+CHUNK = 250  # changes per transaction (halved when their figures, days and active members need more actions)
 ATTEMPTS = 8
 MAX_DAYS = 366  # days a daily report may span
 
@@ -44,57 +44,51 @@ class Reports:
 
     # ---------------------------------------------------------------- keeping the figures
 
-    def aggregate(self, changes: Sequence[Change]) -> None:
-        """Apply a stream batch's changes, in order. Raises NotAllApplied (how many of `changes` are in, so the
-        caller reports the rest as failed) if contention outlasts the attempts."""
-        start = 0
-        while start < len(changes):
-            end, partitions = start, set[str]()
-            while end < len(changes) and len(partitions | {changes[end].pk}) <= CHUNK_PARTITIONS:
-                partitions.add(changes[end].pk)
-                end += 1
-            self._apply(changes[start:end], applied_before=start)
-            start = end
+    def aggregate(self, stream_shard: str, changes: Sequence[Change]) -> None:
+        """Apply a stream shard's batch of changes, in order. Raises NotAllApplied (how many of `changes` are in,
+        so the caller reports the rest as failed) if contention outlasts the attempts."""
+        for start in range(0, len(changes), CHUNK):
+            self._apply(stream_shard, changes[start : start + CHUNK], applied_before=start)
 
-    def _apply(self, chunk: Sequence[Change], *, applied_before: int) -> None:
+    def _apply(self, stream_shard: str, chunk: Sequence[Change], *, applied_before: int) -> None:
         counted = [change for change in chunk if change.kind is not None]
         if not counted:
             return
         for _ in range(ATTEMPTS):
-            marks = report_store.applied(self.db, {change.pk for change in counted})
-            fresh = [change for change in counted if change.seq > str(marks.get(change.pk, {}).get("seq", ""))]
+            acting = {change.pk for change in counted if change.kind == "ledger" and change.old is None}
+            mark, active_before = report_store.marks(self.db, stream_shard, acting)
+            fresh = [change for change in counted if change.seq > str((mark or {}).get("seq", ""))]
             if not fresh:
                 return
-            tx = self.db.transaction()
             by_shop: dict[str, Deltas] = {}
-            last: dict[str, str] = {}
             active: dict[str, date] = {}
             for change in fresh:
                 tz = self._timezone(change.shop_id)
                 shop_deltas = by_shop.setdefault(change.shop_id, {})
                 for key, amount in rules.deltas(change, tz).items():
                     shop_deltas[key] = shop_deltas.get(key, 0) + amount
-                last[change.pk] = change.seq
                 day = rules.active_day(change, tz)
-                before = active.get(change.pk) or marks.get(change.pk, {}).get("active_day")
-                if day is not None and (before is None or day.isoformat() > str(before)):
+                before = active[change.pk].isoformat() if change.pk in active else active_before.get(change.pk)
+                if day is not None and (before is None or day.isoformat() > before):
                     shop_deltas[(day, "members_active")] = shop_deltas.get((day, "members_active"), 0) + 1
                     active[change.pk] = day
-            if report_store.items_touched(by_shop) + len(last) > MAX_ACTIONS:
-                middle = len(chunk) // 2  # many shops or days in one chunk: halve it
-                self._apply(chunk[:middle], applied_before=applied_before)
-                self._apply(chunk[middle:], applied_before=applied_before + middle)
+            if report_store.items_touched(by_shop) + len(active) + 1 > MAX_ACTIONS:
+                middle = len(chunk) // 2  # many shops, days or newly active members in one chunk: halve it
+                self._apply(stream_shard, chunk[:middle], applied_before=applied_before)
+                self._apply(stream_shard, chunk[middle:], applied_before=applied_before + middle)
                 return
+            tx = self.db.transaction()
             shard = random.randrange(report_store.REPORT_SHARDS)  # noqa: S311 - spreads writes, not a secret
             for shop_id, shop_deltas in sorted(by_shop.items()):
                 report_store.add_figures(tx, shop_id, shard, shop_deltas)
-            for pk, seq in last.items():
-                report_store.add_applied(tx, pk, seq=seq, before=marks.get(pk), active_day=active.get(pk))
+            for pk, day in sorted(active.items()):
+                report_store.add_active(tx, pk, day, before=active_before.get(pk))
+            report_store.add_applied(tx, stream_shard, seq=fresh[-1].seq, before=mark)
             try:
                 self.db.commit(tx)
                 return
             except TransactionCancelled:
-                continue  # another aggregator (or an earlier delivery) moved a mark or a figure: read again
+                continue  # an earlier delivery of these records moved the mark, or figures contended: read again
         raise NotAllApplied(applied_before)
 
     def _timezone(self, shop_id: str) -> ZoneInfo:

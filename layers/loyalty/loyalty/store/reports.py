@@ -1,20 +1,23 @@
-"""A shop's figures as the aggregator keeps them, and where each partition's stream was last applied.
+"""A shop's figures as the aggregator keeps them, and how far it has applied the table's stream.
 
-| item                   | PK                                  | SK                      |
-|------------------------|-------------------------------------|-------------------------|
-| day's figures (shard)  | SHOP#<shop>#REPORT#<n>              | DAY#<local date>        |
-| figures to date (shard)| SHOP#<shop>#REPORT#<n>              | TOTAL                   |
-| stream applied         | <the changed partition's own PK>    | AGGREGATED              |
+| item                    | PK                                  | SK                      |
+|-------------------------|-------------------------------------|-------------------------|
+| day's figures (shard)   | SHOP#<shop>#REPORT#<n>              | DAY#<local date>        |
+| figures to date (shard) | SHOP#<shop>#REPORT#<n>              | TOTAL                   |
+| stream shard applied    | STREAM#<stream shard id>            | AGGREGATED              |
+| member last active      | SHOP#<shop>#MEMBER#<member>         | ACTIVE                  |
 
 Each figure is an attribute of its item (`points_issued`, `tier:gold`, ...), moved with ADD. Every aggregator
 transaction writes its figures to one of REPORT_SHARDS shards, so concurrent aggregators (one per stream shard)
 rarely write the same item and no shop's day is one hot key; reading a shop's figures reads every shard.
 
-`AGGREGATED` in a partition holds the sequence number of its last change applied (a stream's records of one
-partition come in order, in one shard), and the last local day its member was counted active.
+A stream shard's `AGGREGATED` item holds the sequence number of its last record applied: like a scheduled run's
+state, it belongs to no shop (a stream shard carries every shop's changes), and one aggregator at a time writes
+it (Lambda reads a stream shard in order, one batch at a time). A member's `ACTIVE` item holds the last local
+day they were counted active.
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -23,6 +26,7 @@ from loyalty.store.dynamo import Dynamo, Item, Transaction, deserialise
 
 REPORT_SHARDS = 8
 AGGREGATED_SK = "AGGREGATED"
+ACTIVE_SK = "ACTIVE"
 TOTAL_SK = "TOTAL"
 DAY_PREFIX = "DAY#"
 
@@ -44,31 +48,51 @@ def change_of(record: Mapping[str, Any]) -> Change:
     )
 
 
-def applied(db: Dynamo, pks: Iterable[str]) -> dict[str, Item]:
-    """Each partition's AGGREGATED item (absent for a partition never applied), read strongly."""
-    found = db.get_many([(pk, AGGREGATED_SK) for pk in pks], consistent=True)
-    return {pk: item for (pk, _), item in found.items()}
+def stream_pk(stream_shard: str) -> str:
+    return f"STREAM#{stream_shard}"
 
 
-def add_applied(tx: Transaction, pk: str, *, seq: str, before: Item | None, active_day: date | None) -> None:
-    """Move a partition's mark to `seq`, conditioned on the mark it was read with (a concurrent or earlier
-    application of the same records refuses the transaction, which then reads again)."""
-    values: dict[str, Any] = {":seq": seq, ":type": "aggregated"}
-    sets = ["seq = :seq", "#type = :type"]
-    if active_day is not None:
-        sets.append("active_day = :day")
-        values[":day"] = active_day.isoformat()
+def marks(db: Dynamo, stream_shard: str, member_pks: set[str]) -> tuple[Item | None, dict[str, str]]:
+    """Where the stream shard was last applied, and the last day each member was counted active (one strongly
+    consistent BatchGetItem)."""
+    keys = [(stream_pk(stream_shard), AGGREGATED_SK)] + [(pk, ACTIVE_SK) for pk in sorted(member_pks)]
+    found = db.get_many(keys, consistent=True)
+    active = {pk: str(item["day"]) for (pk, sk), item in found.items() if sk == ACTIVE_SK}
+    return found.get((stream_pk(stream_shard), AGGREGATED_SK)), active
+
+
+def add_applied(tx: Transaction, stream_shard: str, *, seq: str, before: Item | None) -> None:
+    """Move the stream shard's mark to `seq`, conditioned on the mark it was read with (an earlier delivery of the
+    same records that got there first refuses the transaction, which then reads again)."""
+    values: dict[str, Any] = {":seq": seq, ":type": "stream_mark"}
     if before is None:
         condition = "attribute_not_exists(seq)"
     else:
         condition = "seq = :before"
         values[":before"] = before["seq"]
     tx.update(
-        {"PK": pk, "SK": AGGREGATED_SK},
-        "SET " + ", ".join(sets),
+        {"PK": stream_pk(stream_shard), "SK": AGGREGATED_SK},
+        "SET seq = :seq, #type = :type",
         values=values,
         condition=condition,
         names={"#type": "type"},
+    )
+
+
+def add_active(tx: Transaction, member_pk: str, day: date, *, before: str | None) -> None:
+    """The member was counted active on `day`, later than `before` (the day read)."""
+    values: dict[str, Any] = {":day": day.isoformat(), ":type": "active"}
+    if before is None:
+        condition = "attribute_not_exists(#day)"
+    else:
+        condition = "#day = :before"
+        values[":before"] = before
+    tx.update(
+        {"PK": member_pk, "SK": ACTIVE_SK},
+        "SET #day = :day, #type = :type",
+        values=values,
+        condition=condition,
+        names={"#type": "type", "#day": "day"},
     )
 
 
