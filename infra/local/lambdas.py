@@ -35,6 +35,7 @@ class Function:
     schedule: str | None = None  # the schedule expression, for scheduled functions
     queue: str | None = None  # the logical id of the queue it consumes, for SQS-triggered functions
     stream: str | None = None  # the logical id of the table whose stream it consumes
+    stream_filters: list[dict[str, str]] = field(default_factory=list)  # its event source mapping's FilterCriteria
 
     @property
     def schedule_name(self) -> str:
@@ -54,7 +55,7 @@ def functions() -> dict[str, Function]:
         events = props.get("Events", {}).values()
         schedules = [e["Properties"]["Schedule"] for e in events if e["Type"] == "Schedule"]
         queues = [e["Properties"]["Queue"]["GetAtt"].split(".")[0] for e in events if e["Type"] == "SQS"]
-        streams = [e["Properties"]["Stream"]["GetAtt"].split(".")[0] for e in events if e["Type"] == "DynamoDB"]
+        streams = [e["Properties"] for e in events if e["Type"] == "DynamoDB"]
         found[logical_id] = Function(
             logical_id=logical_id,
             code_dir=ROOT / props["CodeUri"],
@@ -64,7 +65,8 @@ def functions() -> dict[str, Function]:
             environment=props.get("Environment", {}).get("Variables", {}),
             schedule=schedules[0] if schedules else None,
             queue=queues[0] if queues else None,
-            stream=streams[0] if streams else None,
+            stream=streams[0]["Stream"]["GetAtt"].split(".")[0] if streams else None,
+            stream_filters=streams[0].get("FilterCriteria", {}).get("Filters", []) if streams else [],
         )
     return found
 

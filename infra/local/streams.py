@@ -6,6 +6,7 @@ on-failure destination). Used by the local stack and the tests.
 """
 
 import contextlib
+import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -37,6 +38,7 @@ class StreamPoller:
         self.streams = boto3.client("dynamodbstreams")
         self.arn = boto3.client("dynamodb").describe_table(TableName=table_name)["Table"]["LatestStreamArn"]
         self.next: dict[str, str] = {}  # shard id -> the sequence number to read from next
+        self.filters = [json.loads(f["Pattern"]) for f in function.stream_filters]
         self.skipped: list[dict[str, Any]] = []  # records given up on (what AWS sends to the on-failure destination)
 
     def poll_once(self) -> int:
@@ -69,17 +71,18 @@ class StreamPoller:
         records = self.streams.get_records(ShardIterator=iterator, Limit=self.batch_size)["Records"]
         if not records:
             return 0
+        last = records[-1]["dynamodb"]["SequenceNumber"]
         events = [self._as_lambda_delivers(record) for record in records]
-        done = self._deliver(shard_id, events)
+        events = [event for event in events if not self.filters or any(matches(p, event) for p in self.filters)]
+        done = self._deliver(shard_id, events) if events else 0
         if done < len(events):  # the rest is delivered again from its first record, next poll
             self.next[shard_id] = events[done]["dynamodb"]["SequenceNumber"]
             return done
-        last = events[-1]["dynamodb"]["SequenceNumber"]
         self.next[shard_id] = str(int(last) + 1)
         if self.trim:
             with self.exclusive():
                 moto_patches.trim_stream(self.table_name, int(last))
-        return len(events)
+        return len(records)
 
     def _deliver(self, shard_id: str, events: list[dict[str, Any]]) -> int:
         """How many of `events`, from the first, the function has taken (records given up on included)."""
@@ -134,5 +137,11 @@ class StreamPoller:
         }
 
 
-def stream_consumers(functions: dict[str, lambdas.Function]) -> list[lambdas.Function]:
-    return [function for function in functions.values() if function.stream]
+def matches(pattern: Any, value: Any) -> bool:
+    """Whether an event matches a Lambda filter pattern of the shape the template uses: nested objects whose
+    leaves list the values allowed."""
+    if isinstance(pattern, list):
+        return value in pattern
+    if not isinstance(pattern, dict) or not isinstance(value, dict):
+        return False
+    return all(key in value and matches(inner, value[key]) for key, inner in pattern.items())

@@ -1,6 +1,7 @@
 """The shops' figures, kept from the table's stream by the aggregator: exactly once under replayed batches,
 read per day and to date, and reconciled with the members' own balances."""
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from infra.local import lambdas
 from infra.local.resources import Stack
 from infra.local.streams import StreamPoller
+from loyalty.domain.reports import FIGURE_TYPES
 from loyalty.runtime import Services
 from tests.conftest import Api
 from tests.helpers import cancelled, drain, paid, refunded, run_expiry, send
@@ -244,3 +246,13 @@ def test_expired_points_are_counted_on_their_day(
     summary = call(api, shop, "GET", "/reports/summary")
     assert summary["points"]["issued"] == 100 and summary["points"]["expired"] == 100
     assert summary["points"]["outstanding"] == 0 == balances(api, shop, ("m1",))
+
+
+def test_the_event_source_mapping_delivers_exactly_the_items_figures_are_made_of() -> None:
+    function = lambdas.functions()["AggregatesFunction"]
+    patterns = [json.loads(f["Pattern"]) for f in function.stream_filters]
+    images = {image for pattern in patterns for image in pattern["dynamodb"]}
+    assert images == {"NewImage", "OldImage"}
+    for pattern in patterns:
+        (image,) = pattern["dynamodb"].values()
+        assert set(image["type"]["S"]) == FIGURE_TYPES
