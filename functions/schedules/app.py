@@ -1,7 +1,7 @@
 """EventBridge schedules. Each run takes "now" from the event's `time`, so a run can be replayed exactly.
 
 Nightly, in this order: activate_pending, expire_points, remind_expiring, review_tiers, expire_coupons,
-grant_birthdays, grant_monthly_coupons, publish_lottery_digests (see template.yaml). expire_points only
+grant_birthdays, grant_monthly_coupons, publish_lottery_digests, review_segments (see template.yaml). expire_points only
 dispatches: one message per day-shard on the runs queue, each expired by expire_points_shard, in parallel.
 """
 
@@ -70,6 +70,9 @@ review_tiers = scheduled(
 )
 grant_birthdays = scheduled(
     lambda s, time, stop: s.runs.grant_birthdays(time, s.engagement, should_stop=stop), "BirthdaysGranted"
+)
+review_segments = scheduled(
+    lambda s, time, stop: s.runs.review_segments(time, s.segments, should_stop=stop), "SegmentsReviewed"
 )
 publish_lottery_digests = scheduled(
     lambda s, time, stop: s.runs.publish_lottery_digests(time, s.lotteries, should_stop=stop),

@@ -85,6 +85,7 @@ def test_coupon_grant_sample_for_an_unknown_shop_is_parked(stack: Stack) -> None
         ("GrantBirthdaysFunction", "grant_birthdays"),
         ("GrantMonthlyCouponsFunction", "grant_monthly_coupons"),
         ("PublishLotteryDigestsFunction", "publish_lottery_digests"),
+        ("ReviewSegmentsFunction", "review_segments"),
     ],
 )
 def test_schedule_samples(stack: Stack, function: str, name: str) -> None:

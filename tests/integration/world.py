@@ -47,6 +47,11 @@ class World:
         """A new member, to erase."""
         return str(self.as_owner("POST", "/members", {"member_id": member_id})["member_id"])
 
+    def campaign(self) -> str:
+        """A win-back campaign of the shop's template."""
+        made = self.as_owner("POST", "/campaigns/win-back", {"segment": "dormant", "template_id": self.template})
+        return str(made["campaign_id"])
+
     def spare_key(self) -> str:
         """A new analyst key's id, to rotate or revoke."""
         return str(self.as_owner("POST", "/keys", {"name": "spare", "role": "analyst"})["key_id"])
@@ -161,6 +166,9 @@ def requests(w: World) -> dict[tuple[str, str], Callable[[], tuple[str, Any, dic
         ("GET", S + "/reports/summary"): body("/reports/summary"),
         ("GET", S + "/reports/daily"): body("/reports/daily?from=2026-01-01&until=2026-01-31"),
         ("GET", S + "/reports/reconciliation"): body("/reports/reconciliation"),
+        ("GET", S + "/segments/{segment}/members"): body("/segments/dormant/members"),
+        ("POST", S + "/campaigns/win-back"): lambda: ("/campaigns/win-back", {"segment": "dormant", "template_id": w.template}, {}),
+        ("GET", S + "/campaigns/win-back/{campaign_id}"): lambda: (f"/campaigns/win-back/{w.campaign()}", None, {}),
         ("POST", S + "/members/{member_id}/tokens"): body(m + "/tokens", {}),
         ("GET", S + "/members/{member_id}/export"): body(m + "/export"),
     }  # fmt: skip

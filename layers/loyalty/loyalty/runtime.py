@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from loyalty.service.privacy import Privacy
     from loyalty.service.reports import Reports
     from loyalty.service.runs import Runs
+    from loyalty.service.segments import Segments
     from loyalty.service.shops import Shops
     from loyalty.service.tiers import Tiers
     from loyalty.service.tokens import MemberTokens
@@ -113,6 +114,12 @@ class Services:
         from loyalty.service.reports import Reports
 
         return Reports(self.db, self.shops, clock=self.clock)
+
+    @cached_property
+    def segments(self) -> "Segments":
+        from loyalty.service.segments import Segments
+
+        return Segments(self.db, self.shops, self.coupons, self.events, clock=self.clock, shards=self.shards)
 
     @cached_property
     def points(self) -> "Points":

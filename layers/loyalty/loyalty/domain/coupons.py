@@ -149,6 +149,7 @@ class Coupon(BaseModel):
     expires_at: datetime
     order_id: str | None = None  # the order that used it
     used_at: datetime | None = None
+    campaign_id: str | None = None  # the win-back campaign that gave it, if one did
 
     def status_at(self, at: datetime) -> Status:
         """The status a member sees: an available coupon past its expiry is expired even before the run."""

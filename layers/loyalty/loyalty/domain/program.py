@@ -14,6 +14,7 @@ from loyalty.domain.engagement import BehaviourName, BehaviourRule, CheckInRule
 from loyalty.domain.expiry import ExpiryRule
 from loyalty.domain.ledger import BusinessTime
 from loyalty.domain.money import currency_exponent, normalise_currency
+from loyalty.domain.segments import SegmentRules
 from loyalty.domain.tiers import Tier, rank
 from loyalty.domain.wallet import WalletRules
 
@@ -192,6 +193,12 @@ class Program(BaseModel):
     tier_valid_days: int = Field(default=365, ge=1, le=1096, description="how long a tier lasts before review")
     tier_downgrade: Literal["one_down", "recompute"] = Field(
         default="one_down", description="at a review that fails: one tier down, or the tier the metric earns"
+    )
+
+    segments: SegmentRules = Field(
+        default_factory=SegmentRules,
+        description="RFM segments: {new_days, at_risk_days, dormant_days, champion_orders, champion_spend}; a "
+        "member idle dormant_days is dormant (win-back campaigns target at_risk or dormant)",
     )
 
     wallet: WalletRules | None = Field(

@@ -38,11 +38,13 @@ LEVELS = ("points_outstanding", "points_pending", "members_total", "wallet_princ
 TIER_PREFIX = "tier:"  # members_by_tier figures: tier:<name> (tier:none for members without a tier)
 ISSUED_PREFIX = "issued:"  # points issued by source: issued:<reason>
 LATE = timedelta(days=2)  # an entry recorded this long after its `at` is history moving, not a member acting
-FIGURE_TYPES = frozenset({"ledger", "member", "order", "coupon", "wallet"})
+SEGMENT_PREFIX = "segment:"  # members per segment: segment:<name>
+WINBACK_PREFIX = "winback:"  # a win-back campaign's results: winback:<campaign>:<reached|used|orders|gmv>
+FIGURE_TYPES = frozenset({"ledger", "member", "order", "coupon", "wallet", "rfm", "winback"})
 
 
 def is_level(name: str) -> bool:
-    return name in LEVELS or name.startswith(TIER_PREFIX)
+    return name in LEVELS or name.startswith((TIER_PREFIX, SEGMENT_PREFIX))
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ def padded(sequence_number: str) -> str:
     return sequence_number.zfill(40)
 
 
-def _day(value: Any, tz: ZoneInfo) -> date | None:
+def day_of(value: Any, tz: ZoneInfo) -> date | None:
     if not value:
         return None
     instant = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
@@ -86,7 +88,7 @@ def _figures(item: Item, tz: ZoneInfo, fallback: date) -> dict[str, tuple[date, 
 
     def add(name: str, when: Any, amount: int) -> None:
         if amount:
-            day = _day(when, tz) or fallback
+            day = day_of(when, tz) or fallback
             previous = out.get(name, (day, 0))[1]
             out[name] = (day, previous + amount)
 
@@ -132,8 +134,14 @@ def _figures(item: Item, tz: ZoneInfo, fallback: date) -> dict[str, tuple[date, 
         add("coupons_issued", item.get("claimed_at"), 1)
         if item.get("status") == "used":
             add("coupons_used", item.get("used_at"), 1)
+            if item.get("campaign_id"):
+                add(f"{WINBACK_PREFIX}{item['campaign_id']}:used", item.get("used_at"), 1)
         elif item.get("status") == "expired":
             add("coupons_expired", item.get("expired_at") or item.get("expires_at"), 1)
+    elif kind == "rfm":
+        add(SEGMENT_PREFIX + str(item["segment"]), item.get("segment_since"), 1)
+    elif kind == "winback":
+        add(f"{WINBACK_PREFIX}{item['campaign_id']}:reached", item.get("at"), 1)
     elif kind == "wallet":
         add("wallet_principal", item.get("updated_at"), int(item.get("principal", 0)))
         add("wallet_bonus", item.get("updated_at"), int(item.get("bonus", 0)))
@@ -203,6 +211,9 @@ def shaped(
             tier = name.removeprefix(TIER_PREFIX)
             tier = base_tier if tier == "none" and base_tier else tier
             by_tier[tier] = by_tier.get(tier, 0) + int(value)
+    segments = {
+        name.removeprefix(SEGMENT_PREFIX): int(v) for name, v in figures.items() if name.startswith(SEGMENT_PREFIX)
+    }
     by_source = {
         name.removeprefix(ISSUED_PREFIX): int(v) for name, v in figures.items() if name.startswith(ISSUED_PREFIX)
     }
@@ -223,6 +234,7 @@ def shaped(
             "enrolled": get("members_enrolled"),
             "active": get("members_active"),
             "by_tier": {k: v for k, v in sorted(by_tier.items()) if v},
+            "by_segment": {k: v for k, v in sorted(segments.items()) if v},
         },
         "coupons": {
             "issued": get("coupons_issued"),

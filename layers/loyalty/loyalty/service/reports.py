@@ -14,18 +14,103 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from loyalty.domain import reports as rules
+from loyalty.domain import segments
 from loyalty.domain.errors import InvalidInput, NotFound, Retryable
+from loyalty.domain.program import Program
 from loyalty.domain.reports import Change, Deltas
 from loyalty.service.shops import Shops
 from loyalty.store import members as member_store
 from loyalty.store import reports as report_store
-from loyalty.store.dynamo import Dynamo, TransactionCancelled
+from loyalty.store import segments as segment_store
+from loyalty.store.dynamo import Dynamo, Item, TransactionCancelled
 from loyalty.store.keys import PROFILE_SK, member_pk
 
 MAX_ACTIONS = 100  # DynamoDB's most per transaction
 CHUNK = 250  # changes per transaction (halved when their figures, days and active members need more actions)
 ATTEMPTS = 8
 MAX_DAYS = 366  # days a daily report may span
+
+
+UTC_ZONE = ZoneInfo("UTC")
+WINBACK_DAYS = 30  # orders a win-back campaign is credited with: those within this many days of reaching the member
+
+
+def member_of(change: Change) -> str | None:
+    """The member partition whose RFM a change moves: an acting ledger entry's, an enrolment's, a member's order's."""
+    if change.kind in ("ledger", "member") and change.old is None and change.new is not None:
+        return change.pk
+    if change.kind == "order":
+        image = change.new if change.new is not None else change.old
+        if image and image.get("member_id"):
+            return member_pk(change.shop_id, str(image["member_id"]))
+    return None
+
+
+class MemberChange:
+    """What one transaction's changes do to one member's RFM, and the win-back results they make."""
+
+    def __init__(self, shop_id: str, before: Item | None) -> None:
+        self.shop_id = shop_id
+        self.before = before
+        self.rfm = segment_store.rfm_of(before)
+        self.start = self.rfm
+        self.winback: dict[str, str] = dict((before or {}).get("winback") or {})
+        self.credited: Deltas = {}
+
+    def add(self, change: Change, moved: Deltas, tz: ZoneInfo) -> None:
+        if change.kind == "member":
+            enrolled = rules.day_of(change.new.get("enrolled_at") if change.new else None, tz)
+            self.rfm = segments.advanced(self.rfm, enrolled=enrolled)
+        elif change.kind == "ledger":
+            self.rfm = segments.advanced(self.rfm, acted=rules.active_day(change, tz))
+        elif change.kind == "order":
+            orders = sum(v for (_, name), v in moved.items() if name == "orders")
+            spend = sum(v for (_, name), v in moved.items() if name == "gmv")
+            days = [day for (day, name) in moved if name in ("orders", "gmv")]
+            if not days:
+                return
+            self.rfm = segments.advanced(self.rfm, orders=orders, spend=spend, ordered=max(days))
+            for campaign, reached in self.winback.items():  # orders that followed a win-back
+                if 0 <= (max(days) - date.fromisoformat(reached)).days <= WINBACK_DAYS:
+                    for name, amount in (("orders", orders), ("gmv", spend)):
+                        key = (max(days), f"{rules.WINBACK_PREFIX}{campaign}:{name}")
+                        self.credited[key] = self.credited.get(key, 0) + amount
+
+    def figures(self, program: Program) -> Deltas:
+        """Members counted active (the first day their RFM shows them acting), and win-back credits."""
+        out = dict(self.credited)
+        last, first = self.rfm.last_active, self.start.last_active
+        if last is not None and (first is None or last > first):
+            out[(last, "members_active")] = out.get((last, "members_active"), 0) + 1
+        return out
+
+    def item(self, pk: str, program: Program, today: date, *, now: datetime, shards: int) -> Item | None:
+        """The RFM item to write, or None if nothing of it changed."""
+        segment = segments.segment_of(self.rfm, today, program.segments, program.currency)
+        before_segment = (self.before or {}).get("segment")
+        if self.rfm == self.start and segment == before_segment:
+            return None
+        since = (
+            date.fromisoformat(str(self.before["segment_since"]))
+            if self.before and segment == before_segment
+            else today
+        )
+        member_id = pk.split("#MEMBER#", 1)[1]
+        return segment_store.rfm_item(
+            self.shop_id,
+            member_id,
+            self.rfm,
+            segment=segment,
+            segment_since=since,
+            review=segments.next_review(self.rfm, today, program.segments),
+            timezone=program.timezone,
+            rev=int((self.before or {}).get("rev", 0)) + 1,
+            winback=self.winback,
+            now=now,
+            shards=shards,
+            # entered at_risk or dormant here (history streaming in, an import): the review reaches them tonight
+            reach=segment if segment != before_segment and segment in segments.ENTERED_BY_TIME else None,
+        )
 
 
 class NotAllApplied(Retryable):
@@ -55,25 +140,36 @@ class Reports:
         if not counted:
             return
         for _ in range(ATTEMPTS):
-            acting = {change.pk for change in counted if change.kind == "ledger" and change.old is None}
-            mark, active_before = report_store.marks(self.db, stream_shard, acting)
+            mark, rfm_before = report_store.marks(self.db, stream_shard, {m for c in counted if (m := member_of(c))})
             fresh = [change for change in counted if change.seq > str((mark or {}).get("seq", ""))]
             if not fresh:
                 return
             by_shop: dict[str, Deltas] = {}
-            active: dict[str, date] = {}
+            members: dict[str, MemberChange] = {}
             for change in fresh:
-                tz = self._timezone(change.shop_id)
+                program = self._program(change.shop_id)
+                tz = ZoneInfo(program.timezone) if program else UTC_ZONE
                 shop_deltas = by_shop.setdefault(change.shop_id, {})
-                for key, amount in rules.deltas(change, tz).items():
+                moved = rules.deltas(change, tz)
+                for key, amount in moved.items():
                     shop_deltas[key] = shop_deltas.get(key, 0) + amount
-                day = rules.active_day(change, tz)
-                before = active[change.pk].isoformat() if change.pk in active else active_before.get(change.pk)
-                if day is not None and (before is None or day.isoformat() > before):
-                    shop_deltas[(day, "members_active")] = shop_deltas.get((day, "members_active"), 0) + 1
-                    active[change.pk] = day
-            if report_store.items_touched(by_shop) + len(active) + 1 > MAX_ACTIONS:
-                middle = len(chunk) // 2  # many shops, days or newly active members in one chunk: halve it
+                member = member_of(change)
+                if member is not None and program is not None:
+                    seen = members.setdefault(member, MemberChange(change.shop_id, rfm_before.get(member)))
+                    seen.add(change, moved, tz)
+            writes = []
+            for pk, seen in members.items():
+                program = self._program(seen.shop_id)
+                assert program is not None
+                today = self.clock().astimezone(ZoneInfo(program.timezone)).date()
+                written = seen.item(pk, program, today, now=self.clock(), shards=self.shops.shards)
+                shop_deltas = by_shop[seen.shop_id]
+                for key, amount in seen.figures(program).items():
+                    shop_deltas[key] = shop_deltas.get(key, 0) + amount
+                if written is not None:
+                    writes.append((written, seen.before))
+            if report_store.items_touched(by_shop) + len(writes) + 1 > MAX_ACTIONS:
+                middle = len(chunk) // 2  # many shops, days or members in one chunk: halve it
                 self._apply(stream_shard, chunk[:middle], applied_before=applied_before)
                 self._apply(stream_shard, chunk[middle:], applied_before=applied_before + middle)
                 return
@@ -81,21 +177,21 @@ class Reports:
             shard = random.randrange(report_store.REPORT_SHARDS)  # noqa: S311 - spreads writes, not a secret
             for shop_id, shop_deltas in sorted(by_shop.items()):
                 report_store.add_figures(tx, shop_id, shard, shop_deltas)
-            for pk, day in sorted(active.items()):
-                report_store.add_active(tx, pk, day, before=active_before.get(pk))
+            for item, before in writes:
+                segment_store.put_rfm(tx, item, before=before)
             report_store.add_applied(tx, stream_shard, seq=fresh[-1].seq, before=mark)
             try:
                 self.db.commit(tx)
                 return
             except TransactionCancelled:
-                continue  # an earlier delivery of these records moved the mark, or figures contended: read again
+                continue  # an earlier delivery of these records moved the mark, or a run moved an RFM: read again
         raise NotAllApplied(applied_before)
 
-    def _timezone(self, shop_id: str) -> ZoneInfo:
+    def _program(self, shop_id: str) -> Program | None:
         try:
-            return ZoneInfo(self.shops.program(shop_id).timezone)
+            return self.shops.program(shop_id)
         except NotFound:
-            return ZoneInfo("UTC")  # a shop's items without its shop (none today): counted in UTC days
+            return None  # a shop's items without its shop (none today): counted in UTC days
 
     # ---------------------------------------------------------------- reading them
 

@@ -35,6 +35,7 @@ from loyalty.store.keys import (
     schedule_state_key,
 )
 from loyalty.store.queue import Queues
+from loyalty.store.segments import SEGMENT_JOB
 
 if TYPE_CHECKING:  # the capabilities a run hands its items to; each handler's import brings only its own
     from loyalty.service.coupons import Coupons
@@ -44,6 +45,7 @@ if TYPE_CHECKING:  # the capabilities a run hands its items to; each handler's i
     from loyalty.service.orders import Orders
     from loyalty.service.points import Points
     from loyalty.service.privacy import Privacy
+    from loyalty.service.segments import Segments
     from loyalty.service.tiers import Tiers
     from loyalty.service.wallet import Wallet
 
@@ -213,6 +215,20 @@ class Runs:
             time,
             should_stop,
             lambda item: engagement.monthly_coupons(item, time, queues),
+            inclusive=True,
+        )
+
+    def review_segments(
+        self, time: datetime, segments: "Segments", *, should_stop: Callable[[], bool] = lambda: False
+    ) -> RunReport:
+        """Move members whose segment changes with time alone (active -> at risk -> dormant), reaching them with
+        their new segment's win-back campaigns."""
+        return self._run(
+            "review-segments",
+            SEGMENT_JOB,
+            time,
+            should_stop,
+            lambda item: segments.review(item, time),
             inclusive=True,
         )
 

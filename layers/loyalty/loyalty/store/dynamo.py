@@ -374,6 +374,20 @@ class Dynamo:
         }
         return self._page(self.client.query, params, start)
 
+    def query_index(
+        self, index: str, key: str, value: str, *, start: Item | None = None, limit: int = 100
+    ) -> tuple[list[Item], Item | None]:
+        """A page of one partition of a global secondary index (`key` its partition key attribute)."""
+        params: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": index,
+            "KeyConditionExpression": "#key = :value",
+            "ExpressionAttributeNames": {"#key": key},
+            "ExpressionAttributeValues": serialise({":value": value}),
+            "Limit": limit,
+        }
+        return self._page(self.client.query, params, start)
+
     def scan_page(
         self, condition: str, values: Item, *, segment: int, segments: int, start: Item | None = None, limit: int = 500
     ) -> tuple[list[Item], Item | None]:

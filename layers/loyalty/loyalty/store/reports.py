@@ -5,7 +5,7 @@
 | day's figures (shard)   | SHOP#<shop>#REPORT#<n>              | DAY#<local date>        |
 | figures to date (shard) | SHOP#<shop>#REPORT#<n>              | TOTAL                   |
 | stream shard applied    | STREAM#<stream shard id>            | AGGREGATED              |
-| member last active      | SHOP#<shop>#MEMBER#<member>         | ACTIVE                  |
+| member's RFM, segment   | SHOP#<shop>#MEMBER#<member>         | RFM (store/segments.py) |
 
 Each figure is an attribute of its item (`points_issued`, `tier:gold`, ...), moved with ADD. Every aggregator
 transaction writes its figures to one of REPORT_SHARDS shards, so concurrent aggregators (one per stream shard)
@@ -13,8 +13,8 @@ rarely write the same item and no shop's day is one hot key; reading a shop's fi
 
 A stream shard's `AGGREGATED` item holds the sequence number of its last record applied: like a scheduled run's
 state, it belongs to no shop (a stream shard carries every shop's changes), and one aggregator at a time writes
-it (Lambda reads a stream shard in order, one batch at a time). A member's `ACTIVE` item holds the last local
-day they were counted active.
+it (Lambda reads a stream shard in order, one batch at a time). A member's RFM item (store/segments.py) is moved
+in the same transaction as the figures its changes make.
 """
 
 from collections.abc import Mapping
@@ -23,10 +23,10 @@ from typing import Any
 
 from loyalty.domain.reports import Change, Deltas, padded
 from loyalty.store.dynamo import Dynamo, Item, Transaction, deserialise
+from loyalty.store.segments import RFM_SK
 
 REPORT_SHARDS = 8
 AGGREGATED_SK = "AGGREGATED"
-ACTIVE_SK = "ACTIVE"
 TOTAL_SK = "TOTAL"
 DAY_PREFIX = "DAY#"
 
@@ -52,13 +52,13 @@ def stream_pk(stream_shard: str) -> str:
     return f"STREAM#{stream_shard}"
 
 
-def marks(db: Dynamo, stream_shard: str, member_pks: set[str]) -> tuple[Item | None, dict[str, str]]:
-    """Where the stream shard was last applied, and the last day each member was counted active (one strongly
-    consistent BatchGetItem)."""
-    keys = [(stream_pk(stream_shard), AGGREGATED_SK)] + [(pk, ACTIVE_SK) for pk in sorted(member_pks)]
+def marks(db: Dynamo, stream_shard: str, member_pks: set[str]) -> tuple[Item | None, dict[str, Item]]:
+    """Where the stream shard was last applied, and the RFM item of each member (one strongly consistent
+    BatchGetItem)."""
+    keys = [(stream_pk(stream_shard), AGGREGATED_SK)] + [(pk, RFM_SK) for pk in sorted(member_pks)]
     found = db.get_many(keys, consistent=True)
-    active = {pk: str(item["day"]) for (pk, sk), item in found.items() if sk == ACTIVE_SK}
-    return found.get((stream_pk(stream_shard), AGGREGATED_SK)), active
+    rfm = {pk: item for (pk, sk), item in found.items() if sk == RFM_SK}
+    return found.get((stream_pk(stream_shard), AGGREGATED_SK)), rfm
 
 
 def add_applied(tx: Transaction, stream_shard: str, *, seq: str, before: Item | None) -> None:
@@ -76,23 +76,6 @@ def add_applied(tx: Transaction, stream_shard: str, *, seq: str, before: Item | 
         values=values,
         condition=condition,
         names={"#type": "type"},
-    )
-
-
-def add_active(tx: Transaction, member_pk: str, day: date, *, before: str | None) -> None:
-    """The member was counted active on `day`, later than `before` (the day read)."""
-    values: dict[str, Any] = {":day": day.isoformat(), ":type": "active"}
-    if before is None:
-        condition = "attribute_not_exists(#day)"
-    else:
-        condition = "#day = :before"
-        values[":before"] = before
-    tx.update(
-        {"PK": member_pk, "SK": ACTIVE_SK},
-        "SET #day = :day, #type = :type",
-        values=values,
-        condition=condition,
-        names={"#type": "type", "#day": "day"},
     )
 
 
