@@ -471,11 +471,22 @@ def aggregation_cost(orders: int = 300, batch: int = 100) -> list[str]:
             ),
         ).values()
     )
+    today = datetime.now(UTC).date()
+    page = sum(
+        measure(
+            service,
+            lambda: (
+                service.reports.overview(shop, today - timedelta(days=29), today),
+                service.segments.campaign_reports(shop),
+            ),
+        ).values()
+    )
     return [
         f"{orders} paid orders + {len(members)} enrolments: {len(changes)} stream records, in batches of {batch}",
         f"  requests {requests} ({detail}): {requests / orders:.3f} per order event",
         f"  items written {written['actions']}: {written['actions'] / orders:.2f} per order event",
         f"  a report page view: summary {summary} requests, 30 days daily {daily} requests",
+        f"  a dashboard page view (summary, 30 days, win-back campaigns): {page} requests",
     ]
 
 

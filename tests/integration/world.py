@@ -167,6 +167,8 @@ def requests(w: World) -> dict[tuple[str, str], Callable[[], tuple[str, Any, dic
         ("GET", S + "/reports/daily"): body("/reports/daily?from=2026-01-01&until=2026-01-31"),
         ("GET", S + "/reports/reconciliation"): body("/reports/reconciliation"),
         ("GET", S + "/segments/{segment}/members"): body("/segments/dormant/members"),
+        ("GET", S + "/dashboard"): body("/dashboard"),
+        ("POST", S + "/dashboard/links"): body("/dashboard/links"),
         ("POST", S + "/campaigns/win-back"): lambda: ("/campaigns/win-back", {"segment": "dormant", "template_id": w.template}, {}),
         ("GET", S + "/campaigns/win-back/{campaign_id}"): lambda: (f"/campaigns/win-back/{w.campaign()}", None, {}),
         ("POST", S + "/members/{member_id}/tokens"): body(m + "/tokens", {}),

@@ -80,6 +80,12 @@ class Services:
         return MemberTokens(SigningKeys(), clock=self.clock)
 
     @cached_property
+    def dashboard_links(self) -> "MemberTokens":
+        from loyalty.service.tokens import DASHBOARD, MemberTokens
+
+        return MemberTokens(self.tokens.keys, clock=self.clock, scope=DASHBOARD)
+
+    @cached_property
     def audit(self) -> "Audit":
         from loyalty.service.audit import Audit
 

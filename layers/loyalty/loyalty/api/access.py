@@ -67,6 +67,8 @@ ALLOWED: dict[tuple[str, str], set[Role]] = {
     ("GET", S + "/reports/daily"): {"marketing", "analyst"},
     ("GET", S + "/reports/reconciliation"): ANALYST,
     ("GET", S + "/segments/{segment}/members"): {"marketing", "analyst"},
+    ("GET", S + "/dashboard"): {"marketing", "analyst"},
+    ("POST", S + "/dashboard/links"): {"marketing", "analyst"},
     ("POST", S + "/campaigns/win-back"): {"marketing"},
     ("GET", S + "/campaigns/win-back/{campaign_id}"): {"marketing", "analyst"},
     # The owner's alone: credentials, platform secrets, issuing stored value.

@@ -17,6 +17,10 @@ def bearer(app: ApiGatewayResolver) -> str:
     return token.strip()
 
 
+def has_bearer(app: ApiGatewayResolver) -> bool:
+    return bool(app.current_event.headers.get("authorization") or app.current_event.headers.get("Authorization"))
+
+
 def require_operator(app: ApiGatewayResolver) -> None:
     expected = os.environ.get("OPERATOR_KEY_SHA256", "")
     supplied = hashlib.sha256(bearer(app).encode()).hexdigest()

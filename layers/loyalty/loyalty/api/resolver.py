@@ -22,6 +22,7 @@ from loyalty.api import (
     audit,
     cards,
     coupons,
+    dashboard,
     engagement,
     errors,
     integrations,
@@ -35,8 +36,8 @@ from loyalty.api import (
     shops,
     wallet,
 )
-from loyalty.api.auth import bearer, require_operator
-from loyalty.domain.access import Caller
+from loyalty.api.auth import bearer, has_bearer, require_operator
+from loyalty.domain.access import Caller, Denied
 from loyalty.store import audit as audit_store
 from loyalty.store.audit import AuditScope
 
@@ -82,7 +83,14 @@ def build() -> APIGatewayRestResolver:
         access.set_caller(None)
         path = app.current_event.path
         shop = SHOP_PATH.match(path)
-        if shop:
+        link = (app.current_event.query_string_parameters or {}).get("token")
+        if shop and link and path.rstrip("/") == f"/v1/shops/{shop['shop_id']}/dashboard" and not has_bearer(app):
+            # a browser opening a dashboard login link: the link's token opens that page of that shop, read-only
+            caller = runtime.services().dashboard_links.verify(link)
+            if caller.shop_id != shop["shop_id"]:
+                raise Denied("unauthenticated")
+            access.set_caller(caller)
+        elif shop:
             caller = runtime.services().access.authenticate(bearer(app), shop["shop_id"])
             access.require(caller, app.request.method, app.request.route)
             access.set_caller(caller)
@@ -119,6 +127,7 @@ def build() -> APIGatewayRestResolver:
         lottery,
         integrations,
         reports,
+        dashboard,
     ):
         app.include_router(resource.router)
 

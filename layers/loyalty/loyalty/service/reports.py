@@ -199,20 +199,23 @@ class Reports:
         """The shop's figures to date; `members.active` is today's."""
         program = self.shops.program(shop_id)
         today = self.clock().astimezone(ZoneInfo(program.timezone)).date()
-        totals = report_store.totals(self.db, shop_id)
-        today_row = report_store.days_from(self.db, shop_id, today).get(today, {})
-        totals["members_active"] = today_row.get("members_active", 0)
-        return {"as_of": today.isoformat(), **self._shaped(program, totals)}
+        return self.overview(shop_id, today, today)[0]
 
     def daily(self, shop_id: str, first: date, last: date) -> dict[str, Any]:
         """One row per local day from `first` to `last`: each day's flows, and its levels at the day's end."""
+        return self.overview(shop_id, first, last)[1]
+
+    def overview(self, shop_id: str, first: date, last: date) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The summary and the daily rows from `first` to `last`, from one read of the totals and one of the days
+        since `first` (a dashboard's page)."""
         if last < first:
             raise InvalidInput("until must not be before from", field="until")
         if (last - first).days >= MAX_DAYS:
             raise InvalidInput(f"at most {MAX_DAYS} days at a time", field="until")
         program = self.shops.program(shop_id)
+        today = self.clock().astimezone(ZoneInfo(program.timezone)).date()
         totals = report_store.totals(self.db, shop_id)
-        rows = report_store.days_from(self.db, shop_id, first)
+        rows = report_store.days_from(self.db, shop_id, min(first, today))
         later = [row for day, row in rows.items() if day > last]
         out = []
         day = last
@@ -223,7 +226,9 @@ class Reports:
             out.append({"day": day.isoformat(), **self._shaped(program, figures)})
             later.append(row)
             day -= timedelta(days=1)
-        return {"from": first.isoformat(), "until": last.isoformat(), "days": out[::-1]}
+        to_date = totals | {"members_active": rows.get(today, {}).get("members_active", 0)}
+        summary = {"as_of": today.isoformat(), **self._shaped(program, to_date)}
+        return summary, {"from": first.isoformat(), "until": last.isoformat(), "days": out[::-1]}
 
     def _shaped(self, program: Any, figures: dict[str, int]) -> dict[str, Any]:
         offset = program.points_offset

@@ -101,20 +101,12 @@ class Segments:
         item = store.get_campaign(self.db, shop_id, campaign_id)
         if item is None:
             raise NotFound(f"campaign {campaign_id} not found", field="campaign_id")
+        return _report(item, report_store.totals(self.db, shop_id))
+
+    def campaign_reports(self, shop_id: str) -> list[dict[str, Any]]:
+        """Every win-back campaign of the shop with its results (two reads, however many campaigns)."""
         totals = report_store.totals(self.db, shop_id)
-        prefix = f"{report_rules.WINBACK_PREFIX}{campaign_id}:"
-        figures = {name.removeprefix(prefix): value for name, value in totals.items() if name.startswith(prefix)}
-        reached = figures.get("reached", 0)
-        ordered = figures.get("orders", 0)
-        return {
-            **{k: item[k] for k in ("campaign_id", "segment", "template_id", "message", "created_at") if k in item},
-            "reached": reached,
-            "coupons_used": figures.get("used", 0),
-            "orders_within_30_days": ordered,
-            "gmv_within_30_days": figures.get("gmv", 0),
-            # orders that followed per member reached: the win-back rate
-            "win_back_rate": f"{ordered / reached:.4f}" if reached else None,
-        }
+        return [_report(item, totals) for item in store.campaigns(self.db, shop_id)]
 
     # ---------------------------------------------------------------- the nightly review
 
@@ -202,3 +194,21 @@ class Segments:
 
 def _message(campaign: Item) -> dict[str, Any]:
     return {"message": campaign["message"]} if campaign.get("message") else {}
+
+
+def _report(item: Item, totals: dict[str, int]) -> dict[str, Any]:
+    """A campaign and its results, from the shop's figures."""
+    campaign_id = str(item["campaign_id"])
+    prefix = f"{report_rules.WINBACK_PREFIX}{campaign_id}:"
+    figures = {name.removeprefix(prefix): value for name, value in totals.items() if name.startswith(prefix)}
+    reached = figures.get("reached", 0)
+    ordered = figures.get("orders", 0)
+    return {
+        **{k: item[k] for k in ("campaign_id", "segment", "template_id", "message", "created_at") if k in item},
+        "reached": reached,
+        "coupons_used": figures.get("used", 0),
+        "orders_within_30_days": ordered,
+        "gmv_within_30_days": figures.get("gmv", 0),
+        # orders that followed per member reached: the win-back rate
+        "win_back_rate": f"{ordered / reached:.4f}" if reached else None,
+    }
