@@ -81,6 +81,10 @@ def stack(aws: None) -> Iterator[Stack]:
     runtime.reset()
     yield created
     boto3.client("dynamodb").delete_table(TableName=created.tables["LoyaltyTable"])
+    s3 = boto3.resource("s3")
+    for name in created.buckets.values():
+        s3.Bucket(name).objects.all().delete()
+        s3.Bucket(name).delete()
     sqs = boto3.client("sqs")
     for url in created.queues.values():
         sqs.delete_queue(QueueUrl=url)

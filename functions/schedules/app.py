@@ -120,3 +120,15 @@ def expire_points_shard(event: dict[str, Any], context: LambdaContext) -> Partia
         return report.view()
 
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
+@metrics.log_metrics
+@event_parser(model=EventBridgeModel)
+def export_table(event: EventBridgeModel, context: LambdaContext) -> dict[str, Any]:
+    """Weekly: the table's point-in-time export to S3, for Athena (service/exports.py)."""
+    started = runtime.services().exports.export(event.time)
+    metrics.add_metric(name="ExportsStarted", unit=MetricUnit.Count, value=1)
+    logger.info("table export started", extra={"export": started})
+    return started

@@ -68,6 +68,7 @@ class Stack:
     queues: dict[str, str] = field(default_factory=dict)  # logical id -> queue URL
     buses: dict[str, str] = field(default_factory=dict)  # logical id -> event bus name
     secrets: dict[str, str] = field(default_factory=dict)  # logical id -> secret ARN (what !Ref gives)
+    buckets: dict[str, str] = field(default_factory=dict)  # logical id -> bucket name
 
     def env(self) -> dict[str, str]:
         """The environment variables template.yaml gives the functions (Globals and each function's own), with
@@ -75,7 +76,7 @@ class Stack:
         Literal values (Powertools' settings) and variables with no local value (the operator key's hash) are
         left to the caller."""
         template = load_template()
-        refs: dict[str, str] = {**self.tables, **self.queues, **self.buses, **self.secrets}
+        refs: dict[str, str] = {**self.tables, **self.queues, **self.buses, **self.secrets, **self.buckets}
         refs |= {name: str(p["Default"]) for name, p in template.get("Parameters", {}).items() if "Default" in p}
         found: dict[str, str] = {}
         sources = [template.get("Globals", {}).get("Function", {})]
@@ -107,6 +108,13 @@ def create_stack(prefix: str = "") -> Stack:
         name = prefix + logical_id
         if name not in existing:
             dynamodb.create_table(**table_definition(logical_id, name))
+            recovery = resources_of("AWS::DynamoDB::Table", template)[logical_id].get(
+                "PointInTimeRecoverySpecification"
+            )
+            if recovery and recovery.get("PointInTimeRecoveryEnabled"):  # exports need it, as on AWS
+                dynamodb.update_continuous_backups(
+                    TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+                )
         stack.tables[logical_id] = name
     sqs = boto3.client("sqs")
     queues = resources_of("AWS::SQS::Queue", template)
@@ -134,6 +142,13 @@ def create_stack(prefix: str = "") -> Stack:
         if name not in existing_buses:
             events.create_event_bus(Name=name)
         stack.buses[logical_id] = name
+    s3 = boto3.client("s3")
+    existing_buckets = {bucket["Name"] for bucket in s3.list_buckets().get("Buckets", [])}
+    for logical_id in resources_of("AWS::S3::Bucket", template):
+        name = (prefix + logical_id).lower()  # bucket names are lower case
+        if name not in existing_buckets:
+            s3.create_bucket(Bucket=name)
+        stack.buckets[logical_id] = name
     secrets = boto3.client("secretsmanager")
     for logical_id in resources_of("AWS::SecretsManager::Secret", template):
         name = prefix + logical_id

@@ -256,6 +256,8 @@ def _authorisations(service: str, operation: str, params: Mapping[str, Any]) -> 
             return [("dynamodb:GetItem", _table_arn(item["Get"]["TableName"])) for item in params["TransactItems"]]
         if operation in ("BatchGetItem", "BatchWriteItem"):
             return [(f"dynamodb:{operation}", _table_arn(table)) for table in params["RequestItems"]]
+        if "TableArn" in params:  # ExportTableToPointInTime
+            return [(f"dynamodb:{operation}", str(params["TableArn"]))]
         if "TableName" in params:
             arn = _table_arn(params["TableName"])
             if params.get("IndexName"):
@@ -291,6 +293,7 @@ def _physical_arns(stack: Stack) -> dict[str, str]:
     arns |= {logical: queue_arn(url) for logical, url in stack.queues.items()}
     arns |= {logical: _bus_arn(name) for logical, name in stack.buses.items()}
     arns |= stack.secrets
+    arns |= {logical: f"arn:aws:s3:::{name}" for logical, name in stack.buckets.items()}
     return arns
 
 

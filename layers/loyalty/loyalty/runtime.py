@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from loyalty.service.cards import Cards
     from loyalty.service.coupons import Coupons
     from loyalty.service.engagement import Engagement
+    from loyalty.service.exports import Exports
     from loyalty.service.imports import Imports
     from loyalty.service.lottery import Lotteries
     from loyalty.service.mall import Mall
@@ -120,6 +121,12 @@ class Services:
         from loyalty.service.reports import Reports
 
         return Reports(self.db, self.shops, clock=self.clock)
+
+    @cached_property
+    def exports(self) -> "Exports":
+        from loyalty.service.exports import Exports
+
+        return Exports(self.db)
 
     @cached_property
     def segments(self) -> "Segments":

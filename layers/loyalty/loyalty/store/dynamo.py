@@ -412,6 +412,19 @@ class Dynamo:
         last = response.get("LastEvaluatedKey")
         return [deserialise(item) for item in response["Items"]], deserialise(last) if last else None
 
+    def export_to_s3(self, bucket: str, prefix: str, *, client_token: str) -> dict[str, Any]:
+        """Start a point-in-time export of the whole table to S3 (DYNAMODB_JSON); its id and status."""
+        arn = self._call(self.client.describe_table, TableName=self.table_name)["Table"]["TableArn"]
+        started = self._call(
+            self.client.export_table_to_point_in_time,
+            TableArn=arn,
+            S3Bucket=bucket,
+            S3Prefix=prefix,
+            ExportFormat="DYNAMODB_JSON",
+            ClientToken=client_token,
+        )["ExportDescription"]
+        return {"export_arn": started["ExportArn"], "status": started["ExportStatus"]}
+
     def transaction(self) -> Transaction:
         return Transaction(self.table_name)
 
