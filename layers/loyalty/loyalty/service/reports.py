@@ -96,6 +96,7 @@ class MemberChange:
             else today
         )
         member_id = pk.split("#MEMBER#", 1)[1]
+        pending = (self.before or {}).get("reach") == segment  # entered earlier, still to be reached by the review
         return segment_store.rfm_item(
             self.shop_id,
             member_id,
@@ -109,7 +110,7 @@ class MemberChange:
             now=now,
             shards=shards,
             # entered at_risk or dormant here (history streaming in, an import): the review reaches them tonight
-            reach=segment if segment != before_segment and segment in segments.ENTERED_BY_TIME else None,
+            reach=segment if segment in segments.ENTERED_BY_TIME and (segment != before_segment or pending) else None,
         )
 
 
