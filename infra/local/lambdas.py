@@ -247,4 +247,11 @@ def schedule_event(time_iso: str, rule: str = "local") -> dict[str, Any]:
 
 
 def response_json(response: dict[str, Any]) -> Any:
-    return json.loads(response["body"]) if response.get("body") else None
+    """The answer's JSON body; a body of another type (the dashboard's HTML, a script) as its text."""
+    if not response.get("body"):
+        return None
+    headers = {name.lower(): str(value) for name, value in (response.get("headers") or {}).items()}
+    headers |= {name.lower(): ", ".join(values) for name, values in (response.get("multiValueHeaders") or {}).items()}
+    if "json" not in headers.get("content-type", "application/json"):
+        return response["body"]
+    return json.loads(response["body"])
