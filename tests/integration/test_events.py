@@ -94,6 +94,14 @@ def test_schedule_samples(stack: Stack, function: str, name: str) -> None:
     assert report["time"].startswith(event["time"][:19]) and report["complete"] is True
 
 
+def test_export_sample_starts_one_export_a_day(stack: Stack) -> None:
+    event = sample("schedule_export_table.json")
+    export = lambdas.functions()["ExportTableFunction"]
+    started = lambdas.invoke(export, event)
+    assert started["day"] == "2026-11-29" and started["export_arn"].startswith("arn:aws:dynamodb:")
+    assert lambdas.invoke(export, event) == started  # EventBridge's retry of the same run
+
+
 def test_expiry_dispatch_sample_queues_every_day_shard_and_a_worker_expires_one(stack: Stack) -> None:
     event = sample("schedule_expire_points.json")
     report = lambdas.invoke(lambdas.functions()["ExpirePointsFunction"], event)
