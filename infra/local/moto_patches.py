@@ -89,11 +89,11 @@ def apply() -> None:
         try:
             original(self, transact_items)
         except Exception:
-            for table, hash_value, range_value, item in reversed([s for s in saved if s is not None]):
+            saved_items = [s for s in saved if s is not None]
+            for table, hash_value, range_value, item in reversed(saved_items):
                 _restore(table, hash_value, range_value, item)
             for table, length in streamed.values():
-                if table.stream_shard is not None:
-                    del table.stream_shard.items[length:]
+                _unstream(table, length, {(h, r) for t, h, r, _ in saved_items if t is table})
             raise
 
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
@@ -101,6 +101,23 @@ def apply() -> None:
     _patch_table_query()
     _patch_sqs()
     _read_once()
+
+
+def _unstream(table: Table, length: int, keys: set[tuple[DynamoType, DynamoType | None]]) -> None:
+    """Take a refused transaction's records off the table's stream: those after `length` of the items it
+    touched (a concurrent request's records, which the in-process mock's missing lock lets in, stay)."""
+    shard = table.stream_shard
+    if shard is None:
+        return
+    hash_attr, range_attr = table.hash_key_attr, table.range_key_attr
+
+    def mine(record: Any) -> bool:
+        key = record.record["dynamodb"]["Keys"]
+        hash_value = DynamoType(key[hash_attr])
+        range_value = DynamoType(key[range_attr]) if range_attr else None
+        return (hash_value, range_value) in keys
+
+    shard.items[length:] = [record for record in shard.items[length:] if not mine(record)]
 
 
 def _patch_stream_record() -> None:
