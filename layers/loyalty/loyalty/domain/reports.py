@@ -159,10 +159,18 @@ def deltas(change: Change, tz: ZoneInfo) -> Deltas:
         out[(day, name)] = out.get((day, name), 0) + amount
     for name, (day, amount) in old.items():
         if is_level(name) and new:
-            # where the level stands after the change: on the day the new image says it moved
-            day = next(iter(new.values()))[0] if name not in new else new[name][0]
+            day = _moved_on(name, new, fallback)
         out[(day, name)] = out.get((day, name), 0) - amount
     return {key: amount for key, amount in out.items() if amount}
+
+
+def _moved_on(level: str, new: dict[str, tuple[date, int]], fallback: date) -> date:
+    """The day a level the old image counted moved, as the new image says: its own day if it still counts it,
+    else its family's (a member leaving tier:gold for tier:silver moved on silver's day), else the change's."""
+    if level in new:
+        return new[level][0]
+    family = level.split(":", 1)[0] + ":"
+    return next((day for name, (day, _) in new.items() if ":" in level and name.startswith(family)), fallback)
 
 
 def active_day(change: Change, tz: ZoneInfo) -> date | None:
