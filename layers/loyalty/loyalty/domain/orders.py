@@ -7,6 +7,7 @@ The wire format (see README "Order events"):
 Amounts are decimal strings in major units; they become integers once the program's currency is known.
 """
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -151,6 +152,13 @@ class OrderWallet(BaseModel):
     bonus_draws: list[Draw] = Field(default_factory=list)  # a purchase: the bonus lots it drew from, to give back
 
 
+def refunded_of(refunds: Mapping[str, int]) -> int:
+    """What was refunded, from an order's refunds (refund_id -> minor units): their sum, or the cumulative figure a
+    platform reported, whichever is more (Stripe reports both ways; either alone, or both, gives the same figure)."""
+    cumulative = int(refunds.get("~cumulative", 0))
+    return max(cumulative, sum(int(amount) for key, amount in refunds.items() if key != "~cumulative"))
+
+
 class OrderState(BaseModel):
     """One order as stored: what it earned, what refunds and cancellation took back, where its points are.
 
@@ -193,10 +201,7 @@ class OrderState(BaseModel):
 
     @property
     def refunded(self) -> int:
-        """What was refunded: the sum of the refunds, or the cumulative figure a platform reported, whichever is
-        more (Stripe reports both ways; either alone, or both, gives the same figure)."""
-        cumulative = self.refunds.get("~cumulative", 0)
-        return max(cumulative, sum(amount for key, amount in self.refunds.items() if key != "~cumulative"))
+        return refunded_of(self.refunds)
 
     @property
     def refunded_in_full(self) -> bool:

@@ -22,6 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from loyalty.domain.money import currency_exponent
+from loyalty.domain.orders import refunded_of
 
 Item = Mapping[str, Any]
 # (local day, figure name) -> amount
@@ -101,10 +102,8 @@ def _figures(item: Item, tz: ZoneInfo, fallback: date) -> dict[str, tuple[date, 
         )
         add("points_outstanding", at, points)
         add("points_pending", at, pending)
-        if reason in SPENT:
+        if reason in SPENT or reason in GIVEN_BACK:  # a give-back's points are positive: spending taken back
             add("points_spent", at, -points)
-        elif reason in GIVEN_BACK:
-            add("points_spent", at, -points)  # spending taken back
         elif reason in EXPIRED:
             add("points_expired", at, -points)
         elif points > 0:
@@ -122,12 +121,9 @@ def _figures(item: Item, tz: ZoneInfo, fallback: date) -> dict[str, tuple[date, 
     elif kind == "order":
         if item.get("paid") and item.get("member_id") and not item.get("top_up") and not item.get("cancelled"):
             paid_at = item.get("paid_at")
-            refunds = item.get("refunds") or {}
-            cumulative = int(refunds.get("~cumulative", 0))
-            refunded = max(cumulative, sum(int(v) for k, v in refunds.items() if k != "~cumulative"))
-            total = int(item.get("total", 0))
+            refunded = refunded_of(item.get("refunds") or {})
             add("orders", paid_at, 1)
-            add("gmv", paid_at, max(total - refunded, 0))
+            add("gmv", paid_at, max(int(item.get("total", 0)) - refunded, 0))
             if not item.get("coupons_returned"):
                 add("coupon_discount", paid_at, int(item.get("discount", 0)))
     elif kind == "coupon":
