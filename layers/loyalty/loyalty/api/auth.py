@@ -9,16 +9,20 @@ from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from loyalty.domain.access import Denied
 
 
+def _authorization(app: ApiGatewayResolver) -> str:
+    return app.current_event.headers.get("authorization") or app.current_event.headers.get("Authorization") or ""
+
+
 def bearer(app: ApiGatewayResolver) -> str:
-    header = app.current_event.headers.get("authorization") or app.current_event.headers.get("Authorization") or ""
-    scheme, _, token = header.partition(" ")
+    scheme, _, token = _authorization(app).partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Denied("unauthenticated")
     return token.strip()
 
 
 def has_bearer(app: ApiGatewayResolver) -> bool:
-    return bool(app.current_event.headers.get("authorization") or app.current_event.headers.get("Authorization"))
+    """Whether the request carries credentials in its header (then they, not a dashboard link, decide)."""
+    return bool(_authorization(app))
 
 
 def require_operator(app: ApiGatewayResolver) -> None:

@@ -12,7 +12,6 @@ from functools import cache
 from pathlib import Path
 from string import Template
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
@@ -20,6 +19,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from loyalty import runtime
 from loyalty.api import access
 from loyalty.api.common import ShopId, json_response, new_router
+from loyalty.domain.engagement import local_day
 from loyalty.domain.money import currency_exponent
 
 router = new_router()
@@ -45,7 +45,7 @@ def dashboard(
 ) -> Response[str]:
     services = runtime.services()
     program = services.shops.program(shop_id)
-    today = services.clock().astimezone(ZoneInfo(program.timezone)).date()
+    today = local_day(services.clock(), program.timezone)
     summary, daily = services.reports.overview(shop_id, today - timedelta(days=days - 1), today)
     data = {
         "summary": summary,

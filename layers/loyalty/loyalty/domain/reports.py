@@ -144,6 +144,12 @@ def _figures(item: Item, tz: ZoneInfo, fallback: date) -> dict[str, tuple[date, 
     return out
 
 
+def merge(into: Deltas, more: Deltas) -> None:
+    """Add `more` to `into`, figure by figure and day by day."""
+    for key, amount in more.items():
+        into[key] = into.get(key, 0) + amount
+
+
 def deltas(change: Change, tz: ZoneInfo) -> Deltas:
     """How a change moves each figure on each day: what its new image counts less what its old image counted.
     A level taken away by a change that leaves the item (a member moving tier) moves on the new image's day."""

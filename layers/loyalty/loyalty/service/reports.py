@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from loyalty.domain import reports as rules
 from loyalty.domain import segments
+from loyalty.domain.engagement import local_day
 from loyalty.domain.errors import InvalidInput, NotFound, Retryable
 from loyalty.domain.program import Program
 from loyalty.domain.reports import Change, Deltas
@@ -76,7 +77,7 @@ class MemberChange:
                         key = (max(days), f"{rules.WINBACK_PREFIX}{campaign}:{name}")
                         self.credited[key] = self.credited.get(key, 0) + amount
 
-    def figures(self, program: Program) -> Deltas:
+    def figures(self) -> Deltas:
         """Members counted active (the first day their RFM shows them acting), and win-back credits."""
         out = dict(self.credited)
         last, first = self.rfm.last_active, self.start.last_active
@@ -90,22 +91,16 @@ class MemberChange:
         before_segment = (self.before or {}).get("segment")
         if self.rfm == self.start and segment == before_segment:
             return None
-        since = (
-            date.fromisoformat(str(self.before["segment_since"]))
-            if self.before and segment == before_segment
-            else today
-        )
-        member_id = pk.split("#MEMBER#", 1)[1]
         pending = (self.before or {}).get("reach") == segment  # entered earlier, still to be reached by the review
         return segment_store.rfm_item(
             self.shop_id,
-            member_id,
+            pk.split("#MEMBER#", 1)[1],
             self.rfm,
+            before=self.before,
             segment=segment,
-            segment_since=since,
-            review=segments.next_review(self.rfm, today, program.segments),
+            today=today,
+            rules=program.segments,
             timezone=program.timezone,
-            rev=int((self.before or {}).get("rev", 0)) + 1,
             winback=self.winback,
             now=now,
             shards=shards,
@@ -152,21 +147,18 @@ class Reports:
                 tz = ZoneInfo(program.timezone) if program else UTC_ZONE
                 shop_deltas = by_shop.setdefault(change.shop_id, {})
                 moved = rules.deltas(change, tz)
-                for key, amount in moved.items():
-                    shop_deltas[key] = shop_deltas.get(key, 0) + amount
+                rules.merge(shop_deltas, moved)
                 member = member_of(change)
                 if member is not None and program is not None:
                     seen = members.setdefault(member, MemberChange(change.shop_id, rfm_before.get(member)))
                     seen.add(change, moved, tz)
             writes = []
+            now = self.clock()
             for pk, seen in members.items():
                 program = self._program(seen.shop_id)
                 assert program is not None
-                today = self.clock().astimezone(ZoneInfo(program.timezone)).date()
-                written = seen.item(pk, program, today, now=self.clock(), shards=self.shops.shards)
-                shop_deltas = by_shop[seen.shop_id]
-                for key, amount in seen.figures(program).items():
-                    shop_deltas[key] = shop_deltas.get(key, 0) + amount
+                written = seen.item(pk, program, local_day(now, program.timezone), now=now, shards=self.shops.shards)
+                rules.merge(by_shop[seen.shop_id], seen.figures())
                 if written is not None:
                     writes.append((written, seen.before))
             if report_store.items_touched(by_shop) + len(writes) + 1 > MAX_ACTIONS:
@@ -199,7 +191,7 @@ class Reports:
     def summary(self, shop_id: str) -> dict[str, Any]:
         """The shop's figures to date; `members.active` is today's."""
         program = self.shops.program(shop_id)
-        today = self.clock().astimezone(ZoneInfo(program.timezone)).date()
+        today = local_day(self.clock(), program.timezone)
         return self.overview(shop_id, today, today)[0]
 
     def daily(self, shop_id: str, first: date, last: date) -> dict[str, Any]:
@@ -214,7 +206,7 @@ class Reports:
         if (last - first).days >= MAX_DAYS:
             raise InvalidInput(f"at most {MAX_DAYS} days at a time", field="until")
         program = self.shops.program(shop_id)
-        today = self.clock().astimezone(ZoneInfo(program.timezone)).date()
+        today = local_day(self.clock(), program.timezone)
         totals = report_store.totals(self.db, shop_id)
         rows = report_store.days_from(self.db, shop_id, min(first, today))
         later = [row for day, row in rows.items() if day > last]
@@ -287,5 +279,5 @@ class Reports:
                 "members": totals.get("members_total", 0),
             },
             "drift": drift,
-            "in_balance": not any(v for k, v in drift.items() if k != "by_tier") and not drift["by_tier"],
+            "in_balance": not any(drift.values()),  # by_tier lists only the tiers that drifted
         }

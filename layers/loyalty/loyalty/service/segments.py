@@ -12,12 +12,12 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from loyalty.domain import reports as report_rules
 from loyalty.domain import segments as rules
+from loyalty.domain.engagement import local_day
 from loyalty.domain.errors import InvalidInput, NotFound, Retryable
 from loyalty.domain.orders import Identifier
 from loyalty.service.coupons import Coupons, CouponToGive
@@ -65,7 +65,7 @@ class Segments:
             raise NotFound(f"no segment {segment}; segments are {', '.join(rules.SEGMENTS)}", field="segment")
         program = self.shops.program(shop_id)
         items, after = store.segment_page(self.db, shop_id, segment, limit=limit, cursor=cursor)
-        today = self.clock().astimezone(ZoneInfo(program.timezone)).date()
+        today = local_day(self.clock(), program.timezone)
         out = []
         for item in items:
             rfm = store.rfm_of(item)
@@ -115,7 +115,7 @@ class Segments:
         campaigns. False if there was nothing to do (moved already, or the member acted since)."""
         shop_id, member_id = member_of(str(due["PK"]))
         program = self.shops.program(shop_id)
-        today = time.astimezone(ZoneInfo(program.timezone)).date()
+        today = local_day(time, program.timezone)
         for _ in range(ATTEMPTS):
             before = store.get_rfm(self.db, shop_id, member_id)
             if before is None or before.get("DueSK") != due.get("DueSK"):
@@ -137,23 +137,22 @@ class Segments:
                     store.add_reached(tx, shop_id, member_id, campaign["campaign_id"], code=code, at=time)
                     winback[campaign["campaign_id"]] = today.isoformat()
                     reached.append({"campaign_id": campaign["campaign_id"], "code": code} | _message(campaign))
-            since = before["segment_since"] if segment == before.get("segment") else today.isoformat()
             item = store.rfm_item(
                 shop_id,
                 member_id,
                 rfm,
+                before=before,
                 segment=segment,
-                segment_since=datetime.fromisoformat(str(since)).date(),
-                review=rules.next_review(rfm, today, program.segments),
+                today=today,
+                rules=program.segments,
                 timezone=program.timezone,
-                rev=int(before.get("rev", 0)) + 1,
                 winback=winback,
                 now=time,
                 shards=self.shards,
             )
             store.put_rfm(tx, item, before=before)
             if entering:
-                self._announce(shop_id, member_id, segment, rfm, since=str(since), reached=reached)
+                self._announce(shop_id, member_id, segment, rfm, since=str(item["segment_since"]), reached=reached)
             try:
                 self.db.commit(tx)
                 return True

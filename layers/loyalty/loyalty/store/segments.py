@@ -20,7 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from loyalty.domain.errors import InvalidInput
-from loyalty.domain.segments import Rfm
+from loyalty.domain.segments import Rfm, SegmentRules, next_review
 from loyalty.store.dynamo import Dynamo, Item, Transaction, encode_cursor
 from loyalty.store.keys import due_keys, member_pk, shop_pk
 
@@ -46,19 +46,24 @@ def rfm_item(
     member_id: str,
     rfm: Rfm,
     *,
+    before: Item | None,
     segment: str,
-    segment_since: date,
-    review: date | None,
+    today: date,
+    rules: SegmentRules,
     timezone: str,
-    rev: int,
     winback: dict[str, str],
     now: datetime,
     shards: int,
     reach: str | None = None,
 ) -> Item:
-    """The member's RFM item as it is to be stored: on the segment's index, and on the due index for `review`
-    (the local day, from its start in the program's time zone) if its segment changes with time. `reach`: the
-    segment it entered whose campaigns the nightly review is still to reach it with (it is due at once)."""
+    """The member's RFM item as it is to be stored in place of `before`: in `segment` since today (or since when
+    `before` entered it), on the segment's index, and on the due index for the local day its segment next changes
+    with time (from that day's start in the program's time zone). `reach`: the segment it entered whose
+    campaigns the nightly review is still to reach it with (it is due at once)."""
+    kept = before is not None and before.get("segment") == segment
+    segment_since = date.fromisoformat(str(before["segment_since"])) if before is not None and kept else today
+    review = next_review(rfm, today, rules)
+    rev = int((before or {}).get("rev", 0)) + 1
     pk = member_pk(shop_id, member_id)
     item: Item = {
         "PK": pk,
