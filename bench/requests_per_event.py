@@ -418,25 +418,12 @@ def ours_against_raw() -> tuple[float, float, int]:
 
 def stream_changes(table: str) -> list[Any]:
     """Every record on the table's stream, as the aggregator receives them."""
+    from infra.local import lambdas
+    from infra.local.streams import StreamPoller
     from loyalty.store.reports import change_of
 
-    streams = boto3.client("dynamodbstreams")
-    arn = boto3.client("dynamodb").describe_table(TableName=table)["Table"]["LatestStreamArn"]
-    out = []
-    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
-        iterator = streams.get_shard_iterator(
-            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while True:
-            page = streams.get_records(ShardIterator=iterator, Limit=1000)
-            for record in page["Records"]:
-                stream = dict(record["dynamodb"])
-                stream["ApproximateCreationDateTime"] = int(stream["ApproximateCreationDateTime"].timestamp())
-                out.append(change_of({"dynamodb": stream}))
-            if not page["Records"]:
-                break
-            iterator = page["NextShardIterator"]
-    return out
+    reader = StreamPoller(lambdas.functions()["AggregatesFunction"], table, trim=False)
+    return [change_of(record) for record in reader.records()]
 
 
 def aggregation_cost(orders: int = 300, batch: int = 100) -> list[str]:

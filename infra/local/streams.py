@@ -57,6 +57,22 @@ class StreamPoller:
                 return total
             total += delivered
 
+    def records(self) -> list[dict[str, Any]]:
+        """Every record on the stream now, unfiltered and undelivered, as Lambda would deliver them (tests and
+        benchmarks replay them at will)."""
+        out: list[dict[str, Any]] = []
+        for shard in self.streams.describe_stream(StreamArn=self.arn)["StreamDescription"]["Shards"]:
+            iterator = self.streams.get_shard_iterator(
+                StreamArn=self.arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+            )["ShardIterator"]
+            while True:
+                page = self.streams.get_records(ShardIterator=iterator, Limit=1000)
+                out += [self._as_lambda_delivers(record) for record in page["Records"]]
+                if not page["Records"]:
+                    break
+                iterator = page["NextShardIterator"]
+        return out
+
     def _poll_shard(self, shard_id: str) -> int:
         start = self.next.get(shard_id)
         iterator = self.streams.get_shard_iterator(

@@ -25,20 +25,7 @@ def poller(stack: Stack, *, trim: bool = True) -> StreamPoller:
 
 def records(stack: Stack) -> list[dict[str, Any]]:
     """Every record on the table's stream now, as Lambda would deliver them."""
-    reader = poller(stack, trim=False)
-    streams = reader.streams
-    out: list[dict[str, Any]] = []
-    for shard in streams.describe_stream(StreamArn=reader.arn)["StreamDescription"]["Shards"]:
-        iterator = streams.get_shard_iterator(
-            StreamArn=reader.arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while True:
-            page = streams.get_records(ShardIterator=iterator, Limit=1000)
-            out += [reader._as_lambda_delivers(record) for record in page["Records"]]
-            if not page["Records"]:
-                break
-            iterator = page["NextShardIterator"]
-    return out
+    return poller(stack, trim=False).records()
 
 
 def aggregate(stack: Stack, events: list[dict[str, Any]]) -> Any:
