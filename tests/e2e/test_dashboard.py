@@ -92,6 +92,7 @@ def test_the_dashboard_draws_the_shops_figures(base: str, tmp_path: Path) -> Non
     page = base + link["url"] + "&days=7"
     dom = browse(page, tmp_path / "profile")
     assert 'data-ready="true"' in dom, dom[-3000:]
+    assert 'src="../../assets/chart.umd.min.js"' in dom  # relative: on AWS the API's stage leads the path
     drawn = json.loads(html.unescape(re.search(r'<pre id="figures">(.*?)</pre>', dom, re.S)[1]))  # type: ignore[index]
     assert all(chart["rendered"] for chart in drawn.values())
     daily = call(

@@ -24,7 +24,9 @@ from loyalty.domain.money import currency_exponent
 
 router = new_router()
 STATIC = Path(__file__).parent / "static"
-CHART_JS = "/v1/assets/chart.umd.min.js"
+# Relative to the page (/<stage>/v1/shops/<shop>/dashboard on AWS, where the API's stage leads the path): an
+# absolute /v1/... would miss the stage and be refused by API Gateway.
+CHART_JS = "../../assets/chart.umd.min.js"
 
 
 @cache
