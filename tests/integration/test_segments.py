@@ -145,3 +145,18 @@ def test_a_campaign_names_what_is_wrong(tea: Shop) -> None:
         body={"segment": "dormant", "template_id": "tpl_0000000000000000"},
     )
     assert missing[0] == 404 and missing[1]["error"]["field"] == "template_id"
+
+
+def test_a_shop_has_a_bounded_number_of_campaigns(tea: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    from loyalty.service import segments
+
+    monkeypatch.setattr(segments, "MAX_CAMPAIGNS", 2)  # the bound keeps the report items under 400 KB
+    template = tea.call(
+        "POST",
+        "/coupon-templates",
+        {"name": "Back", "kind": "amount_off", "amount": "5.00", "stock": 10, "valid_days_after_claim": 30},
+    )["template_id"]
+    for _ in range(2):
+        tea.call("POST", "/campaigns/win-back", {"segment": "dormant", "template_id": template})
+    refused = tea.call("POST", "/campaigns/win-back", {"segment": "dormant", "template_id": template}, expect=409)
+    assert refused["error"]["code"] == "too_many_campaigns"

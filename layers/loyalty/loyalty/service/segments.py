@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from loyalty.domain import reports as report_rules
 from loyalty.domain import segments as rules
 from loyalty.domain.engagement import local_day
-from loyalty.domain.errors import InvalidInput, NotFound, Retryable
+from loyalty.domain.errors import Conflict, InvalidInput, NotFound, Retryable
 from loyalty.domain.orders import Identifier
 from loyalty.service.coupons import Coupons, CouponToGive
 from loyalty.service.shops import Shops
@@ -30,6 +30,9 @@ from loyalty.store.events import Events
 from loyalty.store.keys import member_of
 
 ATTEMPTS = 5
+# Each campaign adds four figures to the shop's report items (store/reports.py), which must stay far below
+# DynamoDB's 400 KB an item.
+MAX_CAMPAIGNS = 100
 
 
 class CampaignRequest(BaseModel):
@@ -89,6 +92,10 @@ class Segments:
                 f"a win-back campaign reaches members entering {' or '.join(rules.ENTERED_BY_TIME)}", field="segment"
             )
         self.coupons.template(shop_id, request.template_id)  # 404 naming template_id
+        if len(store.campaigns(self.db, shop_id)) >= MAX_CAMPAIGNS:
+            raise Conflict(
+                f"a shop has at most {MAX_CAMPAIGNS} win-back campaigns", field="segment", code="too_many_campaigns"
+            )
         campaign = {
             "campaign_id": "cmp_" + secrets.token_hex(8),
             **request.model_dump(exclude_none=True),
