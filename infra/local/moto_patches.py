@@ -1,4 +1,4 @@
-"""Two patches to moto, applied by the local stack and the tests, so that a request's cost does not grow with the
+"""Patches to moto, applied by the local stack and the tests, so that a request's cost does not grow with the
 table's size, as it does not on DynamoDB.
 
 1. A transaction's rollback copies the items it touches, not whole tables.
@@ -48,16 +48,29 @@ service) to route every request, and lists each response class's methods (`inspe
 together 17% of the stack's time per order. Neither can change while it runs; the patch reads each once. It also
 parses each update expression once per distinct text (an order's update of its member is the same text every time;
 parsing was 6% of the stack's time): moto's validator works on a deep copy of the parsed expression, never on it.
+
+5. TransactWriteItems honours its ClientRequestToken, as DynamoDB does: a request repeating a token that completed
+within the last 10 minutes succeeds without being applied again, and one repeating it with other items is refused
+(IdempotentParameterMismatchException). botocore fills the token once per call and sends it again on each retry,
+so on AWS a transaction whose answer timed out (our read timeout is 2 s) and was retried reports success. moto
+ignored the token: the retry ran again, failed its own conditions on what the first attempt wrote, and a fresh
+enrolment under a loaded machine answered 200 "replay" instead of 201 (seen once in 48 concurrent enrolments).
+Only completed transactions are remembered: a retried refusal is evaluated again, as it would be anyway.
+
+Proposed upstream as: "DynamoDB: honour TransactWriteItems' ClientRequestToken".
 """
 
 import copy
 import functools
+import json
 import threading
 import time
 import types
 from collections.abc import Callable
 from typing import Any
 
+from moto.core.exceptions import JsonRESTError
+from moto.core.responses import ActionResult
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType
@@ -101,6 +114,7 @@ def apply() -> None:
     _patch_table_query()
     _patch_sqs()
     _read_once()
+    _patch_request_tokens()
 
 
 def _unstream(table: Table, length: int, keys: set[tuple[DynamoType, DynamoType | None]]) -> None:
@@ -280,3 +294,46 @@ def _read_once() -> None:
     parser: Any = getattr(expressions, "UpdateExpressionParser")  # noqa: B009
     parser.make = staticmethod(functools.lru_cache(maxsize=1024)(parser.make))
     setattr(responses, "method_names_from_class", functools.cache(getattr(responses, "method_names_from_class")))  # noqa: B009,B010
+
+
+TOKEN_WINDOW_SECONDS = 600  # DynamoDB: "valid for 10 minutes after the first request that uses it is completed"
+_tokens: dict[tuple[str, str, str], tuple[str, float]] = {}  # (account, region, token) -> (items, completed at)
+_tokens_lock = threading.Lock()
+token_clock = time.monotonic  # the tests move it past the window
+
+
+class IdempotentParameterMismatchException(JsonRESTError):
+    def __init__(self) -> None:
+        super().__init__(
+            "com.amazonaws.dynamodb.v20120810#IdempotentParameterMismatchException",
+            "The request uses the same client token as a previous, but non-identical request.",
+        )
+
+
+def _patch_request_tokens() -> None:
+    """Patch 5: a completed transaction's ClientRequestToken makes its retries succeed without effect."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    original = DynamoHandler.transact_write_items
+
+    def transact_write_items(self: DynamoHandler) -> Any:
+        token = self.body.get("ClientRequestToken")
+        if not token:
+            return original(self)
+        key = (self.current_account, self.region, str(token))
+        items = json.dumps(self.body["TransactItems"], sort_keys=True)
+        with _tokens_lock:
+            now = token_clock()
+            for old in [k for k, (_, at) in _tokens.items() if now - at > TOKEN_WINDOW_SECONDS]:
+                del _tokens[old]
+            seen = _tokens.get(key)
+        if seen is not None:
+            if seen[0] != items:
+                raise IdempotentParameterMismatchException()
+            return ActionResult({"ConsumedCapacity": [], "ItemCollectionMetrics": {}})
+        answer = original(self)  # raises if refused: a refusal is not remembered
+        with _tokens_lock:
+            _tokens[key] = (items, token_clock())
+        return answer
+
+    DynamoHandler.transact_write_items = transact_write_items  # type: ignore[method-assign]

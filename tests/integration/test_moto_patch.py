@@ -220,3 +220,30 @@ def test_an_sqs_delete_holds_the_lock_a_send_takes(stack: Stack) -> None:
         assert not deleted.wait(0.5)
     worker.join(5)
     assert deleted.is_set() and sqs.receive_message(QueueUrl=url).get("Messages") is None
+
+
+def test_a_retried_transaction_succeeds_once_as_its_client_token_says(table: str, monkeypatch: Any) -> None:
+    """botocore sends a transaction's ClientRequestToken again on each retry (after a read timeout, say): DynamoDB
+    answers the retry with success and applies nothing twice, for 10 minutes; the same token with other items is
+    refused. moto ignored the token, and a retried enrolment came back as a "replay"."""
+    add = {
+        "Update": {
+            "TableName": table,
+            "Key": {"PK": s("A"), "SK": s("x")},
+            "UpdateExpression": "SET n = if_not_exists(n, :zero) + :one",
+            "ConditionExpression": "attribute_not_exists(n) OR n < :two",
+            "ExpressionAttributeValues": {":zero": {"N": "0"}, ":one": {"N": "1"}, ":two": {"N": "2"}},
+        }
+    }
+    client().transact_write_items(TransactItems=[add], ClientRequestToken="t1")
+    client().transact_write_items(TransactItems=[add], ClientRequestToken="t1")  # the retry: taken, not applied
+    assert items(table)[("A", "x")]["n"] == {"N": "1"}
+    other = {"Put": {"TableName": table, "Item": {"PK": s("C"), "SK": s("x")}}}
+    with pytest.raises(ClientError) as mismatch:
+        client().transact_write_items(TransactItems=[other], ClientRequestToken="t1")
+    assert mismatch.value.response["Error"]["Code"] == "IdempotentParameterMismatchException"
+    assert ("C", "x") not in items(table)
+    later = moto_patches.token_clock() + moto_patches.TOKEN_WINDOW_SECONDS + 1
+    monkeypatch.setattr(moto_patches, "token_clock", lambda: later)
+    client().transact_write_items(TransactItems=[add], ClientRequestToken="t1")  # a new request: n is 1, so it adds
+    assert items(table)[("A", "x")]["n"] == {"N": "2"}
