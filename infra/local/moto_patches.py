@@ -13,7 +13,9 @@ item the transaction touches is copied (or noted as absent); if moto then refuse
 are put back as they were (absent ones removed) and moto's error is raised unchanged. moto keeps no index of its
 own (a query of a global secondary index reads the table's items), so restoring the items restores the indexes.
 Records the refused transaction's actions had added to a table's stream are taken off it too (DynamoDB streams
-only what was written).
+only what was written). A stream record is not sized by dumping it to JSON, and GetRecords returns the records,
+which moto keeps as wire JSON already, without walking each image's attributes through moto's model-driven
+serializer (28% of the local stack's time per order once the aggregator read the stream).
 
 Proposed upstream as: "transact_write_items: back up touched items instead of whole tables".
 
@@ -62,11 +64,13 @@ Proposed upstream as: "DynamoDB: honour TransactWriteItems' ClientRequestToken".
 
 import copy
 import functools
+import hashlib
 import json
 import threading
 import time
 import types
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from moto.core.exceptions import JsonRESTError
@@ -135,12 +139,29 @@ def _unstream(table: Table, length: int, keys: set[tuple[DynamoType, DynamoType 
 
 
 def _patch_stream_record() -> None:
-    """moto sizes each stream record by dumping it to JSON (its `SizeBytes`, which nothing of ours reads) on every
-    write to a table with a stream; `moto.dynamodb.models.table` uses that dump for nothing else. The size is left
-    at a placeholder of 1."""
+    """Streams cost what they deliver. moto sizes each stream record by dumping it to JSON (its `SizeBytes`, which
+    nothing of ours reads) on every write to a table with a stream; `moto.dynamodb.models.table` uses that dump for
+    nothing else: the size is left at a placeholder of 1. GetRecords answers with the records as they are kept."""
     from moto.dynamodb.models import table as table_models
+    from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 
     setattr(table_models, "dynamo_json_dump", lambda _: "1")  # noqa: B010
+
+    def get_records(self: DynamoDBStreamsHandler) -> str:
+        # The records are wire JSON already (moto builds them from items' to_json); its model-driven serializer
+        # walked every attribute of every image against the API's shapes: 28% of the local stack's time per order.
+        limit = self._get_param("Limit")
+        result = self.backend.get_records(self._get_param("ShardIterator"), 1000 if limit is None else limit)
+        return json.dumps(result, default=_epoch_seconds)
+
+    DynamoDBStreamsHandler.get_records = get_records  # type: ignore[method-assign,assignment]
+
+
+def _epoch_seconds(value: Any) -> float:
+    """A record's ApproximateCreationDateTime as the JSON protocol sends timestamps."""
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def trim_stream(table_name: str, through: int) -> None:
@@ -297,7 +318,8 @@ def _read_once() -> None:
 
 
 TOKEN_WINDOW_SECONDS = 600  # DynamoDB: "valid for 10 minutes after the first request that uses it is completed"
-_tokens: dict[tuple[str, str, str], tuple[str, float]] = {}  # (account, region, token) -> (items, completed at)
+# (account, region, token) -> (digest of the items, completed at), oldest first
+_tokens: dict[tuple[str, str, str], tuple[bytes, float]] = {}
 _tokens_lock = threading.Lock()
 token_clock = time.monotonic  # the tests move it past the window
 
@@ -321,11 +343,11 @@ def _patch_request_tokens() -> None:
         if not token:
             return original(self)
         key = (self.current_account, self.region, str(token))
-        items = json.dumps(self.body["TransactItems"], sort_keys=True)
+        items = hashlib.sha256(json.dumps(self.body["TransactItems"], sort_keys=True).encode()).digest()
         with _tokens_lock:
             now = token_clock()
-            for old in [k for k, (_, at) in _tokens.items() if now - at > TOKEN_WINDOW_SECONDS]:
-                del _tokens[old]
+            while _tokens and now - next(iter(_tokens.values()))[1] > TOKEN_WINDOW_SECONDS:
+                del _tokens[next(iter(_tokens))]  # kept in the order they completed: the expired ones lead
             seen = _tokens.get(key)
         if seen is not None:
             if seen[0] != items:
