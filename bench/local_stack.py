@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import boto3
 
 from infra.local import process, strict
+from loyalty.store.keys import member_pk, order_pk
 from loyalty.webhooks import standard
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,6 +113,22 @@ def table_data(endpoint: str) -> tuple[int, int]:
     return items, size
 
 
+def held(endpoint: str, shop_id: str, member_id: str, order_ids: list[str]) -> dict[str, Any]:
+    """The member's partition and their orders' items, as the table holds them."""
+    dynamodb = aws(endpoint, "dynamodb")
+    name = next(t for t in dynamodb.list_tables()["TableNames"] if "LoyaltyTable" in t)
+
+    def partition(pk: str) -> list[Any]:
+        values = {":pk": {"S": pk}}
+        found = dynamodb.query(TableName=name, KeyConditionExpression="PK = :pk", ExpressionAttributeValues=values)
+        return found["Items"]  # type: ignore[no-any-return]
+
+    return {
+        "member": partition(member_pk(shop_id, member_id)),
+        "orders": {order: partition(order_pk(shop_id, order)) for order in order_ids},
+    }
+
+
 def run(members: int, orders: int) -> dict[str, Any]:
     """Enrol `members`, then send `orders` in bursts of BURST, each burst settled before the next: the rate over
     all of them, and resident memory after each burst (flat growth per burst = nothing grows but the data)."""
@@ -185,7 +202,12 @@ def run(members: int, orders: int) -> dict[str, Any]:
 
             with ThreadPoolExecutor(THREADS) as pool:
                 found = dict(pool.map(balance, expected))
-            assert found == expected, {m: (found[m], expected[m]) for m in expected if found[m] != expected[m]}
+            wrong = {m: (found[m], expected[m]) for m in expected if found[m] != expected[m]}
+            if wrong:  # what the table holds of the first few, to tell a lost event from a wrong balance
+                for member in list(wrong)[:3]:
+                    orders_sent = [f"o{n}" for n in range(int(member[1:]), orders, members)]
+                    sys.stderr.write(json.dumps(held(endpoint, sid, member, orders_sent), indent=1, default=str) + "\n")
+            assert not wrong, wrong
             per_burst = [(rss[n + 1] - rss[n]) / size for n, size in enumerate(sizes)]
             return {
                 "members": members,
