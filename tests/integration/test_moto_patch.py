@@ -247,3 +247,37 @@ def test_a_retried_transaction_succeeds_once_as_its_client_token_says(table: str
     monkeypatch.setattr(moto_patches, "token_clock", lambda: later)
     client().transact_write_items(TransactItems=[add], ClientRequestToken="t1")  # a new request: n is 1, so it adds
     assert items(table)[("A", "x")]["n"] == {"N": "2"}
+
+
+def test_reads_answer_every_attribute_type_as_it_was_written(table: str) -> None:
+    """Item reads and stream records skip moto's model-driven serializer (patch 1): whatever the attribute's type,
+    binary included, the client reads back what it wrote."""
+    item = {
+        "PK": s("T"),
+        "SK": s("1"),
+        "n": {"N": "1.50"},
+        "m": {"M": {"x": {"L": [s("y"), {"N": "2"}, {"NULL": True}, {"BOOL": False}]}}},
+        "ss": {"SS": ["b", "a"]},
+        "ns": {"NS": ["1", "2"]},
+        "b": {"B": b"\x00\x01"},
+        "bs": {"BS": [b"x"]},
+        "e": s(""),
+    }
+    client().put_item(TableName=table, Item=item)
+    key = {"PK": s("T"), "SK": s("1")}
+    assert client().get_item(TableName=table, Key=key)["Item"] == item
+    assert client().batch_get_item(RequestItems={table: {"Keys": [key]}})["Responses"][table] == [item]
+    values = {":p": s("T")}
+    assert client().query(TableName=table, KeyConditionExpression="PK = :p", ExpressionAttributeValues=values)[
+        "Items"
+    ] == [item]
+    assert client().transact_get_items(TransactItems=[{"Get": {"TableName": table, "Key": key}}])["Responses"] == [
+        {"Item": item}
+    ]
+    streams = boto3.client("dynamodbstreams")
+    arn = client().describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+    records = streams.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
+    mine = [r["dynamodb"] for r in records if r["dynamodb"]["Keys"] == key]
+    assert mine[-1]["NewImage"] == item and mine[-1]["ApproximateCreationDateTime"].year >= 2026
