@@ -36,6 +36,8 @@ class Function:
     queue: str | None = None  # the logical id of the queue it consumes, for SQS-triggered functions
     stream: str | None = None  # the logical id of the table whose stream it consumes
     stream_filters: list[dict[str, str]] = field(default_factory=list)  # its event source mapping's FilterCriteria
+    stream_batch_size: int = 100  # the mapping's BatchSize
+    stream_window: float = 0.0  # its MaximumBatchingWindowInSeconds
 
     @property
     def schedule_name(self) -> str:
@@ -67,6 +69,8 @@ def functions() -> dict[str, Function]:
             queue=queues[0] if queues else None,
             stream=streams[0]["Stream"]["GetAtt"].split(".")[0] if streams else None,
             stream_filters=streams[0].get("FilterCriteria", {}).get("Filters", []) if streams else [],
+            stream_batch_size=int(streams[0].get("BatchSize", 100)) if streams else 100,
+            stream_window=float(streams[0].get("MaximumBatchingWindowInSeconds", 0)) if streams else 0.0,
         )
     return found
 

@@ -1,13 +1,15 @@
 """A table's DynamoDB stream delivered to the function that consumes it, as Lambda's event source mapping does:
-each shard read in order from its start, a batch at a time; a batch's reported failure (ReportBatchItemFailures)
-read again from that record; a batch that raises delivered again, halved (BisectBatchOnFunctionError), until one
-record alone fails on every attempt, which is then skipped and reported (AWS sends its description to the
-on-failure destination). Used by the local stack and the tests.
+each shard read in order from its start, a batch at a time (the mapping's BatchSize, or what has gathered once its
+MaximumBatchingWindowInSeconds has passed since a short batch was first seen); a batch's reported failure
+(ReportBatchItemFailures) read again from that record; a batch that raises delivered again, halved
+(BisectBatchOnFunctionError), until one record alone fails on every attempt, which is then skipped and reported
+(AWS sends its description to the on-failure destination). Used by the local stack and the tests.
 """
 
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -26,13 +28,16 @@ class StreamPoller:
         function: lambdas.Function,
         table_name: str,
         *,
-        batch_size: int = 100,
+        batch_size: int | None = None,
+        window: float | None = None,
         trim: bool = True,
         exclusive: Callable[[], Any] | None = None,
     ) -> None:
         self.function = function
         self.table_name = table_name
-        self.batch_size = batch_size
+        self.batch_size = batch_size or function.stream_batch_size
+        self.window = function.stream_window if window is None else window
+        self.waiting: dict[str, float] = {}  # shard id -> when a short batch was first seen waiting there
         self.trim = trim  # drop delivered records from moto's stream (in-process moto only)
         self.exclusive = exclusive or contextlib.nullcontext
         self.streams = boto3.client("dynamodbstreams")
@@ -41,18 +46,19 @@ class StreamPoller:
         self.filters = [json.loads(f["Pattern"]) for f in function.stream_filters]
         self.skipped: list[dict[str, Any]] = []  # records given up on (what AWS sends to the on-failure destination)
 
-    def poll_once(self) -> int:
-        """Deliver one batch of each shard's records; returns how many were delivered."""
+    def poll_once(self, *, flush: bool = False) -> int:
+        """Deliver one batch of each shard's records whose batch is full or whose window has passed (any batch,
+        with `flush`); returns how many were delivered."""
         delivered = 0
         for shard in self.streams.describe_stream(StreamArn=self.arn)["StreamDescription"]["Shards"]:
-            delivered += self._poll_shard(shard["ShardId"])
+            delivered += self._poll_shard(shard["ShardId"], flush)
         return delivered
 
     def drain(self) -> int:
-        """Deliver until the stream has nothing new."""
+        """Deliver until the stream has nothing new, without waiting for batching windows."""
         total = 0
         while True:
-            delivered = self.poll_once()
+            delivered = self.poll_once(flush=True)
             if not delivered:
                 return total
             total += delivered
@@ -73,7 +79,7 @@ class StreamPoller:
                 iterator = page["NextShardIterator"]
         return out
 
-    def _poll_shard(self, shard_id: str) -> int:
+    def _poll_shard(self, shard_id: str, flush: bool) -> int:
         start = self.next.get(shard_id)
         iterator = self.streams.get_shard_iterator(
             StreamArn=self.arn,
@@ -87,6 +93,10 @@ class StreamPoller:
         records = self.streams.get_records(ShardIterator=iterator, Limit=self.batch_size)["Records"]
         if not records:
             return 0
+        now = time.monotonic()
+        if len(records) < self.batch_size and not flush and now - self.waiting.setdefault(shard_id, now) < self.window:
+            return 0  # a short batch waits out the window (read again then)
+        self.waiting.pop(shard_id, None)
         last = records[-1]["dynamodb"]["SequenceNumber"]
         events = [self._as_lambda_delivers(record) for record in records]
         events = [event for event in events if not self.filters or any(matches(p, event) for p in self.filters)]

@@ -160,6 +160,23 @@ def test_a_batch_delivered_in_pieces_in_order_counts_as_one(
     assert call(api, shop, "GET", "/reports/reconciliation")["in_balance"]
 
 
+def test_the_local_mapping_batches_as_the_template_says(
+    api: Api, stack: Stack, shop: dict[str, str], history: dict[str, Any]
+) -> None:
+    """BatchSize and MaximumBatchingWindowInSeconds come from the template: a short batch waits out the window
+    (locally as on AWS, the aggregator runs per batch, not per record), a full one goes at once."""
+    function = lambdas.functions()["AggregatesFunction"]
+    assert (function.stream_batch_size, function.stream_window) == (500, 5.0)
+    total = len(records(stack))
+    waiting = StreamPoller(function, stack.tables["LoyaltyTable"], window=3600)
+    assert waiting.poll_once() == 0 and waiting.poll_once() == 0  # fewer than 500 records, within the window
+    assert call(api, shop, "GET", "/reports/summary")["orders"]["count"] == 0
+    small = StreamPoller(function, stack.tables["LoyaltyTable"], batch_size=5, window=3600)
+    assert small.poll_once() == 5  # a full batch goes at once
+    assert waiting.drain() >= total - 5  # the rest (and what the aggregator wrote), without waiting: drain flushes
+    assert call(api, shop, "GET", "/reports/summary")["points"]["outstanding"] == balances(api, shop)
+
+
 def test_daily_rows_give_each_days_flows_and_its_levels_at_the_days_end(
     api: Api, stack: Stack, shop: dict[str, str], service: Services
 ) -> None:
