@@ -186,13 +186,28 @@ def _wire(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
+def _stream_shard(table_name: str) -> Any:
+    from moto.dynamodb.models import dynamodb_backends
+
+    return dynamodb_backends["123456789012"]["us-east-1"].get_table(table_name).stream_shard  # moto's default account
+
+
+def stream_records(table_name: str, starts: dict[str, str], limit: int) -> tuple[str, list[dict[str, Any]]]:
+    """(the shard's id, up to `limit` of its records from the sequence number `starts` gives for it, or from its
+    oldest), as GetRecords sends them (a copy: binary in base64, the creation time in epoch seconds). In-process moto
+    only: the stream read as Lambda's event source mapping reads it inside AWS, without an answer parsed through the
+    API's shapes record by record (15% of the local stack's time while members enrolled)."""
+    shard = _stream_shard(table_name)
+    start = starts.get(shard.id)
+    offset = max(int(start) - shard.starting_sequence_number, 0) if start else 0
+    records = [record.record for record in shard.items[offset : offset + limit]]
+    return shard.id, json.loads(json.dumps(records, default=_wire))
+
+
 def trim_stream(table_name: str, through: int) -> None:
     """Drop a table's stream records up to sequence number `through` once applied (a stream keeps records 24
     hours; moto kept every record for as long as it ran). In-process moto only; sequence numbers do not change."""
-    from moto.dynamodb.models import dynamodb_backends
-
-    table = dynamodb_backends["123456789012"]["us-east-1"].get_table(table_name)  # moto's default account
-    shard = table.stream_shard
+    shard = _stream_shard(table_name)
     if shard is None:
         return
     drop = min(max(through + 1 - shard.starting_sequence_number, 0), len(shard.items))
