@@ -75,6 +75,34 @@ def functions() -> dict[str, Function]:
     return found
 
 
+def _resolvers_keep_their_own_event() -> None:
+    """Powertools' event handler keeps the event it is resolving, and its Lambda context, on a class attribute
+    (`BaseRouter.current_event`), shared by every resolver in the process. On Lambda a process runs one invocation
+    at a time; here containers are threads, and a request that read its body after another container had begun
+    resolving read the other's (an enrolment answered 200 for someone else's member, its own never written). Each
+    resolver keeps its own copy on the instance, which attribute lookup finds first; the class attribute is still
+    set, as Powertools sets it."""
+    from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
+
+    to_proxy_event = ApiGatewayResolver._to_proxy_event
+    resolve = ApiGatewayResolver.resolve
+
+    def own_proxy_event(self: ApiGatewayResolver, event: dict[str, Any]) -> Any:
+        proxy = to_proxy_event(self, event)
+        self.__dict__["current_event"] = proxy
+        return proxy
+
+    def own_resolve(self: ApiGatewayResolver, event: Any, context: Any) -> dict[str, Any]:
+        self.__dict__["lambda_context"] = context
+        return resolve(self, event, context)
+
+    ApiGatewayResolver._to_proxy_event = own_proxy_event  # type: ignore[method-assign]
+    ApiGatewayResolver.resolve = own_resolve  # type: ignore[method-assign]
+
+
+_resolvers_keep_their_own_event()
+
+
 class _Containers:
     """A function's warm containers. Lambda runs one invocation at a time in each container and starts another
     container for a concurrent one, so a handler module's state (Powertools' resolver and its per-request context)

@@ -199,6 +199,48 @@ def test_concurrent_invocations_of_one_function_each_get_a_container(
     assert lambdas.handler(function) is not None  # the first container is still there for the tests' own use
 
 
+def test_two_containers_resolving_at_once_each_read_their_own_request(
+    moto_server: str, api: Any, shop: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Powertools keeps the event being resolved on a class attribute (`BaseRouter.current_event`), shared by every
+    resolver of the process: fine on Lambda (one invocation per process), not in the local stack, whose
+    containers are threads. A request that read its body after another container had started resolving read the
+    other's: an enrolment answered 200 "replay" for a member never written, another was enrolled twice (1 or 2 in
+    5,000 under `make bench-local`; once in CI as a 200 among 48 concurrent enrolments)."""
+    import threading
+
+    from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
+        OpenAPIRequestValidationMiddleware as Validation,
+    )
+
+    sid, key = shop["shop_id"], shop["api_key"]
+    reading, release = threading.Event(), threading.Event()
+    get_body = Validation._get_body
+    calls = iter(range(1_000))
+
+    def held_body(self: Any, app: Any) -> Any:
+        if next(calls) == 0:  # the first request stops just before reading its body
+            reading.set()
+            assert release.wait(10)
+        return get_body(self, app)
+
+    monkeypatch.setattr(Validation, "_get_body", held_body)
+
+    def enrol(member_id: str) -> tuple[int, Any]:
+        return api.call("POST", f"/v1/shops/{sid}/members", key=key, body={"member_id": member_id})  # type: ignore[no-any-return]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first = pool.submit(enrol, "first")
+        assert reading.wait(10), first.result()
+        assert pool.submit(enrol, "second").result(timeout=30)[0] == 201  # in another container: the first is busy
+        release.set()
+        status, body = first.result(timeout=30)
+    assert (status, body["member_id"]) == (201, "first"), body
+    for member_id in ("first", "second"):
+        status, body = api.call("GET", f"/v1/shops/{sid}/members/{member_id}", key=key)
+        assert (status, body["member_id"]) == (200, member_id), body
+
+
 def test_concurrent_activities_stay_within_the_caps(service: Services) -> None:
     """Many containers at once: the counters' conditions, not the reads, keep the grants within the caps."""
     shop_id = service.shops.create_shop("Busy")["shop_id"]
