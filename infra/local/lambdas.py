@@ -77,15 +77,18 @@ def functions() -> dict[str, Function]:
 
 def _resolvers_keep_their_own_event() -> None:
     """Powertools' event handler keeps the event it is resolving, and its Lambda context, on a class attribute
-    (`BaseRouter.current_event`), shared by every resolver in the process. On Lambda a process runs one invocation
-    at a time; here containers are threads, and a request that read its body after another container had begun
-    resolving read the other's (an enrolment answered 200 for someone else's member, its own never written). Each
-    resolver keeps its own copy on the instance, which attribute lookup finds first; the class attribute is still
-    set, as Powertools sets it."""
-    from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
+    (`BaseRouter.current_event`), shared by every resolver in the process, and a Router (one per API module,
+    shared by every container here) reads them from the resolver that included it last. On Lambda a process runs
+    one invocation at a time; here containers are threads, and a request that read its body after another
+    container had begun resolving read the other's (an enrolment answered 200 for someone else's member, its own
+    never written). So each resolver keeps its own event and context on the instance, which attribute lookup finds
+    first, and a router reads them from the resolver resolving in its thread. Powertools still sets the class
+    attribute, as it does."""
+    from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver, Router
 
     to_proxy_event = ApiGatewayResolver._to_proxy_event
     resolve = ApiGatewayResolver.resolve
+    resolving = threading.local()
 
     def own_proxy_event(self: ApiGatewayResolver, event: dict[str, Any]) -> Any:
         proxy = to_proxy_event(self, event)
@@ -94,10 +97,25 @@ def _resolvers_keep_their_own_event() -> None:
 
     def own_resolve(self: ApiGatewayResolver, event: Any, context: Any) -> dict[str, Any]:
         self.__dict__["lambda_context"] = context
-        return resolve(self, event, context)
+        outer, resolving.app = getattr(resolving, "app", None), self
+        try:
+            return resolve(self, event, context)
+        finally:
+            resolving.app = outer
+
+    def of_this_thread(name: str) -> property:
+        inherited: property = getattr(Router, name)
+
+        def read(router: Router) -> Any:
+            app = getattr(resolving, "app", None)
+            return getattr(app, name) if app is not None else inherited.fget(router)  # type: ignore[misc]
+
+        return property(read, inherited.fset)
 
     ApiGatewayResolver._to_proxy_event = own_proxy_event  # type: ignore[method-assign]
     ApiGatewayResolver.resolve = own_resolve  # type: ignore[method-assign]
+    for name in ("current_event", "lambda_context", "context"):
+        setattr(Router, name, of_this_thread(name))
 
 
 _resolvers_keep_their_own_event()

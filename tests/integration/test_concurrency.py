@@ -208,10 +208,13 @@ def test_two_containers_resolving_at_once_each_read_their_own_request(
     other's: an enrolment answered 200 "replay" for a member never written, another was enrolled twice (1 or 2 in
     5,000 under `make bench-local`; once in CI as a 200 among 48 concurrent enrolments)."""
     import threading
+    import time
 
     from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
         OpenAPIRequestValidationMiddleware as Validation,
     )
+
+    from infra.local import lambdas
 
     sid, key = shop["shop_id"], shop["api_key"]
     reading, release = threading.Event(), threading.Event()
@@ -239,6 +242,11 @@ def test_two_containers_resolving_at_once_each_read_their_own_request(
     for member_id in ("first", "second"):
         status, body = api.call("GET", f"/v1/shops/{sid}/members/{member_id}", key=key)
         assert (status, body["member_id"]) == (200, member_id), body
+    # The routers now belong to the second container's resolver too; the first reads its own Lambda context (the
+    # time it has left), not the second's, once the second's deadline has passed.
+    time.sleep(lambdas.functions()["ApiFunction"].timeout + 0.5)
+    status, body = api.call("GET", f"/v1/shops/{sid}/reports/reconciliation", key=key)
+    assert (status, body["complete"], body["members_read"]) == (200, True, 2), body
 
 
 def test_concurrent_activities_stay_within_the_caps(service: Services) -> None:
