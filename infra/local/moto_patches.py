@@ -56,9 +56,9 @@ Likewise a condition expression is parsed once per distinct expression, names an
 within the last 10 minutes succeeds without being applied again, and one repeating it with other items is refused
 (IdempotentParameterMismatchException). botocore fills the token once per call and sends it again on each retry,
 so on AWS a transaction whose answer timed out (our read timeout is 2 s) and was retried reports success. moto
-ignored the token: the retry ran again, failed its own conditions on what the first attempt wrote, and a fresh
-enrolment under a loaded machine answered 200 "replay" instead of 201 (seen once in 48 concurrent enrolments).
-Only completed transactions are remembered: a retried refusal is evaluated again, as it would be anyway.
+ignored the token: the retry would run again and fail its own conditions on what the first attempt wrote (an
+enrolment would answer 200 "replay" instead of 201). Only completed transactions are remembered: a retried
+refusal is evaluated again, as it would be anyway.
 
 Proposed upstream as: "DynamoDB: honour TransactWriteItems' ClientRequestToken".
 """
