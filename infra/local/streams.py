@@ -52,10 +52,12 @@ class StreamPoller:
         if self.trim:  # in-process moto: its one shard, read as the mapping reads inside AWS
             with self.exclusive():
                 shard_id, records = moto_patches.stream_records(self.table_name, self.next, self.batch_size)
-            return self._poll_shard(shard_id, flush, records)
+            return self._poll_shard(shard_id, records, flush)
         delivered = 0
-        for shard in self.streams.describe_stream(StreamArn=self.arn)["StreamDescription"]["Shards"]:
-            delivered += self._poll_shard(shard["ShardId"], flush)
+        for shard_id in self._shards():
+            iterator = self._iterator(shard_id, self.next.get(shard_id))
+            records = self.streams.get_records(ShardIterator=iterator, Limit=self.batch_size)["Records"]
+            delivered += self._poll_shard(shard_id, records, flush)
         return delivered
 
     def drain(self) -> int:
@@ -71,10 +73,8 @@ class StreamPoller:
         """Every record on the stream now, unfiltered and undelivered, as Lambda would deliver them (tests and
         benchmarks replay them at will)."""
         out: list[dict[str, Any]] = []
-        for shard in self.streams.describe_stream(StreamArn=self.arn)["StreamDescription"]["Shards"]:
-            iterator = self.streams.get_shard_iterator(
-                StreamArn=self.arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-            )["ShardIterator"]
+        for shard_id in self._shards():
+            iterator = self._iterator(shard_id, None)
             while True:
                 page = self.streams.get_records(ShardIterator=iterator, Limit=1000)
                 out += [self._as_lambda_delivers(record) for record in page["Records"]]
@@ -83,19 +83,20 @@ class StreamPoller:
                 iterator = page["NextShardIterator"]
         return out
 
-    def _poll_shard(self, shard_id: str, flush: bool, records: list[dict[str, Any]] | None = None) -> int:
-        if records is None:
-            start = self.next.get(shard_id)
-            iterator = self.streams.get_shard_iterator(
-                StreamArn=self.arn,
-                ShardId=shard_id,
-                **(
-                    {"ShardIteratorType": "AT_SEQUENCE_NUMBER", "SequenceNumber": start}
-                    if start
-                    else {"ShardIteratorType": "TRIM_HORIZON"}
-                ),
-            )["ShardIterator"]
-            records = self.streams.get_records(ShardIterator=iterator, Limit=self.batch_size)["Records"]
+    def _shards(self) -> list[str]:
+        shards = self.streams.describe_stream(StreamArn=self.arn)["StreamDescription"]["Shards"]
+        return [shard["ShardId"] for shard in shards]
+
+    def _iterator(self, shard_id: str, start: str | None) -> str:
+        """A shard iterator at sequence number `start`, or at the shard's oldest record."""
+        at = {"ShardIteratorType": "AT_SEQUENCE_NUMBER", "SequenceNumber": start} if start else {}
+        iterator = self.streams.get_shard_iterator(
+            StreamArn=self.arn, ShardId=shard_id, **({"ShardIteratorType": "TRIM_HORIZON"} | at)
+        )
+        return str(iterator["ShardIterator"])
+
+    def _poll_shard(self, shard_id: str, records: list[dict[str, Any]], flush: bool) -> int:
+        """Deliver `records` (the shard's, from where delivery stands) if their batch is ready."""
         if not records:
             return 0
         now = time.monotonic()

@@ -175,6 +175,11 @@ def test_the_local_mapping_batches_as_the_template_says(
     assert small.poll_once() == 5  # a full batch goes at once
     assert waiting.drain() >= total - 5  # the rest (and what the aggregator wrote), without waiting: drain flushes
     assert call(api, shop, "GET", "/reports/summary")["points"]["outstanding"] == balances(api, shop)
+    # Through the Streams API (a stack on another endpoint), as the in-process read above.
+    members = call(api, shop, "GET", "/reports/summary")["members"]["total"]
+    call(api, shop, "POST", "/members", {"member_id": "late"})
+    assert StreamPoller(function, stack.tables["LoyaltyTable"], trim=False).drain() > 0
+    assert call(api, shop, "GET", "/reports/summary")["members"]["total"] == members + 1
 
 
 def test_daily_rows_give_each_days_flows_and_its_levels_at_the_days_end(
