@@ -281,3 +281,20 @@ def test_reads_answer_every_attribute_type_as_it_was_written(table: str) -> None
     records = streams.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
     mine = [r["dynamodb"] for r in records if r["dynamodb"]["Keys"] == key]
     assert mine[-1]["NewImage"] == item and mine[-1]["ApproximateCreationDateTime"].year >= 2026
+
+
+def test_an_item_is_sized_once_with_moto_s_own_limit(table: str) -> None:
+    """Patch 6: an item made whole is held to moto's limit (405,000 bytes of names and values) as moto held it
+    attribute by attribute, and keeps every attribute; binary values written through a transaction (read as JSON)
+    come back as written."""
+    from moto.dynamodb.exceptions import ItemSizeTooLarge
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+
+    attrs = {"PK": s("T"), "a": s("x" * 200_000), "b": s("y" * 200_000)}
+    made = Item(DynamoType(s("T")), None, attrs)
+    assert {key: value.to_json() for key, value in made.attrs.items()} == attrs
+    with pytest.raises(ItemSizeTooLarge):
+        Item(DynamoType(s("T")), None, {**attrs, "c": s("z" * 5_000)})
+    item = {"PK": s("B"), "SK": s("1"), "b": {"B": b"\xff\x00"}, "m": {"M": {"bs": {"BS": [b"\x01", b"\x02"]}}}}
+    client().transact_write_items(TransactItems=[{"Put": {"TableName": table, "Item": item}}])
+    assert client().get_item(TableName=table, Key={"PK": s("B"), "SK": s("1")})["Item"] == item
