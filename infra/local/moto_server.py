@@ -16,30 +16,38 @@ speaks HTTP/1.0), then werkzeug and Flask, were over half of the stack's time pe
 processes (the AWS CLI, a test, a benchmark) still use the HTTP endpoint; both reach the same moto state.
 """
 
+import contextlib
 import functools
 import logging
+import os
 import re
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, cast
 
 import botocore.handlers
 import moto.backend_index as backend_index
-from botocore.awsrequest import AWSResponse
+from botocore.awsrequest import AWSPreparedRequest, AWSResponse
+from botocore.compat import HTTPHeaders
 from moto import backends
 from moto.core.botocore_stubber import MockRawResponse
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.exceptions import HTTPException
-from werkzeug.serving import make_server
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from infra.local import moto_patches
 
 CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/(?P<region>[a-z0-9-]+)/(?P<service>[a-z0-9-]+)/aws4_request")
 _compiled = functools.cache(re.compile)
+log = logging.getLogger("loyalty.local.moto")
 
 
 def _one_at_a_time(target: str) -> bool:
@@ -84,9 +92,23 @@ class AtomicMotoServer(ThreadedMotoServer):
 
     def _server_entry(self) -> None:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._server = make_server(self._ip_address, self._port, self.atomic, threaded=True)
+        self._server = _KeepAliveServer((self._ip_address, self._port), self)  # type: ignore[assignment]
+        host, port = self._server.server_address[:2]  # type: ignore[union-attr]
+        self._url = self._url or f"http://{host!s}:{port}"
         self._server_ready_event.set()
-        self._server.serve_forever()
+        try:
+            self._server.serve_forever()  # type: ignore[union-attr]
+        finally:
+            self._server.server_close()  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        self._url = ""  # in-process clients made from now on (or a later server on this port) use HTTP
+        if ("before-send", self._send) in botocore.handlers.BUILTIN_HANDLERS:
+            botocore.handlers.BUILTIN_HANDLERS.remove(("before-send", self._send))
+        server = self._server
+        super().stop()
+        if isinstance(server, _KeepAliveServer):
+            server.hang_up()  # kept-alive connections end with the server, as a stopped endpoint's would
 
     def serve_in_process(self) -> None:
         """From now on, every botocore client of this process whose endpoint is this server calls moto's handlers
@@ -99,15 +121,14 @@ class AtomicMotoServer(ThreadedMotoServer):
         if boto3.DEFAULT_SESSION is not None:
             boto3.DEFAULT_SESSION._session.register("before-send", self._send)  # type: ignore[arg-type]
 
-    def stop(self) -> None:
-        self._url = ""  # in-process clients made from now on (or a later server on this port) use HTTP
-        if ("before-send", self._send) in botocore.handlers.BUILTIN_HANDLERS:
-            botocore.handlers.BUILTIN_HANDLERS.remove(("before-send", self._send))
-        super().stop()
-
     def _send(self, request: Any, **_: Any) -> AWSResponse | None:
         if not self._url or not request.url.startswith(self._url):
             return None  # another endpoint: botocore sends it over HTTP as usual
+        status, headers, body = self.dispatch(request)
+        return AWSResponse(request.url, status, cast(Any, headers), MockRawResponse(body))
+
+    def dispatch(self, request: Any) -> tuple[int, dict[str, Any], Any]:
+        """(status, headers, body) of moto's answer to a botocore request whose URL starts with this server's."""
         for name, value in request.headers.items():
             if isinstance(value, bytes):
                 request.headers[name] = value.decode()
@@ -117,7 +138,7 @@ class AtomicMotoServer(ThreadedMotoServer):
         # DynamoDB Streams signs as "dynamodb" but has a host of its own on AWS, which moto routes by
         service = "streams.dynamodb" if target.startswith("DynamoDBStreams_") else scope["service"] if scope else ""
         handler = _handler_for(service, scope["region"], path) if scope else None
-        if handler is None:  # not a service moto routes by URL: through the server's application
+        if handler is None:  # not a service moto routes by URL (moto's own API): through moto's application
             return self._send_wsgi(request)
         try:
             if _one_at_a_time(target):
@@ -127,9 +148,9 @@ class AtomicMotoServer(ThreadedMotoServer):
                 status, headers, body = handler(request, request.url, request.headers)
         except HTTPException as exc:
             status, headers, body = exc.code or 500, dict(exc.get_headers()), exc.get_body()
-        return AWSResponse(request.url, status, headers, MockRawResponse(body))
+        return status, headers, body
 
-    def _send_wsgi(self, request: Any) -> AWSResponse:
+    def _send_wsgi(self, request: Any) -> tuple[int, dict[str, Any], bytes]:
         body = request.body
         if hasattr(body, "read"):
             body = body.read()
@@ -147,7 +168,7 @@ class AtomicMotoServer(ThreadedMotoServer):
             close = getattr(app_iter, "close", None)
             if close:
                 close()
-        return AWSResponse(request.url, int(status.split(" ", 1)[0]), dict(response_headers), MockRawResponse(payload))  # type: ignore[arg-type]
+        return int(status.split(" ", 1)[0]), dict(response_headers), payload
 
     def exclusive(self) -> Any:
         """The lock DynamoDB requests run under, for changing moto's state from outside a request."""
@@ -165,3 +186,136 @@ class AtomicMotoServer(ThreadedMotoServer):
             return
         self._released = now
         reset_model_data()
+
+
+class _KeepAliveServer(ThreadingHTTPServer):
+    """The HTTP endpoint for clients in other processes: HTTP/1.1 with kept-alive connections (as AWS's endpoints
+    and botocore's pool speak), each request handed to moto as `serve_in_process` hands it. moto's own werkzeug
+    server speaks HTTP/1.0, so each request was a new TCP connection and server thread, then werkzeug and Flask:
+    several times moto's own work for a DynamoDB call. The stack runs moto in a process of its own (see
+    infra/local/stack.py), so every AWS call of the functions comes this way."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], moto: AtomicMotoServer) -> None:
+        self.moto = moto
+        self.open: set[socket.socket] = set()
+        self.open_lock = threading.Lock()
+        super().__init__(address, _MotoRequest)
+
+    def hang_up(self) -> None:
+        with self.open_lock:
+            for connection in list(self.open):
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+
+
+class _MotoRequest(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: see infra/local/stack.py
+    server: _KeepAliveServer
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.open_lock:
+            self.server.open.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.open_lock:
+            self.server.open.discard(self.connection)
+        with contextlib.suppress(OSError):
+            super().finish()
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = HTTPHeaders.from_pairs(list(self.headers.items()))  # as botocore's own requests carry them
+        request = AWSPreparedRequest(self.command, self.server.moto._url + self.path, headers, body, False)
+        try:
+            status, out_headers, payload = self.server.moto.dispatch(request)
+        except Exception:
+            log.exception("moto failed on %s %s", self.command, self.path.split("?", 1)[0])
+            status, out_headers, payload = 500, {}, b'{"__type": "InternalFailure", "message": "moto failed"}'
+        data = payload.encode() if isinstance(payload, str) else bytes(payload or b"")
+        self.send_response(status)
+        for name, value in out_headers.items():
+            if name.lower() not in ("content-length", "connection", "transfer-encoding", "server", "date"):
+                self.send_header(name, str(value))
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+# ------------------------------------------------------------------ moto in a process of its own
+
+_process: "subprocess.Popen[bytes] | None" = None
+_endpoint = ""
+
+
+def start_process(port: int = 0) -> str:
+    """Start moto in a process of its own and return its endpoint. The stack's functions, API shim and pollers are
+    one Python process, and so run on one core at a time (the GIL); with moto beside them, in its own process as AWS
+    is, the two halves of every request (the function's, and the service's) run on two cores. The process ends when
+    this one does (it reads its standard input until it closes)."""
+    global _process, _endpoint
+    env = {**os.environ, "MOTO_PORT": str(port)}
+    env.pop("AWS_ENDPOINT_URL", None)
+    _process = subprocess.Popen(
+        [sys.executable, "-m", "infra.local.moto_server"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+    )
+    assert _process.stdout is not None
+    line = _process.stdout.readline().decode()
+    if not line.startswith("moto listening on "):
+        _process.kill()
+        raise RuntimeError(f"moto did not start: {line!r}")
+    _endpoint = line.split("moto listening on ", 1)[1].strip()
+    return _endpoint
+
+
+def own_endpoint() -> str:
+    """The endpoint of the moto process this process started, if any."""
+    return _endpoint if _process is not None and _process.poll() is None else ""
+
+
+def stop_process() -> None:
+    global _process, _endpoint
+    if _process is not None:
+        _process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            _process.wait(timeout=10)
+        if _process.poll() is None:
+            _process.kill()
+    _process, _endpoint = None, ""
+
+
+def main() -> None:
+    """`python -m infra.local.moto_server`: moto on MOTO_PORT (default: any free port), until standard input
+    closes. Prints `moto listening on <endpoint>` once it answers."""
+    logging.basicConfig(level=logging.WARNING)
+    moto_patches.trim_on_read = True  # the stack reads each stream from one place: what it read is dropped
+    server = AtomicMotoServer(port=int(os.environ.get("MOTO_PORT") or 0))
+    server.start()
+    host, port = server.get_host_and_port()
+    print(f"moto listening on http://{host}:{port}", flush=True)
+    done = threading.Event()
+
+    def release() -> None:  # moto's references to every model instance it made, dropped as the stack did per request
+        while not done.wait(1.0):
+            server.release_copies()
+
+    threading.Thread(target=release, daemon=True).start()
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    sys.stdin.buffer.read()  # until the stack's end of the pipe closes (it exited, however)
+    done.set()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -23,7 +23,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from infra.local import lambdas, strict
+from infra.local import lambdas, moto_server, strict
 from infra.local.moto_server import AtomicMotoServer
 from infra.local.resources import Stack, create_stack, max_receive_count
 from infra.local.streams import StreamPoller
@@ -32,6 +32,10 @@ log = logging.getLogger("loyalty.local")
 # What an AWS endpoint that restarted (and lost its state) answers: the stack's resources are made again.
 MISSING = {"ResourceNotFoundException", "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
 WEBHOOK = re.compile(r"^/v1/shops/[^/]+/webhooks/[^/]+$")
+# Batches in flight at once per queue: Lambda's SQS event source starts with five pollers (and the template's
+# MaximumConcurrency caps how many the consumer may run; each is at least 5). One poller made the consumer wait on
+# each of its requests to moto, in its own process, in turn.
+QUEUE_POLLERS = 5
 SCHEDULE = re.compile(r"^/_local/schedules/(?P<name>[a-z0-9-]+)$")
 
 
@@ -42,6 +46,10 @@ def configure_aws() -> AtomicMotoServer | None:
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
     os.environ.setdefault("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
     if os.environ.get("AWS_ENDPOINT_URL"):
+        return None
+    if os.environ.get("LOYALTY_LOCAL_MOTO", "process") == "process":
+        # moto in a process of its own, as AWS is: the functions' work and moto's run on two cores
+        os.environ["AWS_ENDPOINT_URL"] = moto_server.start_process(int(os.environ.get("MOTO_PORT", "0")))
         return None
     server = AtomicMotoServer(port=int(os.environ.get("MOTO_PORT", "0")))
     server.start()
@@ -100,6 +108,7 @@ class LocalStack:
                 self.stack.tables[function.stream],
                 trim=self.moto is not None,
                 exclusive=self.moto.exclusive if self.moto is not None else None,
+                raw_endpoint=moto_server.own_endpoint(),
             )
             for function in self.functions.values()
             if function.stream
@@ -276,15 +285,16 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     strict.install()  # before any boto3 client: IAM per function and AWS's limits
-    moto_server = configure_aws()
+    in_process = configure_aws()
     operator_key = os.environ.get("LOYALTY_OPERATOR_KEY") or "op_" + secrets.token_urlsafe(24)
     stack = create_stack()
     strict.configure(stack)
     configure_functions(stack, operator_key)
-    local = LocalStack(stack, moto=moto_server)
+    local = LocalStack(stack, moto=in_process)
     port = int(os.environ.get("PORT", "3000"))
     server = serve(local, port)
-    threading.Thread(target=local.consume_forever, name="orders-consumer", daemon=True).start()
+    for n in range(QUEUE_POLLERS):
+        threading.Thread(target=local.consume_forever, name=f"queue-poller-{n}", daemon=True).start()
     threading.Thread(target=local.stream_forever, name="stream-consumer", daemon=True).start()
     threading.Thread(target=local.schedule_forever, name="schedules", daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
@@ -309,8 +319,9 @@ def main() -> None:
     try:
         server.serve_forever()
     finally:
-        if moto_server is not None:
-            moto_server.stop()
+        if in_process is not None:
+            in_process.stop()
+        moto_server.stop_process()
 
 
 if __name__ == "__main__":
