@@ -73,10 +73,15 @@ def call(
 
 
 def rss_kb(pid: int) -> int:
+    """Resident memory of the stack: its process and its children (moto runs in one of its own)."""
+    total = 0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+            total += int(line.split()[1])
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            total += rss_kb(int(child))
+    return total
 
 
 def aws(endpoint: str, service: Any) -> Any:
@@ -236,7 +241,7 @@ def main() -> None:
     counts = [int(n) for n in os.environ.get("BENCH_ORDERS", "10000,5000").split(",")]
     counts += [counts[-1]] * (len(sizes) - len(counts))
     rows = [run(members, orders) for members, orders in zip(sizes, counts, strict=False)]
-    print(f"local stack (make run's own moto), {THREADS} client threads, orders in bursts of {BURST}")
+    print(f"local stack (make run's own moto process), {THREADS} client threads, orders in bursts of {BURST}")
     print(
         f"{'members':>8} {'orders':>7} {'enrol/s':>8} {'orders/s':>9} {'webhooks/s':>11} {'KB/order':>9} "
         f"{'items/order':>12} {'data B/order':>13} {'RSS MB':>7}"
