@@ -72,6 +72,13 @@ walk changes in a request botocore sent (it sends no nulls and no members outsid
 
 Proposed upstream as: "DynamoDB: size an item once on creation" and "DynamoDB: skip model-driven parsing of
 data-plane requests".
+
+7. An update expression's tree is copied as a tree. moto's validator deep-copies the parsed update expression
+before resolving it (so the cached parse of patch 4 stays clean) with `copy.deepcopy`, which goes through each
+node's `__reduce_ex__`: 10% of moto's time per order. The patch copies the tree's nodes and lists directly and
+hands anything else to `deepcopy` (same memo, so parent links point into the copy as before).
+
+Proposed upstream as: "DynamoDB validator: copy the expression tree without copy.deepcopy's generic protocol".
 """
 
 import base64
@@ -133,6 +140,7 @@ def apply() -> None:
     _read_once()
     _patch_request_tokens()
     _patch_item_sizing_and_parsing()
+    _copy_update_trees_directly()
 
 
 def _unstream(table: Table, length: int, keys: set[tuple[DynamoType, DynamoType | None]]) -> None:
@@ -511,3 +519,32 @@ def _patch_item_sizing_and_parsing() -> None:
         self.params = _binary_decoded(json.loads(self.body or "{}"))
 
     DynamoHandler.parse_parameters = parse_json  # type: ignore[method-assign,assignment]
+
+
+def _copy_update_trees_directly() -> None:
+    """Patch 7: the validator's copy of an update expression's tree, node by node."""
+    from moto.dynamodb.parsing import validators
+    from moto.dynamodb.parsing.ast_nodes import Node  # type: ignore[attr-defined]
+
+    immutable = (str, int, float, bool, bytes, type(None))
+
+    def copy_tree(value: Any, memo: dict[int, Any] | None = None) -> Any:
+        memo = {} if memo is None else memo
+        if isinstance(value, immutable):
+            return value
+        found = memo.get(id(value))
+        if found is not None:
+            return found
+        if isinstance(value, list):
+            copied: list[Any] = []
+            memo[id(value)] = copied
+            copied.extend(copy_tree(inner, memo) for inner in value)
+            return copied
+        if isinstance(value, Node):
+            node = object.__new__(type(value))
+            memo[id(value)] = node
+            node.__dict__.update({name: copy_tree(inner, memo) for name, inner in value.__dict__.items()})
+            return node
+        return copy.deepcopy(value, memo)
+
+    setattr(validators, "deepcopy", copy_tree)  # noqa: B010

@@ -214,11 +214,11 @@ class LocalStack:
                 )
         return len(messages)
 
-    def consume_forever(self) -> None:
+    def consume_forever(self, idle_seconds: float = 0.2) -> None:
         while not self.stop.is_set():
             try:
                 if not self.poll_once():
-                    self.stop.wait(0.2)
+                    self.stop.wait(idle_seconds)
                 elif self.moto:
                     self.moto.release_copies()
             except Exception as exc:
@@ -293,8 +293,9 @@ def main() -> None:
     local = LocalStack(stack, moto=in_process)
     port = int(os.environ.get("PORT", "3000"))
     server = serve(local, port)
-    for n in range(QUEUE_POLLERS):
-        threading.Thread(target=local.consume_forever, name=f"queue-poller-{n}", daemon=True).start()
+    for n in range(QUEUE_POLLERS):  # the first answers at once; the others join within a second when work comes
+        idle = 0.2 if n == 0 else 1.0
+        threading.Thread(target=local.consume_forever, args=(idle,), name=f"queue-poller-{n}", daemon=True).start()
     threading.Thread(target=local.stream_forever, name="stream-consumer", daemon=True).start()
     threading.Thread(target=local.schedule_forever, name="schedules", daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"

@@ -298,3 +298,47 @@ def test_an_item_is_sized_once_with_moto_s_own_limit(table: str) -> None:
     item = {"PK": s("B"), "SK": s("1"), "b": {"B": b"\xff\x00"}, "m": {"M": {"bs": {"BS": [b"\x01", b"\x02"]}}}}
     client().transact_write_items(TransactItems=[{"Put": {"TableName": table, "Item": item}}])
     assert client().get_item(TableName=table, Key={"PK": s("B"), "SK": s("1")})["Item"] == item
+
+
+def test_an_update_expression_tree_is_copied_whole_and_apart(table: str) -> None:
+    """Patch 7: the validator's copy of a parsed update expression is a tree of new nodes whose parent links point
+    into the copy, with the original untouched; updates resolve against it as before."""
+    from moto.dynamodb.parsing import validators
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
+
+    tree = UpdateExpressionParser.make(
+        "SET a = if_not_exists(a, :z) + :one, l = list_append(l, :l) REMOVE r ADD n :one"
+    )
+    copied = getattr(validators, "deepcopy")(tree)  # noqa: B009
+
+    def nodes(node: Any) -> list[Any]:
+        return [node] + [n for child in (getattr(node, "children", None) or []) for n in nodes(child)]
+
+    def shape(node: Any) -> list[Any]:  # each node's type and its attributes other than links
+        links = ("children", "parent")
+        return [
+            (
+                type(n),
+                repr(sorted((k, v) for k, v in vars(n).items() if k not in links)) if hasattr(n, "__dict__") else n,
+            )
+            for n in nodes(node)
+        ]
+
+    before = shape(tree)
+    originals, copies = nodes(tree), nodes(copied)
+    assert shape(copied) == before
+    originals, copies = [n for n in originals if hasattr(n, "__dict__")], [n for n in copies if hasattr(n, "__dict__")]
+    assert not {id(n) for n in originals} & {id(n) for n in copies}
+    assert all(n.parent is None or any(n.parent is c for c in copies) for n in copies)
+    key = {"PK": s("U"), "SK": s("1")}
+    client().put_item(TableName=table, Item={**key, "l": {"L": [s("x")]}, "r": s("gone")})
+    for _ in range(2):
+        client().update_item(
+            TableName=table,
+            Key=key,
+            UpdateExpression="SET a = if_not_exists(a, :z) + :one, l = list_append(l, :l) REMOVE r ADD n :one",
+            ExpressionAttributeValues={":z": {"N": "0"}, ":one": {"N": "1"}, ":l": {"L": [s("y")]}},
+        )
+    item = client().get_item(TableName=table, Key=key)["Item"]
+    assert item == {**key, "a": {"N": "2"}, "n": {"N": "2"}, "l": {"L": [s("x"), s("y"), s("y")]}}
+    assert shape(tree) == before
