@@ -342,3 +342,55 @@ def test_an_update_expression_tree_is_copied_whole_and_apart(table: str) -> None
     item = client().get_item(TableName=table, Key=key)["Item"]
     assert item == {**key, "a": {"N": "2"}, "n": {"N": "2"}, "l": {"L": [s("x"), s("y"), s("y")]}}
     assert shape(tree) == before
+
+
+def test_a_condition_parsed_once_is_evaluated_with_each_request_s_values(table: str) -> None:
+    """Patch 4's templates: a condition recurring with other values answers each request by its own values, in
+    single writes, in a transaction whose actions share the condition, and in a query's filter."""
+    key = {"PK": s("C"), "SK": s("1")}
+    client().put_item(TableName=table, Item={**key, "member_id": s("a"), "n": {"N": "5"}})
+    claim = "attribute_not_exists(PK) OR member_id = :member"
+
+    def put(member: str) -> bool:
+        try:
+            client().put_item(
+                TableName=table,
+                Item={**key, "member_id": s("a"), "n": {"N": "5"}},
+                ConditionExpression=claim,
+                ExpressionAttributeValues={":member": s(member)},
+            )
+        except ClientError as exc:
+            assert exc.response["Error"]["Code"] == "ConditionalCheckFailedException"
+            return False
+        return True
+
+    assert [put(m) for m in ("b", "a", "b", "a")] == [False, True, False, True]
+    below = "n < :max"
+    other = {"PK": s("C"), "SK": s("3")}
+    client().put_item(TableName=table, Item={**other, "n": {"N": "5"}})
+    checks = [
+        {
+            "ConditionCheck": {
+                "TableName": table,
+                "Key": item_key,
+                "ConditionExpression": below,
+                "ExpressionAttributeValues": {":max": {"N": limit}},
+            }
+        }
+        for item_key, limit in ((key, "10"), (other, "3"))
+    ]
+    with pytest.raises(ClientError) as refused:
+        client().transact_write_items(TransactItems=checks)
+    reasons = [r["Code"] for r in refused.value.response["CancellationReasons"]]
+    assert reasons == ["None", "ConditionalCheckFailed"]
+    client().transact_write_items(TransactItems=checks[:1])
+    for name in ("a", "b"):
+        client().put_item(TableName=table, Item={"PK": s("C"), "SK": s(f"2{name}"), "member_id": s(name)})
+    for member, expected in (("a", ["1", "2a"]), ("b", ["2b"]), ("a", ["1", "2a"])):
+        found = client().query(
+            TableName=table,
+            KeyConditionExpression="PK = :p",
+            FilterExpression="member_id = :m",
+            ExpressionAttributeValues={":p": s("C"), ":m": s(member)},
+        )["Items"]
+        assert [item["SK"]["S"] for item in found] == expected
