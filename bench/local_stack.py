@@ -79,8 +79,11 @@ def rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             total += int(line.split()[1])
     for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            total += rss_kb(int(child))
+        try:
+            children = (task / "children").read_text().split()
+        except FileNotFoundError:  # a thread that ended meanwhile
+            continue
+        total += sum(rss_kb(int(child)) for child in children)
     return total
 
 
