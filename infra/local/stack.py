@@ -3,7 +3,8 @@
   python -m infra.local            (what `make run` does)
 
 PORT (default 3000) is where the API listens. AWS_ENDPOINT_URL, if set, is an already-running moto (or AWS-like)
-endpoint to use instead of starting one. LOYALTY_OPERATOR_KEY sets the operator key (else one is made and
+endpoint to use instead of starting one; otherwise moto starts in a process of its own (LOYALTY_LOCAL_MOTO=thread:
+in this process, reached without a socket). LOYALTY_OPERATOR_KEY sets the operator key (else one is made and
 printed). LOYALTY_SCHEDULE_SECONDS (default 300) is how often the schedules run by themselves;
 POST /_local/schedules/{name} with an optional {"time": ISO-8601} body runs one at once, as EventBridge would.
 """
