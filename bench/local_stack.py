@@ -1,6 +1,6 @@
 """The local stack at shop scale: members enrolled and signed orders settled per second, and memory per order.
 
-    make bench-local                      (python -m bench.local_stack; about 20 minutes)
+    make bench-local                      (python -m bench.local_stack; about 30 minutes)
     BENCH_MEMBERS=5000,100000 BENCH_ORDERS=10000,5000 make bench-local      (the defaults)
 
 For each size, starts `python -m infra.local` as a user would (its own moto), creates a shop, enrols the members
