@@ -3,9 +3,11 @@
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from infra.local import lambdas
@@ -13,6 +15,7 @@ from infra.local.resources import Stack
 from loyalty.domain.members import Profile
 from loyalty.domain.program import Program
 from loyalty.runtime import Services
+from loyalty.webhooks import standard
 from tests.helpers import dead_letters
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -39,6 +42,24 @@ def test_api_samples(stack: Stack) -> None:
 def test_webhook_sample_is_refused_until_signed(stack: Stack) -> None:
     response = lambdas.invoke(lambdas.functions()["WebhooksFunction"], sample("webhook_order_paid.json"))
     assert response["statusCode"] == 401
+
+
+def test_webhook_sample_signed_for_a_real_shop_is_queued(stack: Stack, service: Services) -> None:
+    """The sample is what the template's HTTP API sends (payload format 1.0, header names in lower case): the
+    function reads it as it reads the REST API's events."""
+    shop = service.shops.create_shop("Sample")
+    event = json.loads(json.dumps(sample("webhook_order_paid.json")).replace("shp_0123456789abcdef", shop["shop_id"]))
+    assert event["version"] == "1.0" and event["requestContext"]["stage"] == "$default"
+    stamp = int(time.time())
+    signature = standard.sign(shop["webhook_secret"], "msg_2Kx9", stamp, event["body"].encode())
+    event["headers"] |= {"webhook-timestamp": str(stamp), "webhook-signature": signature}
+    event["multiValueHeaders"] |= {"webhook-timestamp": [str(stamp)], "webhook-signature": [signature]}
+    response = lambdas.invoke(lambdas.functions()["WebhooksFunction"], event)
+    assert response["statusCode"] == 202, response
+    assert json.loads(response["body"]) == {"accepted": True, "delivery_id": "msg_2Kx9"}
+    queued = boto3.client("sqs").receive_message(QueueUrl=stack.queues["OrdersQueue"], MaxNumberOfMessages=10)
+    [message] = queued["Messages"]
+    assert json.loads(message["Body"])["event"]["data"]["order_id"] == "A100"
 
 
 def test_orders_sample_for_an_unknown_shop_is_parked(stack: Stack) -> None:
