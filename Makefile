@@ -56,7 +56,7 @@ bench-overhead: $(BIN)/.installed ## each handler's warm invocation against the 
 bench-cold: $(BIN)/.installed ## each function's cold import against a bare boto3 + DynamoDB client, interleaved (~3 min)
 	$(BIN)/python -m bench.cold_start
 
-bench-cost: $(BIN)/.installed ## dollars per million order events on AWS, from the requests and item sizes observed (~1 min)
+bench-cost: $(BIN)/.installed ## dollars per million order events on AWS, from the requests and item sizes observed (~2 min)
 	$(BIN)/python -m bench.cost
 
 iam-report: $(BIN)/.installed ## per function: the actions template.yaml grants and those the tests saw it make (~8 min)

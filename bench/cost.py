@@ -4,10 +4,11 @@
 
 Each order is signed and posted to the webhook function, queued, settled by the orders function from an SQS
 event, and then taken through the nightly runs its program needs (activate-pending after the return window,
-expire-points when its lot lapses), all through the handlers of template.yaml on moto in process. Every AWS
-request is recorded; each DynamoDB write is priced by the size of the item before and after it (read back with a
-client that is not recorded): 1 write unit per KB, 2 in a transaction, plus 1 per KB for each DueIndex entry
-written or removed. Reads: 1 unit per 4 KB strongly consistent, half that eventually consistent.
+remind-expiring a week before its lot lapses, expire-points when it does), all through the handlers of
+template.yaml on moto in process (patched as the tests run it). Every AWS request is recorded; each DynamoDB
+write is priced by the size of the item before and after it (read back with a client that is not recorded):
+1 write unit per KB, 2 in a transaction, plus 1 per KB for each DueIndex entry written or removed. Reads: 1 unit
+per 4 KB strongly consistent, half that eventually consistent.
 
 What is not observed here is taken from AWS's list prices (us-east-1, on-demand) and stated below: Lambda time
 per invocation is assumed, not measured (moto's time is not DynamoDB's).
@@ -31,7 +32,7 @@ use_in_process_moto(DUE_SHARDS="32", POWERTOOLS_LOG_LEVEL="ERROR", POWERTOOLS_ME
 import boto3
 from moto import mock_aws
 
-from infra.local import lambdas, strict
+from infra.local import lambdas, moto_patches, strict
 from infra.local.resources import Stack, create_stack
 from loyalty import runtime
 from loyalty.webhooks import standard
@@ -63,7 +64,7 @@ class Bill:
     read_units: float = 0.0
     sqs_requests: float = 0.0
     events: int = 0
-    run_items: int = 0  # transactions the scheduled runs made: one per order or lot they settled
+    run_items: int = 0  # items the scheduled runs settled: a transaction per order or lot, a reminder
     invocations: Counter[str] = field(default_factory=Counter)
     requests: Counter[str] = field(default_factory=Counter)
 
@@ -108,6 +109,8 @@ class Meter:
         service, operation = model.service_model.endpoint_prefix, model.name
         if function in SCHEDULED and operation == "TransactWriteItems":
             self.bill.run_items += 1
+        elif function == "RemindExpiringFunction" and operation == "UpdateItem":
+            self.bill.run_items += 1  # a reminder taken off the index: one item of the run's work
         if function == "ExpirePointsFunction" or (service == "sqs" and "RunsQueue" in params.get("QueueUrl", "")):
             return  # the nightly dispatch: fixed, whatever the orders
         self.bill.requests[f"{service}:{operation}"] += 1
@@ -182,7 +185,7 @@ def scenario(name: str, program: dict[str, Any], later: list[tuple[str, timedelt
     from loyalty.domain.members import Profile
 
     for n in range(MEMBERS):
-        service.members.enrol(shop_id, Profile(member_id=f"m{n}"))
+        service.members.enrol(shop_id, Profile(member_id=f"m{n}", marketing_consent=True))  # reminded, so priced
     functions = lambdas.functions()
     meter = METER
     meter.reset(stack.tables["LoyaltyTable"])
@@ -271,7 +274,7 @@ def price(bill: Bill) -> dict[str, float]:
         "EventBridge": bill.events * per * PRICE["events"],
         "Lambda requests": invocations * per * PRICE["lambda_request"],
         "Lambda GB-seconds": seconds * MEMORY_GB * per * PRICE["lambda_gb_second"],
-        "API Gateway (REST)": PRICE["rest_api"],
+        "API Gateway (HTTP API)": PRICE["http_api"],  # WebhooksApi: every order event arrives as a webhook
         "_write_units": bill.write_units * per,
         "_index_units": bill.index_units * per,
         "_read_units": bill.read_units * per,
@@ -281,6 +284,7 @@ def price(bill: Bill) -> dict[str, float]:
 
 def main() -> None:
     strict.install()
+    moto_patches.apply()  # as the tests and the local stack run moto: a transaction backs up its items only
     with mock_aws(), contextlib.redirect_stdout(io.StringIO()):  # Powertools prints metrics as it flushes them
         METER.install()
         plain = scenario("plain", {}, [])
@@ -291,7 +295,11 @@ def main() -> None:
                 "expiry": {"purchase": {"policy": "days", "days": 30}},
                 "expiry_reminder_days": 7,
             },
-            [("activate-pending", timedelta(days=7, hours=1)), ("expire-points", timedelta(days=38))],
+            [
+                ("activate-pending", timedelta(days=7, hours=1)),  # the return window closes: lots of 30 days
+                ("remind-expiring", timedelta(days=30, hours=1)),  # 7 days before they expire
+                ("expire-points", timedelta(days=38)),
+            ],
         )
     lines = [k for k in plain if not k.startswith("_")]
     print(f"Dollars per million order events ({ORDERS} orders, {MEMBERS} members; AWS list prices, us-east-1)\n")
@@ -300,9 +308,10 @@ def main() -> None:
     for line in lines:
         print(f"| {line:<22} | {plain[line]:>13.2f} | {full[line]:>34.2f} |")
     total_plain, total_full = (sum(s[k] for k in lines) for s in (plain, full))
-    print(f"| {'total (REST API)':<22} | {total_plain:>13.2f} | {total_full:>34.2f} |")
-    http = PRICE["http_api"] - PRICE["rest_api"]
-    print(f"| {'total (HTTP API)':<22} | {total_plain + http:>13.2f} | {total_full + http:>34.2f} |")
+    print(f"| {'total':<22} | {total_plain:>13.2f} | {total_full:>34.2f} |")
+    rest = PRICE["rest_api"] - PRICE["http_api"]
+    print(f"| {'total, REST route':<22} | {total_plain + rest:>13.2f} | {total_full + rest:>34.2f} |")
+    print("\n(REST route: the same webhooks posted to ApiUrl's route, kept for platforms pointed at it before.)")
     print()
     for name, s in (("plain", plain), ("full", full)):
         print(
