@@ -53,7 +53,7 @@ bench: $(BIN)/.installed ## DynamoDB requests per business event, our path again
 bench-overhead: $(BIN)/.installed ## each handler's warm invocation against the raw AWS calls it makes, AWS's replies canned (~2 min)
 	$(BIN)/python -m bench.overhead
 
-bench-cold: $(BIN)/.installed ## each function's cold import against a bare boto3 + DynamoDB client, interleaved (~3 min)
+bench-cold: $(BIN)/.installed ## each function's cold import against a bare boto3 + DynamoDB client and Powertools alone, interleaved (~7 min)
 	$(BIN)/python -m bench.cold_start
 
 bench-cost: $(BIN)/.installed ## dollars per million order events on AWS, from the requests and item sizes observed (~2 min)
