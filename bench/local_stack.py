@@ -157,6 +157,7 @@ def run(members: int, orders: int) -> dict[str, Any]:
             with ThreadPoolExecutor(THREADS) as pool:
                 list(pool.map(enrol, range(members)))
             enrol_rate = members / (time.perf_counter() - started)
+            sys.stderr.write(f"{members} members enrolled ({enrol_rate:.0f}/s); sending {orders} orders\n")
             paid_at = datetime.now(UTC).isoformat()
 
             def order(n: int) -> None:
