@@ -8,6 +8,7 @@ import pytest
 
 from infra.local import lambdas
 from infra.local.resources import Stack
+from loyalty.domain.members import Profile
 from loyalty.runtime import Services
 from tests.conftest import Api
 from tests.helpers import capture_events, captured, check_invariants, drain, paid, refunded, run_expiry, send
@@ -60,8 +61,13 @@ def test_points_lapse_at_the_end_of_next_year_local_time(
     assert run_expiry(stack, at("2028-01-01T00:00:01+08:00"))["applied"] == 1
     assert check_invariants(service, shop_id, "m1")["available"] == 0
     entries = api.call("GET", f"/v1/shops/{shop_id}/members/m1/ledger", key=shop["api_key"])[1]["items"]
-    lapsed = [(e["reference"], e["points"]) for e in entries if e["reason"] == "points.expired"]
-    assert sorted(lapsed) == [("dawn", -20), ("eve", -50), ("june", -100)]
+    lapsed = {e["reference"]: e for e in entries if e["reason"] == "points.expired"}
+    # The two lots of 2025 lapse at one instant: one entry, naming each; the lot of 2026 a year later, alone.
+    assert {reference: e["points"] for reference, e in lapsed.items()} == {"june": -150, "dawn": -20}
+    assert lapsed["june"]["detail"]["lots"] == [
+        {"source": "purchase", "reference": "june", "points": 100},
+        {"source": "purchase", "reference": "eve", "points": 50},
+    ]
 
 
 def test_spent_points_do_not_lapse_and_spending_takes_the_soonest_first(
@@ -104,16 +110,18 @@ def test_a_refund_after_part_of_the_orders_points_lapsed_takes_nothing_twice(
 
 
 def test_a_run_stopped_half_way_is_finished_by_the_next(stack: Stack, service: Services, shop_id: str) -> None:
-    for n in range(4):
-        earn(stack, shop_id, f"o{n}", "2025-05-01T10:00:00+08:00", member="m1" if n % 2 else "m2")
+    for n in (0, 3):
+        service.members.enrol(shop_id, Profile(member_id=f"m{n}"))
+    for n in range(4):  # four members, a lot each: four transactions (one member's lots would lapse as one)
+        earn(stack, shop_id, f"o{n}", "2025-05-01T10:00:00+08:00", member=f"m{n}")
     calls = iter(range(100))
     when = at("2027-01-01T00:00:01+08:00")
     first = service.runs.expire_points(when, service.points, should_stop=lambda: next(calls) >= 2)
     assert (first.applied, first.complete) == (3, False)
     second = service.runs.expire_points(when, service.points)
     assert (second.applied, second.complete) == (1, True)
-    for member in ("m1", "m2"):
-        assert check_invariants(service, shop_id, member)["available"] == 0
+    for n in range(4):
+        assert check_invariants(service, shop_id, f"m{n}")["available"] == 0
 
 
 def test_a_late_event_counts_at_its_own_time(stack: Stack, service: Services, shop_id: str) -> None:
@@ -180,6 +188,72 @@ def test_a_stale_index_copy_of_a_lot_is_read_again_before_it_lapses(
     assert [e.points for e in entries if e.reason == "points.expired"] == [-70]
 
 
+def test_a_members_year_of_lots_lapses_in_one_transaction(stack: Stack, service: Services, shop_id: str) -> None:
+    """With end_of_next_year, all of a member's lots of a year expire at one instant: the due index files them side
+    by side, and one transaction (the balance, one entry, each lot and its order's count) takes them all."""
+    for n in range(5):
+        earn(stack, shop_id, f"a{n}", f"2025-0{n + 1}-10T10:00:00+08:00", "10.00")  # m1: 5 lots, one instant
+    earn(stack, shop_id, "b0", "2025-03-10T10:00:00+08:00", "30.00", member="m2")
+    service.db.requests.clear()
+    report = service.runs.expire_points(at("2027-01-01T00:00:01+08:00"), service.points)
+    assert (report.due, report.applied) == (6, 6)
+    assert service.db.requests["TransactWriteItems"] == 2  # one per member, not one per lot
+    assert check_invariants(service, shop_id, "m1") == {"available": 0, "pending": 0, "debt": 0}
+    assert check_invariants(service, shop_id, "m2")["available"] == 0
+    from loyalty.store import points as point_store
+
+    [entry] = [e for e in point_store.ledger_all(service.db, shop_id, "m1") if e.reason == "points.expired"]
+    assert entry.points == -50 and [lot["reference"] for lot in entry.detail["lots"]] == [f"a{n}" for n in range(5)]
+    # Each order counts its own lapsed points: a refund now takes nothing twice.
+    send(stack, shop_id, refunded("a2", "r1", "10.00"))
+    drain(stack)
+    assert check_invariants(service, shop_id, "m1")["available"] == 0
+    assert service.runs.expire_points(at("2027-01-01T00:00:01+08:00"), service.points).applied == 0  # re-run
+
+
+def test_lots_lapsing_together_read_again_when_one_changed(
+    api: Api, stack: Stack, service: Services, shop: dict[str, str], shop_id: str
+) -> None:
+    """The index's copies are stale: one lot was spent from since. The transaction is refused whole, the lots are
+    read again, and what is left of each lapses; nothing is taken twice."""
+    earn(stack, shop_id, "o1", "2024-05-01T10:00:00+08:00", "100.00")  # both lapsed at the end of 2025
+    earn(stack, shop_id, "o2", "2024-06-01T10:00:00+08:00", "50.00")
+    from loyalty.store import points as point_store
+    from loyalty.store.keys import member_pk
+
+    stale = [
+        {"PK": member_pk(shop_id, "m1"), "SK": f"LOT#{lot.lot_id}", **lot.model_dump(mode="json", exclude={"lot_id"})}
+        for lot in point_store.lots(service.db, shop_id, "m1")
+    ]
+    status, _ = api.call(
+        "POST",
+        f"/v1/shops/{shop_id}/members/m1/redemptions",
+        key=shop["api_key"],
+        body={"points": 30, "reason": "gift"},
+        headers={"Idempotency-Key": "spend"},
+    )
+    assert status == 201
+    assert service.points.lapse_together(stale, datetime.now(UTC)) == 2  # the index said 150; 120 were left
+    assert check_invariants(service, shop_id, "m1")["available"] == 0
+    entries = point_store.ledger_all(service.db, shop_id, "m1")
+    assert [e.points for e in entries if e.reason == "points.expired"] == [-120]
+
+
+def test_more_lots_than_one_transaction_takes_lapse_in_several(
+    stack: Stack, service: Services, shop_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loyalty.service import runs
+
+    monkeypatch.setattr(runs, "MAX_TOGETHER", 2)  # 40 on AWS (2 actions a lot, within 100)
+    for n in range(5):
+        earn(stack, shop_id, f"o{n}", f"2025-0{n + 1}-10T10:00:00+08:00", "10.00")
+    service.db.requests.clear()
+    report = service.runs.expire_points(at("2027-01-01T00:00:01+08:00"), service.points)
+    assert (report.due, report.applied) == (5, 5)
+    assert service.db.requests["TransactWriteItems"] == 3  # 2 + 2 + 1: each group's entry its own key
+    assert check_invariants(service, shop_id, "m1")["available"] == 0
+
+
 def test_a_first_run_far_ahead_of_today_still_finds_what_is_due(stack: Stack, service: Services, shop_id: str) -> None:
     """Found by the lifecycle property: a lot already past its expiry is filed under today; a first run
     simulated a year ahead must look back from today, not from its own time."""
@@ -192,14 +266,16 @@ def test_a_first_run_far_ahead_of_today_still_finds_what_is_due(stack: Stack, se
 def test_a_shard_worker_short_of_time_queues_where_it_stopped_and_the_rest_follows(
     stack: Stack, service: Services, shop_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for n in range(3):
-        earn(stack, shop_id, f"o{n}", "2025-06-01T10:00:00+08:00", "10.00")
+    service.members.enrol(shop_id, Profile(member_id="m3"))
+    for n in range(3):  # three members' lots: each lapses on its own (one member's would lapse together)
+        earn(stack, shop_id, f"o{n}", "2025-06-01T10:00:00+08:00", "10.00", member=f"m{n + 1}")
     worker = inspect.getmodule(lambdas.handler(lambdas.functions()["ExpirePointsShardFunction"]))
     monkeypatch.setattr(worker, "MARGIN_MS", 10**9)  # every worker finds its time up after one lot
     report = run_expiry(stack, at("2027-01-01T00:00:01+08:00"))
     assert (report["due"], report["applied"]) == (3, 3)
     assert report["workers"] == report["day_shards"] + 3  # each lot's worker queued one continuation
-    assert check_invariants(service, shop_id, "m1")["available"] == 0
+    for n in range(3):
+        assert check_invariants(service, shop_id, f"m{n + 1}")["available"] == 0
 
 
 def test_the_dispatch_is_one_message_per_day_shard_and_resumes_from_today(stack: Stack, service: Services) -> None:

@@ -5,7 +5,7 @@ from pydantic import ValidationError
 
 from loyalty.domain.expiry import ExpiryRule, expires_at, expiring_soon, is_expired
 from loyalty.domain.ledger import Lot
-from loyalty.domain.points import lapse
+from loyalty.domain.points import lapse, lapse_together
 
 END_OF_NEXT_YEAR = ExpiryRule(policy="end_of_next_year")
 
@@ -83,6 +83,25 @@ def test_a_lot_is_valid_through_its_last_second() -> None:
     entry = move.entries[0]
     assert (entry.points, entry.reason, entry.reference) == (-40, "points.expired", "a")
     assert lapse(lot("b", 40, None), utc(2999, 1, 1)) is None
+
+
+def test_lots_of_one_instant_lapse_as_one_move_with_one_entry() -> None:
+    last = utc(2027, 12, 31, 15, 59, 59)
+    after = last + timedelta(seconds=1)
+    lots = [lot("a", 40, last), lot("b", 0, last), lot("c", 25, last), lot("d", 10, None)]
+    move = lapse_together(lots, after)
+    assert move is not None and move.available == -65
+    assert [(d.lot_id, d.take, d.remaining_before) for d in move.draws] == [("a", 40, 40), ("c", 25, 25)]
+    [entry] = move.entries  # the empty lot and the one that never expires are not in it
+    assert (entry.points, entry.reason, entry.reference) == (-65, "points.expired", "a")
+    assert entry.detail["lots"] == [
+        {"source": "purchase", "reference": "a", "points": 40},
+        {"source": "purchase", "reference": "c", "points": 25},
+    ]
+    assert entry.part.endswith("+1")  # apart from the entry lapsing lot "a" alone
+    assert lapse_together(lots, last) is None  # valid through the last second
+    assert lapse_together([lot("a", 40, last)], after) == lapse(lot("a", 40, last), after)  # one lot: as ever
+    assert lapse_together([], after) is None
 
 
 def test_expiring_soon_groups_by_instant() -> None:

@@ -204,3 +204,29 @@ def lapse(lot: Lot, at: datetime) -> Move | None:
     )
     taken = Draw(lot_id=lot.lot_id, take=lot.remaining, remaining_before=lot.remaining)
     return Move(available=-lot.remaining, draws=[taken], entries=[entry])
+
+
+def lapse_together(lots: list[Lot], at: datetime) -> Move | None:
+    """What is left of several lots of one member past their expiry, as one move with one ledger entry: with
+    `end_of_next_year`, a member's whole year of lots lapses at one instant, and one entry (naming each lot's source,
+    reference and points) explains it as well as one per lot did. None if none is expired with points left."""
+    due = [lot for lot in lots if lot.remaining > 0 and is_expired(lot.expires_at, at)]
+    if len(due) <= 1:
+        return lapse(due[0], at) if due else None
+    first = due[0]
+    assert first.expires_at is not None
+    points = sum(lot.remaining for lot in due)
+    entry = LedgerEntry(
+        points=-points,
+        reason="points.expired",
+        reference=first.reference,
+        at=at,
+        detail={
+            "expires_at": first.expires_at.isoformat(),
+            "lots": [{"source": lot.source, "reference": lot.reference, "points": lot.remaining} for lot in due],
+        },
+        # The first lot is in no other group: its part, marked as a group's, tells this entry from any other.
+        part=f"{lot_part(first)}+{len(due) - 1}",
+    )
+    draws = [Draw(lot_id=lot.lot_id, take=lot.remaining, remaining_before=lot.remaining) for lot in due]
+    return Move(available=-points, draws=draws, entries=[entry])

@@ -21,6 +21,7 @@ from loyalty.store import points as point_store
 from loyalty.store.dynamo import Dynamo, Item, TransactionCancelled
 from loyalty.store.events import Events
 from loyalty.store.keys import member_of
+from loyalty.store.points import MAX_TOGETHER
 
 # Attempts at an optimistic write before a 503 to the caller (or leaving a lot to the next run).
 MAX_ATTEMPTS = 8
@@ -162,6 +163,38 @@ class Points:
                 continue
             return True
         raise Retryable(f"lot {sk}: too much contention")
+
+    def lapse_together(self, items: list[Item], time: datetime) -> int:
+        """Lapse lots of one member that expire at one instant, as the due index lists them side by side: one
+        transaction for all of them (the balance and one ledger entry once; each lot, and each order's count of
+        lapsed points), not one per lot. Returns how many lots lapsed. At most MAX_TOGETHER lots at once, so the
+        transaction stays within DynamoDB's 100 actions (2 per lot, and the member and the entry)."""
+        if len(items) == 1:
+            return int(self.lapse(items[0], time))
+        assert len(items) <= MAX_TOGETHER
+        pk = items[0]["PK"]
+        shop_id, member_id = member_of(pk)
+        lots = [point_store.lot_from_index(item) for item in items]
+        for _ in range(MAX_ATTEMPTS):
+            move = account.lapse_together([lot for lot in lots if lot is not None], time)
+            if move is None:
+                return 0  # spent, or already expired by an earlier run, or not due yet
+            tx = self.db.transaction()
+            point_store.add_move(tx, shop_id, member_id, move, guard=Balance(), now=time, shards=self.shards)
+            lapsed: dict[str, int] = {}  # per order: one action per item in a transaction
+            for lot in lots:
+                if lot is not None and lot.source == "purchase" and any(d.lot_id == lot.lot_id for d in move.draws):
+                    lapsed[lot.reference] = lapsed.get(lot.reference, 0) + lot.remaining
+            for order_id, points in lapsed.items():
+                order_store.add_lapsed(tx, shop_id, order_id, points)
+            try:
+                self.db.commit(tx)
+            except TransactionCancelled:
+                # a lot was spent from, or lapsed by an earlier run, since the index was read: read them afresh
+                lots = [point_store.get_lot(self.db, pk, item["SK"]) for item in items]
+                continue
+            return len(move.draws)
+        raise Retryable(f"{len(items)} lots of {pk}: too much contention")
 
     def remind(self, item: Item, time: datetime) -> bool:
         """Publish points.expiring once for a member and expiry instant (a reminder the due index lists)."""

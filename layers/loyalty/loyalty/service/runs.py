@@ -21,6 +21,7 @@ from loyalty.store.keys import (
     COUPON_REMIND_JOB,
     EXCHANGE_PREFIX,
     EXPIRE_JOB,
+    LOT_PREFIX,
     LOTTERY_DIGEST_JOB,
     MONTHLY_JOB,
     PUBLISH_JOB,
@@ -34,6 +35,7 @@ from loyalty.store.keys import (
     order_of,
     schedule_state_key,
 )
+from loyalty.store.points import MAX_TOGETHER
 from loyalty.store.queue import Queues
 from loyalty.store.segments import SEGMENT_JOB
 
@@ -48,6 +50,24 @@ if TYPE_CHECKING:  # the capabilities a run hands its items to; each handler's i
     from loyalty.service.segments import Segments
     from loyalty.service.tiers import Tiers
     from loyalty.service.wallet import Wallet
+
+
+def _one_by_one(handle: Callable[[Item], bool]) -> Callable[[list[Item]], int]:
+    return lambda group: sum(handle(item) for item in group)
+
+
+def _groups(items: list[Item], together: Callable[[Item], object] | None) -> list[list[Item]]:
+    """Items side by side with one `together` key (not None), in groups of at most MAX_TOGETHER; others alone."""
+    groups: list[list[Item]] = []
+    last: object = None
+    for item in items:
+        key = together(item) if together is not None else None
+        if key is not None and key == last and len(groups[-1]) < MAX_TOGETHER:
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+        last = key
+    return groups
 
 
 class ShardWork(BaseModel):
@@ -134,8 +154,21 @@ class Runs:
     def expire_points(
         self, time: datetime, points: "Points", *, should_stop: Callable[[], bool] = lambda: False
     ) -> RunReport:
-        """Remove what is left of every lot past its expiry, one transaction and one ledger entry per lot."""
-        return self._run("expire-points", EXPIRE_JOB, time, should_stop, lambda item: points.lapse(item, time))
+        """Remove what is left of every lot past its expiry: one transaction and one ledger entry per member and
+        expiry instant (see expire_shard), in one invocation (expire_shard is the fanned-out form)."""
+        report = RunReport(job="expire-points", time=iso(time))
+        for day in self._days_due("expire-points", time):
+            report.days.append(day)
+            for shard in range(self.shards):
+                work = ShardWork(job="expire-points", time=iso(time), day=day, shard=shard)
+                done = self.expire_shard(work, points, None, should_stop=should_stop)
+                report.due, report.applied = report.due + done.due, report.applied + done.applied
+                report.skipped += done.skipped
+                if not done.complete:
+                    report.complete = False
+                    return report
+        self._save_progress("expire-points", time)
+        return report
 
     def remind_expiring(
         self,
@@ -259,11 +292,12 @@ class Runs:
         run left off up to `time`, and handle each item in its own conditional transaction. Re-running, or
         resuming a run that stopped half way, changes nothing twice: handled items have left the index."""
         report = RunReport(job=job, time=iso(time))
+        one_by_one = _one_by_one(handle)
         for day in self._days_due(job, time):
             report.days.append(day)
             for shard in range(self.shards):
                 work = ShardWork(job=job, time=iso(time), day=day, shard=shard)
-                if self._visit(index_job, work, handle, should_stop, report, inclusive=inclusive) is not None:
+                if self._visit(index_job, work, one_by_one, should_stop, report, inclusive=inclusive) is not None:
                     report.complete = False
                     return report
         self._save_progress(job, time)
@@ -289,27 +323,29 @@ class Runs:
         self,
         index_job: str,
         work: "ShardWork",
-        handle: Callable[[Item], bool],
+        handle: Callable[[list[Item]], int],
         should_stop: Callable[[], bool],
         report: RunReport,
         *,
         inclusive: bool,
+        together: Callable[[Item], object] | None = None,
     ) -> Item | None:
-        """Handle what one day-shard holds due up to the run's time. Returns None when it is done, else the key of
-        the last item handled: where a run that must stop for time resumes."""
+        """Handle what one day-shard holds due up to the run's time: `handle` takes a group of items and says how
+        many it applied; items side by side with the same `together` key (not None) form one group, at most
+        MAX_TOGETHER of them; without `together`, each item is its own. Returns None when the day-shard is done,
+        else the key of the last item handled: where a run that must stop for time resumes."""
         # DueSK starts with the due instant: everything due before `time` (or at it, when inclusive).
         until = work.time + ("~" if inclusive else "")
         start = work.start
         while True:
             items, start = self.db.query_due(due_pk(index_job, work.day, work.shard), until, start=start)
-            for item in items:
-                report.due += 1
-                if handle(item):
-                    report.applied += 1
-                else:
-                    report.skipped += 1
+            for group in _groups(items, together):
+                applied = handle(group)
+                report.due += len(group)
+                report.applied += applied
+                report.skipped += len(group) - applied
                 if should_stop():
-                    return {name: item[name] for name in ("PK", "SK", "DuePK", "DueSK")}
+                    return {name: group[-1][name] for name in ("PK", "SK", "DuePK", "DueSK")}
             if start is None:
                 return None
 
@@ -334,21 +370,28 @@ class Runs:
         self,
         work: "ShardWork",
         points: "Points",
-        wallet: "Wallet",
+        wallet: "Wallet | None",
         *,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> RunReport:
         """Expire one day-shard's due lots, of points and of wallet bonus alike; `report.resume` says where to go
-        on when it stopped for time."""
+        on when it stopped for time. A member's lots of points that expire at one instant (a year's, with
+        `end_of_next_year`) lapse together: the due index files them side by side (same shard, DueSK by instant
+        and member), and one transaction and one ledger entry take them all."""
         time = datetime.fromisoformat(work.time.replace("Z", "+00:00"))
         report = RunReport(job=work.job, time=work.time, days=[work.day])
 
-        def lapse(item: Item) -> bool:
-            if str(item["SK"]).startswith(WALLET_LOT_PREFIX):
-                return wallet.lapse(item, time)
-            return points.lapse(item, time)
+        def lapse(group: list[Item]) -> int:
+            if str(group[0]["SK"]).startswith(WALLET_LOT_PREFIX):
+                return sum(wallet.lapse(item, time) for item in group) if wallet is not None else 0
+            return points.lapse_together(group, time)
 
-        stopped = self._visit(EXPIRE_JOB, work, lapse, should_stop, report, inclusive=False)
+        def member_and_instant(item: Item) -> object:
+            return (item["PK"], item.get("expires_at")) if str(item["SK"]).startswith(LOT_PREFIX) else None
+
+        stopped = self._visit(
+            EXPIRE_JOB, work, lapse, should_stop, report, inclusive=False, together=member_and_instant
+        )
         if stopped is not None:
             report.complete = False
             report.resume = work.model_copy(update={"start": stopped})

@@ -32,6 +32,7 @@ from loyalty.store.keys import (
     DRAW_PREFIX,
     EXCHANGE_PREFIX,
     EXCHANGE_SK,
+    EXPIRE_JOB,
     GRANT_REFUSED_PREFIX,
     IDEMPOTENCY_PREFIX,
     LEDGER_PREFIX,
@@ -269,7 +270,9 @@ def _moved(item: Item, member_id: str, pseudonym: str, new_pk: str, *, now: date
         if job == REMIND_JOB:
             del moved["DuePK"], moved["DueSK"]
         else:
-            moved["DuePK"], moved["DueSK"] = due_keys(job, at, new_pk, shards, str(item["SK"]), now=now)
+            sk = str(item["SK"])
+            together = job == EXPIRE_JOB and sk.startswith(LOT_PREFIX)  # as add_lot files it
+            moved["DuePK"], moved["DueSK"] = due_keys(job, at, new_pk, shards, sk, now=now, by_partition=together)
     return moved
 
 
