@@ -21,8 +21,10 @@ import math
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from datetime import time as time_of_day
 from typing import Any
 
 from infra.local.offline import use_in_process_moto
@@ -35,6 +37,7 @@ from moto import mock_aws
 from infra.local import lambdas, moto_patches, strict
 from infra.local.resources import Stack, create_stack
 from loyalty import runtime
+from loyalty.store.keys import schedule_state_key
 from loyalty.webhooks import standard
 
 ORDERS = int(os.environ.get("BENCH_COST_ORDERS", "100"))
@@ -172,7 +175,10 @@ def _projected(item: dict[str, Any]) -> int:
 METER = Meter()
 
 
-def scenario(name: str, program: dict[str, Any], later: list[tuple[str, timedelta]]) -> dict[str, float]:
+def scenario(
+    name: str, program: dict[str, Any], later: list[tuple[str, Callable[[datetime], datetime]]]
+) -> dict[str, float]:
+    """`later`: the runs to make after the orders, each with when its work falls due for an order paid at a time."""
     stack = create_stack(prefix=f"cost-{name}-")
     strict.configure(stack)
     os.environ.update(stack.env())
@@ -189,8 +195,12 @@ def scenario(name: str, program: dict[str, Any], later: list[tuple[str, timedelt
     functions = lambdas.functions()
     meter = METER
     meter.reset(stack.tables["LoyaltyTable"])
-    paid_at = datetime.now(UTC)
+    # An order an hour, the last an hour ago: a member's orders (every 20th) are on different days, as a shop's
+    # customers come back on different days, not the same one.
+    first_paid = datetime.now(UTC) - timedelta(hours=ORDERS)
+    last_paid = first_paid + timedelta(hours=ORDERS - 1)
     for n in range(ORDERS):
+        paid_at = first_paid + timedelta(hours=n)
         event = {
             "type": "order.paid",
             "data": {
@@ -220,10 +230,15 @@ def scenario(name: str, program: dict[str, Any], later: list[tuple[str, timedelt
         assert response["statusCode"] == 202, response
         meter.bill.invocations["WebhooksFunction"] += 1
     drain(stack, functions["OrdersFunction"], meter)
-    for job, after in later:
-        when = (paid_at + after).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for job, due in later:
+        when = due(last_paid) + timedelta(hours=1)  # one run after all of it is due
+        # As if the run had run every night until the day the first of it fell due: it visits those days'
+        # partitions, not a year's (a fresh stack's first run far ahead would query every day-shard in between).
+        pk, sk = schedule_state_key(job)
+        resume = due(first_paid).date().isoformat()
+        service.db.put({"PK": pk, "SK": sk, "resume_from": resume, "last_run": resume})
         function = next(f for f in functions.values() if f.schedule_name == job)
-        lambdas.invoke(function, lambdas.schedule_event(when))
+        lambdas.invoke(function, lambdas.schedule_event(when.strftime("%Y-%m-%dT%H:%M:%SZ")))
         meter.bill.invocations["scheduled"] += 1
         if job == "expire-points":
             drain(stack, functions["ExpirePointsShardFunction"], meter, per_item=True)
@@ -233,6 +248,20 @@ def scenario(name: str, program: dict[str, Any], later: list[tuple[str, timedelt
     meter.peek.close()
     bill, meter.table = meter.bill, ""
     return price(bill)
+
+
+def _end_of_day(paid: datetime, days: int) -> datetime:
+    """When the lot of an order paid at `paid` lapses under a policy of `days` (the end of that day, UTC here)."""
+    return datetime.combine(paid.date() + timedelta(days=days), time_of_day(23, 59, 59), tzinfo=UTC)
+
+
+def _end_of_day_30(paid: datetime) -> datetime:
+    return _end_of_day(paid, 30)
+
+
+def _end_of_next_year(paid: datetime) -> datetime:
+    """When the lots of orders paid at `paid` lapse under end_of_next_year (UTC, the program's time zone here)."""
+    return datetime(paid.year + 1, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 
 def drain(stack: Stack, function: lambdas.Function, meter: Meter, *, per_item: bool = False) -> None:
@@ -296,24 +325,39 @@ def main() -> None:
                 "expiry_reminder_days": 7,
             },
             [
-                ("activate-pending", timedelta(days=7, hours=1)),  # the return window closes: lots of 30 days
-                ("remind-expiring", timedelta(days=30, hours=1)),  # 7 days before they expire
-                ("expire-points", timedelta(days=38)),
+                ("activate-pending", lambda paid: paid + timedelta(days=7)),
+                ("remind-expiring", lambda paid: _end_of_day(paid, 30) - timedelta(days=7)),
+                ("expire-points", _end_of_day_30),
             ],
         )
+        year_end = scenario(
+            "year-end",
+            {
+                "pending_days": 7,
+                "expiry": {"purchase": {"policy": "end_of_next_year"}},
+                "expiry_reminder_days": 7,
+            },
+            [
+                ("activate-pending", lambda paid: paid + timedelta(days=7)),
+                ("remind-expiring", lambda paid: _end_of_next_year(paid) - timedelta(days=7)),
+                ("expire-points", _end_of_next_year),
+            ],
+        )
+    programs = {"plain": plain, "full": full, "year-end": year_end}
     lines = [k for k in plain if not k.startswith("_")]
     print(f"Dollars per million order events ({ORDERS} orders, {MEMBERS} members; AWS list prices, us-east-1)\n")
-    print(f"| {'line':<22} | {'plain program':>13} | {'return window + expiry + reminders':>34} |")
-    print(f"|{'-' * 24}|{'-' * 15}|{'-' * 36}|")
+    print("full: return window (7 days), expiry (30 days), reminders; year-end: the same, expiry end_of_next_year\n")
+    print(f"| {'line':<22} | {'plain':>9} | {'full':>9} | {'year-end':>9} |")
+    print(f"|{'-' * 24}|{'-' * 11}|{'-' * 11}|{'-' * 11}|")
     for line in lines:
-        print(f"| {line:<22} | {plain[line]:>13.2f} | {full[line]:>34.2f} |")
-    total_plain, total_full = (sum(s[k] for k in lines) for s in (plain, full))
-    print(f"| {'total':<22} | {total_plain:>13.2f} | {total_full:>34.2f} |")
+        print(f"| {line:<22} | " + " | ".join(f"{s[line]:>9.2f}" for s in programs.values()) + " |")
+    totals = [sum(s[k] for k in lines) for s in programs.values()]
+    print(f"| {'total':<22} | " + " | ".join(f"{t:>9.2f}" for t in totals) + " |")
     rest = PRICE["rest_api"] - PRICE["http_api"]
-    print(f"| {'total, REST route':<22} | {total_plain + rest:>13.2f} | {total_full + rest:>34.2f} |")
+    print(f"| {'total, REST route':<22} | " + " | ".join(f"{t + rest:>9.2f}" for t in totals) + " |")
     print("\n(REST route: the same webhooks posted to ApiUrl's route, kept for platforms pointed at it before.)")
     print()
-    for name, s in (("plain", plain), ("full", full)):
+    for name, s in programs.items():
         print(
             f"{name}: per order {s['_write_units']:.1f} write units, {s['_index_units']:.1f} index write units, "
             f"{s['_read_units']:.1f} read units, {s['_dynamodb_requests']:.2f} DynamoDB requests"

@@ -207,7 +207,13 @@ def run(members: int, orders: int) -> dict[str, Any]:
             expected = {f"m{m}": 12 * len(range(m, orders, members)) for m in range(min(members, orders))}
 
             def balance(member: str) -> tuple[str, int]:
-                return member, call(base, "GET", f"/v1/shops/{sid}/members/{member}", key=key)[1]["points"]["available"]
+                for _ in range(5):  # a 503 says "retry" (the stack is busy: its aggregator, another job)
+                    status, body = call(base, "GET", f"/v1/shops/{sid}/members/{member}", key=key)
+                    if status != 503:
+                        break
+                    time.sleep(1)
+                assert status == 200, (member, status, body)
+                return member, body["points"]["available"]
 
             with ThreadPoolExecutor(THREADS) as pool:
                 found = dict(pool.map(balance, expected))
