@@ -10,6 +10,8 @@ from infra.local import lambdas
 from infra.local.resources import Stack
 from loyalty.domain.members import Profile
 from loyalty.runtime import Services
+from loyalty.store import points as point_store
+from loyalty.store.keys import member_pk
 from tests.conftest import Api
 from tests.helpers import capture_events, captured, check_invariants, drain, paid, refunded, run_expiry, send
 
@@ -165,15 +167,22 @@ def test_a_stale_index_copy_of_a_lot_is_read_again_before_it_lapses(
 ) -> None:
     """On AWS the due index lags the table; the run's write is conditioned on the remainder it saw."""
     earn(stack, shop_id, "o1", "2024-05-01T10:00:00+08:00", "100.00")  # lapsed at the end of 2025
-    from loyalty.store import points as point_store
-    from loyalty.store.keys import member_pk
+    [stale] = index_copies(service, shop_id)
+    spend_30(api, shop, shop_id)
+    assert service.points.lapse(stale, datetime.now(UTC)) is True  # the index said 100; 70 were left
+    assert check_invariants(service, shop_id, "m1")["available"] == 0
+    entries = point_store.ledger_all(service.db, shop_id, "m1")
+    assert [e.points for e in entries if e.reason == "points.expired"] == [-70]
 
-    lot = point_store.lots(service.db, shop_id, "m1")[0]
-    stale = {
-        "PK": member_pk(shop_id, "m1"),
-        "SK": f"LOT#{lot.lot_id}",
-        **lot.model_dump(mode="json", exclude={"lot_id"}),
-    }
+
+def index_copies(service: Services, shop_id: str) -> list[dict[str, Any]]:
+    """m1's lots as the due index projects them, to be handed to a lapse after they changed."""
+    lots = point_store.lots(service.db, shop_id, "m1")
+    pk = member_pk(shop_id, "m1")
+    return [{"PK": pk, "SK": f"LOT#{lot.lot_id}", **lot.model_dump(mode="json", exclude={"lot_id"})} for lot in lots]
+
+
+def spend_30(api: Api, shop: dict[str, str], shop_id: str) -> None:
     status, _ = api.call(
         "POST",
         f"/v1/shops/{shop_id}/members/m1/redemptions",
@@ -182,10 +191,6 @@ def test_a_stale_index_copy_of_a_lot_is_read_again_before_it_lapses(
         headers={"Idempotency-Key": "spend"},
     )
     assert status == 201
-    assert service.points.lapse(stale, datetime.now(UTC)) is True  # the index said 100; 70 were left
-    assert check_invariants(service, shop_id, "m1")["available"] == 0
-    entries = point_store.ledger_all(service.db, shop_id, "m1")
-    assert [e.points for e in entries if e.reason == "points.expired"] == [-70]
 
 
 def test_a_members_year_of_lots_lapses_in_one_transaction(stack: Stack, service: Services, shop_id: str) -> None:
@@ -200,8 +205,6 @@ def test_a_members_year_of_lots_lapses_in_one_transaction(stack: Stack, service:
     assert service.db.requests["TransactWriteItems"] == 2  # one per member, not one per lot
     assert check_invariants(service, shop_id, "m1") == {"available": 0, "pending": 0, "debt": 0}
     assert check_invariants(service, shop_id, "m2")["available"] == 0
-    from loyalty.store import points as point_store
-
     [entry] = [e for e in point_store.ledger_all(service.db, shop_id, "m1") if e.reason == "points.expired"]
     assert entry.points == -50 and [lot["reference"] for lot in entry.detail["lots"]] == [f"a{n}" for n in range(5)]
     # Each order counts its own lapsed points: a refund now takes nothing twice.
@@ -218,21 +221,8 @@ def test_lots_lapsing_together_read_again_when_one_changed(
     read again, and what is left of each lapses; nothing is taken twice."""
     earn(stack, shop_id, "o1", "2024-05-01T10:00:00+08:00", "100.00")  # both lapsed at the end of 2025
     earn(stack, shop_id, "o2", "2024-06-01T10:00:00+08:00", "50.00")
-    from loyalty.store import points as point_store
-    from loyalty.store.keys import member_pk
-
-    stale = [
-        {"PK": member_pk(shop_id, "m1"), "SK": f"LOT#{lot.lot_id}", **lot.model_dump(mode="json", exclude={"lot_id"})}
-        for lot in point_store.lots(service.db, shop_id, "m1")
-    ]
-    status, _ = api.call(
-        "POST",
-        f"/v1/shops/{shop_id}/members/m1/redemptions",
-        key=shop["api_key"],
-        body={"points": 30, "reason": "gift"},
-        headers={"Idempotency-Key": "spend"},
-    )
-    assert status == 201
+    stale = index_copies(service, shop_id)
+    spend_30(api, shop, shop_id)
     assert service.points.lapse_together(stale, datetime.now(UTC)) == 2  # the index said 150; 120 were left
     assert check_invariants(service, shop_id, "m1")["available"] == 0
     entries = point_store.ledger_all(service.db, shop_id, "m1")
