@@ -114,7 +114,7 @@ def run_expiry(stack: Stack, when: datetime) -> dict[str, Any]:
     reports: list[RunReport] = []
     original = Runs.expire_shard
 
-    def recording(self: Runs, work: ShardWork, points: Points, wallet: Wallet | None, **kwargs: Any) -> RunReport:
+    def recording(self: Runs, work: ShardWork, points: Points, wallet: Wallet, **kwargs: Any) -> RunReport:
         report = original(self, work, points, wallet, **kwargs)
         reports.append(report)
         return report

@@ -139,59 +139,35 @@ class Points:
 
     # ------------------------------------------------------------------ expiry and reminders (scheduled runs)
 
-    def lapse(self, item: Item, time: datetime) -> bool:
-        """Lapse one lot, as the due index lists it. The index's copy of the lot is tried first (one read per lot
-        due); if the lot changed since (spent from, or lapsed by an earlier run), the condition refuses and the lot
-        is read afresh."""
-        pk, sk = item["PK"], item["SK"]
-        shop_id, member_id = member_of(pk)
-        lot = point_store.lot_from_index(item)
-        for _ in range(MAX_ATTEMPTS):
-            move = account.lapse(lot, time) if lot else None
-            if lot is None or move is None:
-                return False  # spent, or already expired by an earlier run, or not due yet
-            # The lot (at the remainder it was read at), the balance, the entry, and for a purchase the order's
-            # count of lapsed points: one transaction.
-            tx = self.db.transaction()
-            point_store.add_move(tx, shop_id, member_id, move, guard=Balance(), now=time, shards=self.shards)
-            if lot.source == "purchase":
-                order_store.add_lapsed(tx, shop_id, lot.reference, lot.remaining)
-            try:
-                self.db.commit(tx)
-            except TransactionCancelled:
-                lot = point_store.get_lot(self.db, pk, sk)  # read the remainder as it is now
-                continue
-            return True
-        raise Retryable(f"lot {sk}: too much contention")
-
     def lapse_together(self, items: list[Item], time: datetime) -> int:
-        """Lapse lots of one member that expire at one instant, as the due index lists them side by side: one
-        transaction for all of them (the balance and one ledger entry once; each lot, and each order's count of
-        lapsed points), not one per lot. Returns how many lots lapsed. At most MAX_TOGETHER lots at once, so the
-        transaction stays within DynamoDB's 100 actions (2 per lot, and the member and the entry)."""
-        if len(items) == 1:
-            return int(self.lapse(items[0], time))
-        assert len(items) <= MAX_TOGETHER
+        """Lapse lots of one member that expire at one instant, as the due index lists them side by side (or one
+        lot alone): one transaction with the balance, one ledger entry, each lot at the remainder it was read at,
+        and for purchases each order's count of lapsed points. Returns how many lots lapsed. The index's copies are
+        tried first (one read per lot due); if a lot changed since (spent from, or lapsed by an earlier run), the
+        transaction is refused and the lots are read afresh. At most MAX_TOGETHER lots, so the transaction stays
+        within DynamoDB's 100 actions (2 per lot, and the member and the entry)."""
+        assert 0 < len(items) <= MAX_TOGETHER
         pk = items[0]["PK"]
         shop_id, member_id = member_of(pk)
         lots = [point_store.lot_from_index(item) for item in items]
         for _ in range(MAX_ATTEMPTS):
-            move = account.lapse_together([lot for lot in lots if lot is not None], time)
+            read = {lot.lot_id: lot for lot in lots if lot is not None}
+            move = account.lapse_together(list(read.values()), time)
             if move is None:
                 return 0  # spent, or already expired by an earlier run, or not due yet
             tx = self.db.transaction()
             point_store.add_move(tx, shop_id, member_id, move, guard=Balance(), now=time, shards=self.shards)
-            lapsed: dict[str, int] = {}  # per order: one action per item in a transaction
-            for lot in lots:
-                if lot is not None and lot.source == "purchase" and any(d.lot_id == lot.lot_id for d in move.draws):
-                    lapsed[lot.reference] = lapsed.get(lot.reference, 0) + lot.remaining
+            lapsed: dict[str, int] = {}  # per order, summed: one action per item in a transaction
+            for draw in move.draws:
+                lot = read[draw.lot_id]
+                if lot.source == "purchase":
+                    lapsed[lot.reference] = lapsed.get(lot.reference, 0) + draw.take
             for order_id, points in lapsed.items():
                 order_store.add_lapsed(tx, shop_id, order_id, points)
             try:
                 self.db.commit(tx)
             except TransactionCancelled:
-                # a lot was spent from, or lapsed by an earlier run, since the index was read: read them afresh
-                lots = [point_store.get_lot(self.db, pk, item["SK"]) for item in items]
+                lots = [point_store.get_lot(self.db, pk, item["SK"]) for item in items]  # as they are now
                 continue
             return len(move.draws)
         raise Retryable(f"{len(items)} lots of {pk}: too much contention")

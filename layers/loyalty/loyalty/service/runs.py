@@ -70,6 +70,23 @@ def _groups(items: list[Item], together: Callable[[Item], object] | None) -> lis
     return groups
 
 
+def _member_and_instant(item: Item) -> object:
+    """What groups lots of points on the due index: a member's lots due at one instant lapse together."""
+    return (item["PK"], item.get("expires_at")) if str(item["SK"]).startswith(LOT_PREFIX) else None
+
+
+def _lapses(points: "Points", wallet: "Wallet | None", time: datetime) -> Callable[[list[Item]], int]:
+    """The expiry run's handler: a group of lots of points lapses together; wallet bonus lots one by one (none
+    without the wallet)."""
+
+    def lapse(group: list[Item]) -> int:
+        if str(group[0]["SK"]).startswith(WALLET_LOT_PREFIX):
+            return sum(wallet.lapse(item, time) for item in group) if wallet is not None else 0
+        return points.lapse_together(group, time)
+
+    return lapse
+
+
 class ShardWork(BaseModel):
     """One day-shard of a run's due work: a message on the runs queue, for one worker."""
 
@@ -154,21 +171,10 @@ class Runs:
     def expire_points(
         self, time: datetime, points: "Points", *, should_stop: Callable[[], bool] = lambda: False
     ) -> RunReport:
-        """Remove what is left of every lot past its expiry: one transaction and one ledger entry per member and
-        expiry instant (see expire_shard), in one invocation (expire_shard is the fanned-out form)."""
-        report = RunReport(job="expire-points", time=iso(time))
-        for day in self._days_due("expire-points", time):
-            report.days.append(day)
-            for shard in range(self.shards):
-                work = ShardWork(job="expire-points", time=iso(time), day=day, shard=shard)
-                done = self.expire_shard(work, points, None, should_stop=should_stop)
-                report.due, report.applied = report.due + done.due, report.applied + done.applied
-                report.skipped += done.skipped
-                if not done.complete:
-                    report.complete = False
-                    return report
-        self._save_progress("expire-points", time)
-        return report
+        """Remove what is left of every lot of points past its expiry, in one invocation (expire_shard is the
+        fanned-out form, and lapses wallet bonus too): a member's lots of one instant together."""
+        lapse = _lapses(points, None, time)
+        return self._run_groups("expire-points", EXPIRE_JOB, time, should_stop, lapse, together=_member_and_instant)
 
     def remind_expiring(
         self,
@@ -291,13 +297,30 @@ class Runs:
         """Find due work through the sparse DueIndex, day by day and shard by shard, from where the last complete
         run left off up to `time`, and handle each item in its own conditional transaction. Re-running, or
         resuming a run that stopped half way, changes nothing twice: handled items have left the index."""
-        report = RunReport(job=job, time=iso(time))
         one_by_one = _one_by_one(handle)
+        return self._run_groups(job, index_job, time, should_stop, one_by_one, inclusive=inclusive)
+
+    def _run_groups(
+        self,
+        job: str,
+        index_job: str,
+        time: datetime,
+        should_stop: Callable[[], bool],
+        handle: Callable[[list[Item]], int],
+        *,
+        inclusive: bool = False,
+        together: Callable[[Item], object] | None = None,
+    ) -> RunReport:
+        """_run, with items handed to `handle` in groups (see _visit)."""
+        report = RunReport(job=job, time=iso(time))
         for day in self._days_due(job, time):
             report.days.append(day)
             for shard in range(self.shards):
                 work = ShardWork(job=job, time=iso(time), day=day, shard=shard)
-                if self._visit(index_job, work, one_by_one, should_stop, report, inclusive=inclusive) is not None:
+                visited = self._visit(
+                    index_job, work, handle, should_stop, report, inclusive=inclusive, together=together
+                )
+                if visited is not None:
                     report.complete = False
                     return report
         self._save_progress(job, time)
@@ -370,7 +393,7 @@ class Runs:
         self,
         work: "ShardWork",
         points: "Points",
-        wallet: "Wallet | None",
+        wallet: "Wallet",
         *,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> RunReport:
@@ -380,17 +403,9 @@ class Runs:
         and member), and one transaction and one ledger entry take them all."""
         time = datetime.fromisoformat(work.time.replace("Z", "+00:00"))
         report = RunReport(job=work.job, time=work.time, days=[work.day])
-
-        def lapse(group: list[Item]) -> int:
-            if str(group[0]["SK"]).startswith(WALLET_LOT_PREFIX):
-                return sum(wallet.lapse(item, time) for item in group) if wallet is not None else 0
-            return points.lapse_together(group, time)
-
-        def member_and_instant(item: Item) -> object:
-            return (item["PK"], item.get("expires_at")) if str(item["SK"]).startswith(LOT_PREFIX) else None
-
+        lapse = _lapses(points, wallet, time)
         stopped = self._visit(
-            EXPIRE_JOB, work, lapse, should_stop, report, inclusive=False, together=member_and_instant
+            EXPIRE_JOB, work, lapse, should_stop, report, inclusive=False, together=_member_and_instant
         )
         if stopped is not None:
             report.complete = False

@@ -32,7 +32,6 @@ from loyalty.store.keys import (
     DRAW_PREFIX,
     EXCHANGE_PREFIX,
     EXCHANGE_SK,
-    EXPIRE_JOB,
     GRANT_REFUSED_PREFIX,
     IDEMPOTENCY_PREFIX,
     LEDGER_PREFIX,
@@ -270,9 +269,7 @@ def _moved(item: Item, member_id: str, pseudonym: str, new_pk: str, *, now: date
         if job == REMIND_JOB:
             del moved["DuePK"], moved["DueSK"]
         else:
-            sk = str(item["SK"])
-            together = job == EXPIRE_JOB and sk.startswith(LOT_PREFIX)  # as add_lot files it
-            moved["DuePK"], moved["DueSK"] = due_keys(job, at, new_pk, shards, sk, now=now, by_partition=together)
+            moved["DuePK"], moved["DueSK"] = due_keys(job, at, new_pk, shards, str(item["SK"]), now=now)
     return moved
 
 

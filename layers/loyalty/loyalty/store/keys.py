@@ -279,17 +279,16 @@ def due_pk(job: str, day: str, shard: int) -> str:
     return f"DUE#{job}#{day}#{shard}"
 
 
-def due_keys(
-    job: str, at: datetime, pk: str, shards: int, sk: str = "", *, now: datetime, by_partition: bool = False
-) -> tuple[str, str]:
+def due_keys(job: str, at: datetime, pk: str, shards: int, sk: str = "", *, now: datetime) -> tuple[str, str]:
     """(DuePK, DueSK) for an item due at `at`, written at `now`: filed under the day (UTC) of the later of the
-    two, split into `shards` partitions by item key (`by_partition`: by its partition key alone, so a member's
-    items due at one instant sit side by side, to be handled together). Runs visit days from where the last one
-    stopped, never before today: work due before the day it is filed (a late event, a review already overdue) is
-    filed today, so it is found however late it was filed.
+    two, split into `shards` partitions by item key. Lots of points are split by their partition key alone, so a
+    member's lots due at one instant sit side by side and lapse together (Runs.expire_shard). Runs visit days from
+    where the last one stopped, never before today: work due before the day it is filed (a late event, a review
+    already overdue) is filed today, so it is found however late it was filed.
 
     DueSK starts with the due instant, so a run asks for everything due up to its own time."""
-    shard = zlib.crc32((pk if by_partition else f"{pk}|{sk}").encode()) % shards
+    together = job == EXPIRE_JOB and sk.startswith(LOT_PREFIX)
+    shard = zlib.crc32((pk if together else f"{pk}|{sk}").encode()) % shards
     stamp = iso(at)
     return due_pk(job, iso(max(at, now))[:10], shard), f"{stamp}#{pk}#{sk}"
 

@@ -146,11 +146,8 @@ def add_lot(
     pk, sk = member_pk(shop_id, member_id), f"{prefix}{lot.lot_id}"
     item: Item = {"PK": pk, "SK": sk, "type": _kind(prefix), **lot.model_dump(mode="json", exclude={"lot_id"})}
     if lot.expires_at is not None:
-        # A lot that is already past its expiry (a very late event) is due at once, in today's partition. A
-        # member's lots of points share a shard, so those expiring at one instant lapse together.
-        item["DuePK"], item["DueSK"] = due_keys(
-            EXPIRE_JOB, lot.expires_at, pk, shards, sk, now=now, by_partition=prefix == LOT_PREFIX
-        )
+        # A lot that is already past its expiry (a very late event) is due at once, in today's partition.
+        item["DuePK"], item["DueSK"] = due_keys(EXPIRE_JOB, lot.expires_at, pk, shards, sk, now=now)
     tx.put(item, condition="attribute_not_exists(SK)")
     if lot.expires_at is not None and remind_days > 0:
         remind_at = lot.expires_at - timedelta(days=remind_days)
@@ -188,9 +185,7 @@ def add_returned_lot(
     }
     if lot.expires_at is not None:
         sets += ", expires_at = :expires, DuePK = :due_pk, DueSK = :due_sk"
-        due_pk_, due_sk_ = due_keys(
-            EXPIRE_JOB, lot.expires_at, pk, shards, sk, now=now, by_partition=prefix == LOT_PREFIX
-        )
+        due_pk_, due_sk_ = due_keys(EXPIRE_JOB, lot.expires_at, pk, shards, sk, now=now)
         values |= {":expires": iso(lot.expires_at), ":due_pk": due_pk_, ":due_sk": due_sk_}
     tx.update(
         {"PK": pk, "SK": sk},
