@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from infra.local.lambdas import functions
+from infra.local.lambdas import Function, functions
 from infra.local.resources import load_template
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +71,7 @@ FLOORS = {
 }
 
 
-def floor_of(function: Any) -> str:
+def floor_of(function: Function) -> str:
     """Which floor a function stands on: its trigger's."""
     if function.logical_id in ("ApiFunction", "WebhooksFunction"):
         return "floor: Powertools for an API"
@@ -117,8 +117,9 @@ def main() -> None:
     targets: dict[str, tuple[str, dict[str, str]]] = {"boto3 + DynamoDB client": (BASELINE, environment("", {}, None))}
     for name, extra in FLOORS.items():
         targets[name] = (FLOOR.format(extra=extra), environment("Floor", {"POWERTOOLS_SERVICE_NAME": "floor"}, ROOT))
-    floors = {function_id: floor_of(function) for function_id, function in functions().items()}
-    for function_id, function in functions().items():
+    template_functions = functions()
+    floors = {function_id: floor_of(function) for function_id, function in template_functions.items()}
+    for function_id, function in template_functions.items():
         code = FUNCTION.format(module=function.module, attribute=function.attribute)
         targets[function_id] = (code, environment(function_id, function.environment, function.code_dir))
     for code, env in targets.values():  # compile every module once, as a deployed package ships .pyc files

@@ -255,10 +255,6 @@ def _end_of_day(paid: datetime, days: int) -> datetime:
     return datetime.combine(paid.date() + timedelta(days=days), time_of_day(23, 59, 59), tzinfo=UTC)
 
 
-def _end_of_day_30(paid: datetime) -> datetime:
-    return _end_of_day(paid, 30)
-
-
 def _end_of_next_year(paid: datetime) -> datetime:
     """When the lots of orders paid at `paid` lapse under end_of_next_year (UTC, the program's time zone here)."""
     return datetime(paid.year + 1, 12, 31, 23, 59, 59, tzinfo=UTC)
@@ -327,7 +323,7 @@ def main() -> None:
             [
                 ("activate-pending", lambda paid: paid + timedelta(days=7)),
                 ("remind-expiring", lambda paid: _end_of_day(paid, 30) - timedelta(days=7)),
-                ("expire-points", _end_of_day_30),
+                ("expire-points", lambda paid: _end_of_day(paid, 30)),
             ],
         )
         year_end = scenario(
