@@ -70,6 +70,7 @@ class Bill:
     run_items: int = 0  # items the scheduled runs settled: a transaction per order or lot, a reminder
     invocations: Counter[str] = field(default_factory=Counter)
     requests: Counter[str] = field(default_factory=Counter)
+    by_item: Counter[tuple[str, str]] = field(default_factory=Counter)  # write units by (function, item kind)
 
 
 SCHEDULED = {"ActivatePendingFunction", "ExpirePointsFunction", "ExpirePointsShardFunction", "RemindExpiringFunction"}
@@ -156,11 +157,18 @@ class Meter:
         for key, old, factor in self._before:
             new = self._item(key)
             size = max(strict.item_size(item) for item in (old, new, {}) if item is not None)
-            self.bill.write_units += factor * max(1, math.ceil(size / 1024))
+            units = factor * max(1, math.ceil(size / 1024))
+            self.bill.write_units += units
+            self.bill.by_item[(function, _kind(key))] += units
             for item in (old, new):  # an index entry written (new) or removed (old) costs a write of the index
                 if item is not None and "DuePK" in item and (old is None or new is None or _due(old) != _due(new)):
                     self.bill.index_units += max(1, math.ceil(_projected(item) / 1024))
         self._before = []
+
+
+def _kind(key: dict[str, Any]) -> str:
+    """What an item is, from its keys: the sort key's first part (PROFILE, LEDGER, LOT, ...)."""
+    return str(key["SK"]["S"]).split("#", 1)[0]
 
 
 def _due(item: dict[str, Any] | None) -> tuple[Any, Any]:
@@ -173,6 +181,7 @@ def _projected(item: dict[str, Any]) -> int:
 
 
 METER = Meter()
+BILLS: dict[str, Bill] = {}  # each program's bill, for the breakdown by item
 
 
 def scenario(
@@ -247,6 +256,7 @@ def scenario(
         assert balance.available + balance.pending >= 0
     meter.peek.close()
     bill, meter.table = meter.bill, ""
+    BILLS[name] = bill
     return price(bill)
 
 
@@ -358,6 +368,13 @@ def main() -> None:
             f"{name}: per order {s['_write_units']:.1f} write units, {s['_index_units']:.1f} index write units, "
             f"{s['_read_units']:.1f} read units, {s['_dynamodb_requests']:.2f} DynamoDB requests"
         )
+    print("\nWrite units per order, by the function writing and the item written (transactional writes count twice):\n")
+    rows = sorted({row for bill in BILLS.values() for row in bill.by_item})
+    print(f"| {'function':<26} | {'item':<10} | {'plain':>6} | {'full':>6} | {'year-end':>8} |")
+    print(f"|{'-' * 28}|{'-' * 12}|{'-' * 8}|{'-' * 8}|{'-' * 10}|")
+    for function, kind in rows:
+        cells = [BILLS[name].by_item[(function, kind)] / ORDERS for name in programs]
+        print(f"| {function:<26} | {kind:<10} | {cells[0]:>6.1f} | {cells[1]:>6.1f} | {cells[2]:>8.1f} |")
     print(
         "\nAssumed (not measured here): Lambda billed time per invocation "
         f"{SECONDS['WebhooksFunction'] * 1000:.0f} ms webhook, {SECONDS['OrdersFunction'] * 1000:.0f} ms per order "
