@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from infra.local import lambdas, moto_server, strict
@@ -37,6 +38,10 @@ WEBHOOK = re.compile(r"^/v1/shops/[^/]+/webhooks/[^/]+$")
 # MaximumConcurrency caps how many the consumer may run; each is at least 5). One poller made the consumer wait on
 # each of its requests to moto, in its own process, in turn.
 QUEUE_POLLERS = 5
+# Pollers wait this long for a message (SQS long polling, at most 20 s). Short polls of every queue five times a
+# second, by each poller, were some 45 requests a second with nothing to do: a tenth of the stack's time while
+# members enrolled, and a busy fan on an idle laptop.
+LONG_POLL_SECONDS = 10
 SCHEDULE = re.compile(r"^/_local/schedules/(?P<name>[a-z0-9-]+)$")
 
 
@@ -81,10 +86,12 @@ class LocalStack:
         self.schedules = {f.schedule_name: f for f in self.functions.values() if f.schedule}
         self.moto = moto  # the in-process server, if this stack started one
         self.stop = threading.Event()
+        self.recreating = threading.Lock()
         self.retry_seconds = int(os.environ.get("LOYALTY_LOCAL_RETRY_SECONDS", "10"))
         import boto3
 
-        self.sqs = boto3.client("sqs")
+        # Every poller of every queue may be in a long poll at once: a connection each, or urllib3 drops them.
+        self.sqs = boto3.client("sqs", config=Config(max_pool_connections=64))
         # Each SQS-triggered function of the template, with the URL and ARN of its queue.
         self.consumers = [
             (
@@ -142,12 +149,25 @@ class LocalStack:
         it would be; the stack answers again instead of failing until restarted itself)."""
         if not isinstance(exc, ClientError) or exc.response.get("Error", {}).get("Code") not in MISSING:
             return False
-        log.warning("the AWS endpoint lost the stack's resources (restarted?): creating them again")
-        self.stack = create_stack()
-        strict.configure(self.stack)
-        os.environ.update(self.stack.env())
-        self.pollers = self.stream_pollers()
+        # Every poller and request finds them missing at once: one makes them (create_stack finds what another
+        # made before it), so no two create the same table and none fails on "already exists".
+        with self.recreating:
+            log.warning("the AWS endpoint lost the stack's resources (restarted?): making them again")
+            self.stack = create_stack()
+            strict.configure(self.stack)
+            os.environ.update(self.stack.env())
+            self.pollers = self.stream_pollers()
         return True
+
+    def _recover(self, exc: Exception, what: str) -> None:
+        """A poller's failure: resources made again if they went missing, else logged; the poller goes on."""
+        try:
+            if self.recreate_if_missing(exc):
+                return
+        except Exception:
+            log.exception("making the stack's resources again failed")
+        log.exception("%s poll failed; trying again", what)
+        time.sleep(1)
 
     def run_schedule_http(self, name: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
         headers = {"Content-Type": "application/json"}
@@ -215,17 +235,15 @@ class LocalStack:
                 )
         return len(messages)
 
-    def consume_forever(self, idle_seconds: float = 0.2) -> None:
+    def consume_forever(self, function: lambdas.Function, url: str, arn: str) -> None:
+        """One poller of one queue, as each of the event source mapping's is: a long poll, so an idle queue costs
+        a request every LONG_POLL_SECONDS and a message is picked up as soon as it is sent (moto wakes the poll)."""
         while not self.stop.is_set():
             try:
-                if not self.poll_once():
-                    self.stop.wait(idle_seconds)
-                elif self.moto:
+                if self.poll_queue(function, url, arn, LONG_POLL_SECONDS) and self.moto:
                     self.moto.release_copies()
             except Exception as exc:
-                if not self.recreate_if_missing(exc):
-                    log.exception("queue poll failed; trying again")
-                    time.sleep(1)
+                self._recover(exc, "queue")
 
     def stream_forever(self) -> None:
         """Deliver the table's stream to its consumers (the aggregator), as the event source mapping does."""
@@ -234,9 +252,7 @@ class LocalStack:
                 if not sum(poller.poll_once() for poller in self.pollers):
                     self.stop.wait(0.5)
             except Exception as exc:
-                if not self.recreate_if_missing(exc):
-                    log.exception("stream poll failed; trying again")
-                    time.sleep(1)
+                self._recover(exc, "stream")
 
     def schedule_forever(self) -> None:
         interval = float(os.environ.get("LOYALTY_SCHEDULE_SECONDS", "300"))
@@ -294,9 +310,10 @@ def main() -> None:
     local = LocalStack(stack, moto=in_process)
     port = int(os.environ.get("PORT", "3000"))
     server = serve(local, port)
-    for n in range(QUEUE_POLLERS):  # the first answers at once; the others join within a second when work comes
-        idle = 0.2 if n == 0 else 1.0
-        threading.Thread(target=local.consume_forever, args=(idle,), name=f"queue-poller-{n}", daemon=True).start()
+    for function, url, arn in local.consumers:
+        for n in range(QUEUE_POLLERS):
+            name = f"{function.logical_id}-poller-{n}"
+            threading.Thread(target=local.consume_forever, args=(function, url, arn), name=name, daemon=True).start()
     threading.Thread(target=local.stream_forever, name="stream-consumer", daemon=True).start()
     threading.Thread(target=local.schedule_forever, name="schedules", daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"

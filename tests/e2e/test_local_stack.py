@@ -279,20 +279,19 @@ def paid_now(order_id: str, total: str, member_id: str = "m1") -> dict[str, Any]
 
 
 def test_the_stack_recovers_when_its_aws_endpoint_restarts(tmp_path: Path) -> None:
-    """An external moto that restarts empty: 503 while it is down, then the stack makes its resources again."""
-    from infra.local.moto_server import AtomicMotoServer
+    """An external moto that restarts empty: 503 while it is down, then the stack makes its resources again. moto
+    runs in a process of its own, as an external one would: stopped, its connections (the pollers' long polls
+    among them) end with it."""
+    from infra.local import moto_server
 
     port = process.free_port()
-    moto = AtomicMotoServer(port=port)
-    moto.start()
-    endpoint = f"http://127.0.0.1:{port}"
+    endpoint = moto_server.start_process(port)
     running, url = start_stack({"AWS_ENDPOINT_URL": endpoint}, tmp_path / "stack.log")
     try:
         assert call(url, "POST", "/v1/shops", {"name": "Before"}, key=OPERATOR_KEY)[0] == 201
-        moto.stop()
+        moto_server.stop_process()
         assert call(url, "POST", "/v1/shops", {"name": "Down"}, key=OPERATOR_KEY)[0] == 503
-        moto = AtomicMotoServer(port=port)
-        moto.start()
+        moto_server.start_process(port)
         status, shop = call(url, "POST", "/v1/shops", {"name": "After"}, key=OPERATOR_KEY)
         assert status == 201, shop
         sid, key = shop["shop_id"], shop["api_key"]
@@ -306,7 +305,7 @@ def test_the_stack_recovers_when_its_aws_endpoint_restarts(tmp_path: Path) -> No
         assert eventually(lambda: available() == 10), available()
     finally:
         stop(running)
-        moto.stop()
+        moto_server.stop_process()
 
 
 def test_paths_are_percent_decoded_as_api_gateway_decodes_them(base: str) -> None:
