@@ -394,3 +394,90 @@ def test_a_condition_parsed_once_is_evaluated_with_each_request_s_values(table: 
             ExpressionAttributeValues={":p": s("C"), ":m": s(member)},
         )["Items"]
         assert [item["SK"]["S"] for item in found] == expected
+
+
+def test_an_update_s_condition_templated_apart_from_its_update_s_values(table: str) -> None:
+    """Patch 8: an update whose condition shares the request's values with its update expression (a timestamp among
+    them, as our member updates carry) is answered by each request's own values, in UpdateItem and in a
+    transaction's Update; a name given and not used is still refused after the condition has been seen."""
+    key = {"PK": s("M"), "SK": s("PROFILE")}
+    client().put_item(TableName=table, Item={**key, "debt": {"N": "0"}, "available": {"N": "0"}})
+    condition = "attribute_exists(PK) AND debt = :ed"
+    update = "ADD available :a SET updated_at = :now, #day = if_not_exists(#day, :zero) + :a"
+
+    def values(n: int, debt: str) -> dict[str, Any]:
+        return {":a": {"N": "5"}, ":now": s(f"2026-12-04T10:00:0{n}Z"), ":ed": {"N": debt}, ":zero": {"N": "0"}}
+
+    def write(n: int, debt: str, *, in_transaction: bool) -> str:
+        request = {
+            "TableName": table,
+            "Key": key,
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": {"#day": "d1"},
+            "ExpressionAttributeValues": values(n, debt),
+        }
+        try:
+            if in_transaction:
+                client().transact_write_items(TransactItems=[{"Update": request}])
+            else:
+                client().update_item(**request)
+        except ClientError as exc:
+            return str(exc.response["Error"]["Code"])
+        return "ok"
+
+    answers = [write(n, debt, in_transaction=n % 2 == 1) for n, debt in enumerate(["0", "1", "0", "7", "0"])]
+    assert answers == ["ok", "TransactionCanceledException", "ok", "TransactionCanceledException", "ok"]
+    item = client().get_item(TableName=table, Key=key)["Item"]
+    assert (item["available"], item["d1"], item["updated_at"]) == ({"N": "15"}, {"N": "15"}, s("2026-12-04T10:00:04Z"))
+    with pytest.raises(ClientError) as unused:
+        client().transact_write_items(
+            TransactItems=[
+                {
+                    "ConditionCheck": {
+                        "TableName": table,
+                        "Key": key,
+                        "ConditionExpression": condition,
+                        "ExpressionAttributeNames": {"#unused": "x"},
+                        "ExpressionAttributeValues": {":ed": {"N": "0"}},
+                    }
+                }
+            ]
+        )
+    assert "unused" in unused.value.response["Error"]["Message"]
+
+
+def test_every_pass_of_the_update_validator_still_runs(table: str) -> None:
+    """Patch 8's traversal: each of the validator's passes still sees its nodes. An update that each pass alone
+    refuses is refused (a key attribute set, overlapping paths, a type mismatch, an empty key value, a path that
+    does not exist), and one that needs resolving, functions and arithmetic still applies."""
+    key = {"PK": s("V"), "SK": s("1")}
+    client().put_item(TableName=table, Item={**key, "n": {"N": "1"}, "m": {"M": {"x": {"N": "2"}}}, "t": s("text")})
+
+    def update(expression: str, values: dict[str, Any] | None = None) -> str:
+        try:
+            client().update_item(
+                TableName=table,
+                Key=key,
+                UpdateExpression=expression,
+                **({"ExpressionAttributeValues": values} if values else {}),
+            )
+        except ClientError as exc:
+            return str(exc.response["Error"]["Message"])
+        return "ok"
+
+    one = {":one": {"N": "1"}}
+    assert "key" in update("SET PK = :v", {":v": s("other")}).lower()  # UpdateHashRangeKeyValidator
+    assert "overlap" in update("SET m = :one, m.x = :one", one).lower()  # OverlappingPathsValidator
+    assert "operand type" in update("SET n = t + :one", one).lower()  # TypeMismatch in ExecuteOperations
+    assert "document path" in update("SET nothing.deeper = :one", one).lower()  # NoneExistingPathChecker
+    assert update("SET DuePK = :e", {":e": s("")}) != "ok"  # EmptyStringKeyValueValidator (an index key)
+    assert (
+        update(
+            "SET n = n + :one, m.x = if_not_exists(m.y, :one) + m.x, l = list_append(if_not_exists(l, :l), :l)",
+            {**one, ":l": {"L": [s("a")]}},
+        )
+        == "ok"
+    )
+    item = client().get_item(TableName=table, Key=key)["Item"]
+    assert (item["n"], item["m"], item["l"]) == ({"N": "2"}, {"M": {"x": {"N": "3"}}}, {"L": [s("a"), s("a")]})
