@@ -8,12 +8,15 @@ over HTTP, then posts signed order webhooks from several threads in bursts, each
 Prints enrolments per second, orders per second end to end (webhook -> queue -> settled balance), the stack's
 resident memory per order overall and burst by burst (the first size's 10,000 orders are the soak), and the data
 each order adds to the table as DynamoDB counts it (items and bytes). At the end every member's balance is
-checked against the orders sent: nothing may be lost.
+checked against the orders sent: nothing may be lost. Then bench.moto_ceiling sends the DynamoDB requests of the
+same enrolments and orders straight to a moto process of its own, at each size, and the stack's rates are printed
+against what moto alone allows.
 """
 
 import http.client
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -251,6 +254,14 @@ def main() -> None:
     counts = [int(n) for n in os.environ.get("BENCH_ORDERS", "10000,5000").split(",")]
     counts += [counts[-1]] * (len(sizes) - len(counts))
     rows = [run(members, orders) for members, orders in zip(sizes, counts, strict=False)]
+    # The same enrolments' and orders' DynamoDB requests sent to moto's process alone: what moto allows at most.
+    ceiling = subprocess.run(  # noqa: S603 (this interpreter, our module, numbers)
+        [sys.executable, "-m", "bench.moto_ceiling", "--json", *map(str, sizes)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    alone = {c["members"]: c for c in json.loads(ceiling.stdout.strip().splitlines()[-1])}
     print(f"local stack (make run's own moto process), {THREADS} client threads, orders in bursts of {BURST}")
     print(
         f"{'members':>8} {'orders':>7} {'enrol/s':>8} {'orders/s':>9} {'webhooks/s':>11} {'KB/order':>9} "
@@ -268,6 +279,19 @@ def main() -> None:
         bursts = " ".join(f"{kb:.1f}" for kb in r["kb_per_order_bursts"])
         print(f"at {r['members']} members, burst by burst: orders/s {rates}; KB of resident memory per order {bursts}")
     print("every balance checked against the orders sent")
+    print(
+        "\nmoto alone (bench.moto_ceiling: the DynamoDB requests of the same enrolments and orders, sent straight to "
+        f"moto's process from {THREADS} threads), and the stack's rates against it:"
+    )
+    print(f"{'members':>8} {'enrol/s':>8} {'ours/alone':>11} {'orders/s':>9} {'ours/alone':>11}  CPU ms (client+moto)")
+    for r in rows:
+        c = alone[r["members"]]
+        cpu = f"enrolment {c['enrol_cpu_ms'][0]:.1f}+{c['enrol_cpu_ms'][1]:.1f}, "
+        cpu += f"order {c['order_cpu_ms'][0]:.1f}+{c['order_cpu_ms'][1]:.1f}"
+        print(
+            f"{r['members']:>8} {c['enrol_per_s']:>8.0f} {r['enrol_per_s'] / c['enrol_per_s']:>11.2f} "
+            f"{c['orders_per_s']:>9.1f} {r['orders_per_s'] / c['orders_per_s']:>11.2f}  {cpu}"
+        )
 
 
 if __name__ == "__main__":

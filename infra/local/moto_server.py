@@ -286,6 +286,12 @@ def own_endpoint() -> str:
     return _endpoint if _process is not None and _process.poll() is None else ""
 
 
+def own_pid() -> int:
+    """The process id of the moto process this process started."""
+    assert _process is not None
+    return _process.pid
+
+
 def stop_process() -> None:
     global _process, _endpoint
     if _process is not None:
