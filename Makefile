@@ -66,7 +66,7 @@ iam-report: $(BIN)/.installed ## per function: the actions template.yaml grants 
 bench-import: $(BIN)/.installed ## `loyalty import` of a messy 10,000-row CSV: rows/s locally, DynamoDB per member, 1M rows on AWS (~5 min)
 	$(BIN)/python -m bench.import_csv
 
-bench-local: $(BIN)/.installed ## the local stack at 5,000 and 100,000 members: enrol/s, orders/s end to end, KB per order over a 10,000-order soak (~30 min)
+bench-local: $(BIN)/.installed ## the local stack at 5,000 and 100,000 members: enrol/s, orders/s end to end, KB per order over a 10,000-order soak, against moto alone (~35 min)
 	$(BIN)/python -m bench.local_stack
 
 
