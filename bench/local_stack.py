@@ -262,6 +262,7 @@ def main() -> None:
         text=True,
     )
     alone = {c["members"]: c for c in json.loads(ceiling.stdout.strip().splitlines()[-1])}
+    assert not any(c["refused"] for c in alone.values()), alone  # a refused request would flatter moto alone
     print(f"local stack (make run's own moto process), {THREADS} client threads, orders in bursts of {BURST}")
     print(
         f"{'members':>8} {'orders':>7} {'enrol/s':>8} {'orders/s':>9} {'webhooks/s':>11} {'KB/order':>9} "
