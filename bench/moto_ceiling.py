@@ -28,6 +28,7 @@ from infra.local.offline import use_in_process_moto
 use_in_process_moto(POWERTOOLS_LOG_LEVEL="ERROR", POWERTOOLS_METRICS_NAMESPACE="LoyaltyBench")
 
 import boto3
+from botocore import xform_name
 from botocore.config import Config
 from moto import mock_aws
 
@@ -165,7 +166,7 @@ def measure(members: int, recorded: Recorded) -> Ceiling:
         def replay(calls: list[Call]) -> None:
             for operation, params in _retarget(calls, tables):
                 try:
-                    getattr(client, _snake(operation))(**params)
+                    getattr(client, xform_name(operation))(**params)
                 except client.exceptions.ClientError as exc:
                     refused.append(str(exc))
 
@@ -203,10 +204,6 @@ def measure(members: int, recorded: Recorded) -> Ceiling:
     finally:
         os.environ.pop("AWS_ENDPOINT_URL", None)
         moto_server.stop_process()
-
-
-def _snake(operation: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() else c for c in operation).lstrip("_")
 
 
 def main() -> None:

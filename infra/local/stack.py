@@ -200,10 +200,6 @@ class LocalStack:
 
     # ---------------------------------------------------------------- queue consumer
 
-    def poll_once(self, wait_seconds: int = 0) -> int:
-        """Each consumer's queue once; returns how many messages were handled."""
-        return sum(self.poll_queue(function, url, arn, wait_seconds) for function, url, arn in self.consumers)
-
     def poll_queue(self, function: lambdas.Function, url: str, arn: str, wait_seconds: int = 0) -> int:
         """One ReceiveMessage -> one SQS event -> the consumer; successes deleted, as the event source mapping does."""
         response = self.sqs.receive_message(
